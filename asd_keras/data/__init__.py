@@ -1,0 +1,1 @@
+"""Datasets: layouts, audio loading, tf.data pipelines, synthetic data, download."""

@@ -1,0 +1,715 @@
+"""Synthetic machine sounds written in the exact DCASE Task 2 layouts.
+
+Users can try every system before downloading 100 GB of DCASE data, and the
+tests and the demo need data that these machines can make. Each machine type
+is a small physical sound model:
+
+* fan: blade-pass harmonics of a rotor plus band-limited airflow noise;
+  anomalies: imbalance (once-per-turn tone and modulation), a cracked blade
+  (a click every turn), clogging (duller, louder airflow).
+* pump: motor hum, vane-pass harmonics and flow noise; anomalies: cavitation
+  (random crackle), a leak (high hiss), a worn impeller (vane-pass jitter).
+* gearbox: gear-mesh harmonics with shaft-rate sidebands; anomalies: a broken
+  tooth (an impact every shaft turn), wear (strong sidebands, mesh jitter).
+* valve: a solenoid's periodic clicks and flow hiss; anomalies:
+  contamination (detuned, longer clicks), timing faults (late or missed
+  clicks).
+* slider: a slide rail's strokes (motor tone following the speed, friction
+  noise, end-stop knocks); anomalies: no grease (a squeal), rail damage (a
+  tick at one position of every stroke).
+
+A section is one machine instance with its own physical parameters. An
+attribute (speed, flow, pattern, ...) changes the sound. The source domain
+has many training clips; the target domain has a few, with the attribute
+shifted out of the source range and a louder background. All machine types
+share one factory background (pink noise, mains hum, distant machinery,
+random clanks). In the 2026 layout every clip has two channels: channel 0 is
+the near microphone, channel 1 the far one (less, reverberant machine; more
+background). Everything is deterministic given the seed.
+"""
+
+import dataclasses
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import soundfile
+from scipy import signal
+from tqdm.auto import tqdm
+
+from asd_keras.data.layouts import LAYOUTS
+from asd_keras.utils.io import atomic_write_rows
+from asd_keras.utils.io import atomic_write_text
+from asd_keras.utils.io import staged_dir
+
+MACHINE_TYPES = ("fan", "pump", "gearbox", "valve", "slider")
+
+
+# --------------------------------------------------------------------------
+# Signal building blocks
+# --------------------------------------------------------------------------
+
+
+def _slow_noise(rng, n, sr, cutoff_hz=0.5):
+    """Smooth zero-mean random curve (unit std) for slow drifts."""
+    knots = max(4, int(n / sr * cutoff_hz * 2) + 4)
+    curve = np.interp(
+        np.linspace(0, knots - 1, n), np.arange(knots), rng.standard_normal(knots)
+    )
+    return curve / (curve.std() + 1e-9)
+
+
+def _tone_bank(freq_curve, amplitudes, sr, rng):
+    """Harmonics k * f(t) with random phases; `freq_curve` is f(t) in Hz."""
+    phase = 2 * np.pi * np.cumsum(freq_curve) / sr
+    out = np.zeros_like(freq_curve)
+    for k, amp in enumerate(amplitudes, start=1):
+        if amp == 0:
+            continue
+        valid = k * freq_curve < sr / 2 - 200
+        out += valid * amp * np.sin(k * phase + rng.uniform(0, 2 * np.pi))
+    return out
+
+
+def _band_noise(rng, n, sr, low, high, order=2):
+    low = max(20.0, low)
+    high = min(sr / 2 - 100.0, high)
+    sos = signal.butter(order, [low, high], btype="band", fs=sr, output="sos")
+    out = signal.sosfilt(sos, rng.standard_normal(n))
+    return out / (out.std() + 1e-9)
+
+
+def _resonant_hits(times, amplitudes, n, sr, freq, decay, rng):
+    """Impacts at `times` (s), each ringing at `freq` Hz for ~`decay` s."""
+    impulses = np.zeros(n)
+    index = np.round(np.asarray(times) * sr).astype(int)
+    keep = (index >= 0) & (index < n)
+    np.add.at(impulses, index[keep], np.asarray(amplitudes)[keep])
+    t = np.arange(int(decay * 6 * sr) + 1) / sr
+    kernel = np.exp(-t / decay) * np.sin(
+        2 * np.pi * freq * t + rng.uniform(0, np.pi)
+    )
+    return signal.fftconvolve(impulses, kernel)[:n]
+
+
+def _periodic_times(rate_curve, sr, offset=0.0):
+    """Times where the running phase of `rate_curve` (Hz) crosses integers."""
+    cycles = np.cumsum(rate_curve) / sr + offset
+    crossings = np.nonzero(np.diff(np.floor(cycles)) > 0)[0]
+    return crossings / sr
+
+
+def _rms(x):
+    return float(np.sqrt(np.mean(np.square(x))) + 1e-12)
+
+
+class FactoryBackground:
+    """One factory hall shared by every machine type of a dataset.
+
+    The hall's character (hum level, machinery tones, clank resonances) is
+    fixed by the dataset seed; each clip draws a new realisation.
+    """
+
+    def __init__(self, seed):
+        rng = np.random.default_rng([seed, 7919])
+        self.hum_amplitudes = rng.uniform(0.1, 0.4, 4) / np.arange(1, 5)
+        self.machinery_hz = rng.uniform(30, 90, 3)
+        self.clank_hz = rng.uniform(400, 3000, 4)
+        self.clank_rate = rng.uniform(0.2, 0.6)
+
+    def render(self, rng, n, sr):
+        spectrum = np.fft.rfft(rng.standard_normal(n))
+        freqs = np.fft.rfftfreq(n, 1 / sr)
+        spectrum /= np.sqrt(np.maximum(freqs, 20.0))
+        pink = np.fft.irfft(spectrum, n)
+        pink /= pink.std() + 1e-9
+        t = np.arange(n) / sr
+        hum = sum(
+            a * np.sin(2 * np.pi * 50 * k * t + rng.uniform(0, 6.3))
+            for k, a in enumerate(self.hum_amplitudes, start=1)
+        )
+        machinery = sum(
+            0.3
+            * (1 + 0.3 * _slow_noise(rng, n, sr, 0.3))
+            * np.sin(2 * np.pi * f * t + rng.uniform(0, 6.3))
+            for f in self.machinery_hz
+        )
+        count = rng.poisson(self.clank_rate * n / sr)
+        clanks = np.zeros(n)
+        for _ in range(count):
+            clanks += _resonant_hits(
+                [rng.uniform(0, n / sr)],
+                [rng.uniform(0.5, 2.0)],
+                n,
+                sr,
+                rng.choice(self.clank_hz),
+                rng.uniform(0.01, 0.05),
+                rng,
+            )
+        out = pink + 0.5 * hum + machinery + clanks
+        return out / _rms(out)
+
+
+# --------------------------------------------------------------------------
+# Machine models
+# --------------------------------------------------------------------------
+
+
+class _Machine:
+    """A physical sound model.
+
+    Subclasses define `instance(rng)`, which draws one machine's physical
+    parameters (a section), and `render(inst, level, anomaly, severity, n,
+    sr, rng)`, which returns `n` samples for attribute `level`.
+    """
+
+    attribute_name = "att"
+    source_levels = (1, 2, 3)
+    target_levels = (5,)
+    anomaly_kinds = ()
+
+
+class Fan(_Machine):
+    attribute_name = "spd"
+    anomaly_kinds = ("imbalance", "blade_crack", "clogging")
+
+    def instance(self, rng):
+        return {
+            "blades": int(rng.integers(5, 10)),
+            "rotation_hz": rng.uniform(16, 24),
+            "harmonics": rng.uniform(0.3, 1.0, 8) * 0.7 ** np.arange(8),
+            "air_low": rng.uniform(300, 700),
+            "air_width": rng.uniform(600, 2000),
+            "air_level": rng.uniform(0.6, 1.0),
+        }
+
+    def render(self, inst, level, anomaly, severity, n, sr, rng):
+        rot = inst["rotation_hz"] * (1 + 0.12 * (level - 2))
+        rot_curve = rot * (1 + 0.004 * _slow_noise(rng, n, sr))
+        tones = _tone_bank(inst["blades"] * rot_curve, inst["harmonics"], sr, rng)
+        low, width, air_gain = inst["air_low"], inst["air_width"], 1.0
+        if anomaly == "clogging":
+            low, width = low * (1 - 0.35 * severity), width * (1 - 0.4 * severity)
+            air_gain = 1 + 0.9 * severity
+        air = _band_noise(rng, n, sr, low, low + width)
+        air *= inst["air_level"] * (rot / inst["rotation_hz"]) ** 2 * air_gain
+        x = tones + air
+        phase = 2 * np.pi * np.cumsum(rot_curve) / sr
+        depth = 0.03
+        if anomaly == "imbalance":
+            depth = 0.03 + 0.25 * severity
+            x += severity * 0.5 * (np.sin(phase) + 0.5 * np.sin(2 * phase))
+        x *= 1 + depth * np.sin(phase)
+        if anomaly == "blade_crack":
+            times = _periodic_times(rot_curve, sr, rng.uniform())
+            x += _resonant_hits(
+                times,
+                severity * 6 * rng.uniform(0.7, 1.3, len(times)),
+                n,
+                sr,
+                rng.uniform(2500, 4000),
+                0.004,
+                rng,
+            )
+        return x
+
+
+class Pump(_Machine):
+    attribute_name = "flw"
+    anomaly_kinds = ("cavitation", "leak", "worn_impeller")
+
+    def instance(self, rng):
+        return {
+            "vanes": int(rng.integers(5, 8)),
+            "rotation_hz": rng.uniform(22, 30),
+            "hum": rng.uniform(0.2, 0.6, 3),
+            "vane_harmonics": rng.uniform(0.3, 1.0, 5) * 0.6 ** np.arange(5),
+            "flow_high": rng.uniform(600, 1500),
+        }
+
+    def render(self, inst, level, anomaly, severity, n, sr, rng):
+        t = np.arange(n) / sr
+        rot = inst["rotation_hz"] * (1 - 0.03 * (level - 2))
+        jitter = 0.003 + (0.03 * severity if anomaly == "worn_impeller" else 0)
+        rot_curve = rot * (1 + jitter * _slow_noise(rng, n, sr, 8.0))
+        hum = sum(
+            a * np.sin(2 * np.pi * 100 * k * t) for k, a in enumerate(inst["hum"], 1)
+        )
+        vanes = _tone_bank(
+            inst["vanes"] * rot_curve, inst["vane_harmonics"], sr, rng
+        )
+        flow = _band_noise(rng, n, sr, 60, inst["flow_high"]) * (
+            0.4 + 0.25 * level
+        )
+        x = hum + vanes + flow
+        if anomaly == "cavitation":
+            count = rng.poisson(severity * 60 * n / sr)
+            times = rng.uniform(0, n / sr, count)
+            x += _resonant_hits(
+                times,
+                rng.uniform(0.5, 2.0, count) * 2.5,
+                n,
+                sr,
+                rng.uniform(3000, 6000),
+                0.0015,
+                rng,
+            )
+        elif anomaly == "leak":
+            x += 0.35 * severity * _band_noise(rng, n, sr, 3500, 6500, order=3)
+        return x
+
+
+class Gearbox(_Machine):
+    attribute_name = "vlt"
+    anomaly_kinds = ("broken_tooth", "wear")
+
+    def instance(self, rng):
+        return {
+            "teeth": int(rng.integers(17, 32)),
+            "shaft_hz": rng.uniform(12, 20),
+            "mesh_harmonics": rng.uniform(0.4, 1.0, 4) * 0.6 ** np.arange(4),
+            "resonance_hz": rng.uniform(1200, 3000),
+        }
+
+    def render(self, inst, level, anomaly, severity, n, sr, rng):
+        shaft = inst["shaft_hz"] * (1 + 0.1 * (level - 2))
+        jitter = 0.002 + (0.01 * severity if anomaly == "wear" else 0)
+        shaft_curve = shaft * (1 + jitter * _slow_noise(rng, n, sr, 4.0))
+        mesh = _tone_bank(
+            inst["teeth"] * shaft_curve, inst["mesh_harmonics"], sr, rng
+        )
+        phase = 2 * np.pi * np.cumsum(shaft_curve) / sr
+        sideband = 0.05 + (0.5 * severity if anomaly == "wear" else 0)
+        x = mesh * (1 + sideband * np.sin(phase))
+        x += 0.15 * _band_noise(rng, n, sr, 200, 4000)
+        if anomaly == "broken_tooth":
+            times = _periodic_times(shaft_curve, sr, rng.uniform())
+            x += _resonant_hits(
+                times,
+                severity * 5 * rng.uniform(0.8, 1.2, len(times)),
+                n,
+                sr,
+                inst["resonance_hz"],
+                0.003,
+                rng,
+            )
+        return x
+
+
+class Valve(_Machine):
+    attribute_name = "pat"
+    source_levels = (0, 1, 2)
+    target_levels = (4,)
+    anomaly_kinds = ("contamination", "timing")
+
+    def instance(self, rng):
+        return {
+            "period_s": rng.uniform(0.6, 1.2),
+            "offsets": np.sort(rng.uniform(0, 0.8, int(rng.integers(2, 4)))),
+            "click_hz": rng.uniform(1500, 4000),
+            "click_decay": rng.uniform(0.004, 0.01),
+            "hiss_low": rng.uniform(1000, 2500),
+        }
+
+    def render(self, inst, level, anomaly, severity, n, sr, rng):
+        period = inst["period_s"] * (1 - 0.12 * level)
+        offsets = inst["offsets"] * period
+        starts = np.arange(rng.uniform(0, period), n / sr, period)
+        times = (starts[:, None] + offsets[None, :]).ravel()
+        amplitudes = rng.uniform(0.8, 1.2, len(times)) * 3
+        freq, decay = inst["click_hz"], inst["click_decay"]
+        if anomaly == "timing":
+            times = times + rng.normal(0, 0.04 * severity, len(times))
+            drop = rng.uniform(size=len(times)) < 0.25 * severity
+            amplitudes[drop] = 0
+        if anomaly == "contamination":
+            freq *= 1 + 0.3 * severity * rng.choice([-1, 1])
+            decay *= 1 + 2 * severity
+        x = _resonant_hits(times, amplitudes, n, sr, freq, decay, rng)
+        gate = np.zeros(n)
+        for start in starts:
+            a = int(start * sr)
+            gate[a : a + int(0.4 * period * sr)] = 1
+        gate = np.convolve(gate, np.ones(160) / 160, mode="same")
+        hiss = _band_noise(rng, n, sr, inst["hiss_low"], inst["hiss_low"] + 2500)
+        return x + 0.2 * gate * hiss + 0.02 * _band_noise(rng, n, sr, 100, 2000)
+
+
+class Slider(_Machine):
+    attribute_name = "vel"
+    anomaly_kinds = ("no_grease", "rail_damage")
+
+    def instance(self, rng):
+        return {
+            "stroke_s": rng.uniform(0.8, 1.5),
+            "motor_hz": rng.uniform(150, 300),
+            "friction_low": rng.uniform(800, 1500),
+            "knock_hz": rng.uniform(600, 1500),
+            "damage_position": rng.uniform(0.2, 0.8),
+        }
+
+    def render(self, inst, level, anomaly, severity, n, sr, rng):
+        stroke = inst["stroke_s"] * (1 - 0.1 * (level - 2))
+        t = np.arange(n) / sr
+        stroke_phase = (t + rng.uniform(0, stroke)) / stroke
+        speed = np.abs(np.sin(np.pi * stroke_phase))
+        motor = _tone_bank(
+            inst["motor_hz"] * (0.5 + 0.5 * speed), [1.0, 0.5, 0.25], sr, rng
+        )
+        friction = _band_noise(
+            rng, n, sr, inst["friction_low"], inst["friction_low"] + 1500
+        )
+        x = speed * (0.5 * motor + 0.5 * friction)
+        reversals = (np.arange(np.ceil(stroke_phase[-1]) + 1) - stroke_phase[0]) * stroke
+        x += _resonant_hits(
+            reversals, np.full(len(reversals), 2.0), n, sr, inst["knock_hz"], 0.01, rng
+        )
+        if anomaly == "no_grease":
+            squeal = _tone_bank(
+                rng.uniform(3000, 5000) * (1 + 0.01 * _slow_noise(rng, n, sr, 2)),
+                [1.0],
+                sr,
+                rng,
+            )
+            x += 0.25 * severity * speed**2 * squeal
+        elif anomaly == "rail_damage":
+            position = (reversals + inst["damage_position"] * stroke)[:-1]
+            x += _resonant_hits(
+                position,
+                np.full(len(position), 4.0 * severity),
+                n,
+                sr,
+                rng.uniform(2500, 4500),
+                0.002,
+                rng,
+            )
+        return x
+
+
+_MODELS = {
+    "fan": Fan(),
+    "pump": Pump(),
+    "gearbox": Gearbox(),
+    "valve": Valve(),
+    "slider": Slider(),
+}
+
+# Sections per layout and split (reference dcase.md section 1).
+_SECTIONS = {
+    "dcase2020": {"dev": ("00", "02", "04"), "eval": ("01", "03", "05")},
+    "dcase2021": {"dev": ("00", "01", "02"), "eval": ("03", "04", "05")},
+    "dcase2022": {"dev": ("00", "01", "02"), "eval": ("03", "04", "05")},
+    "dcase2023": {"dev": ("00",), "eval": ("00",)},
+    "dcase2026": {"dev": ("00",), "eval": ("00",)},
+}
+
+# The 2024+ data hide some attributes ("noAttribute") and shuffle those
+# clip indices (reference dcase.md section 1.5); the generator does the same
+# for this machine type in the one-section layouts.
+_HIDDEN_ATTRIBUTE_MACHINE = "slider"
+
+
+@dataclasses.dataclass
+class SynthConfig:
+    """Size and shape of a synthetic dataset.
+
+    Attributes:
+        layout: str. One of `LAYOUTS`.
+        machine_types: list of str. Subset of `MACHINE_TYPES`.
+        seconds: float. Clip length.
+        train: int. Source-domain training clips per section.
+        target_train: int. Target-domain training clips per section.
+        test: int. Test clips per section, domain and label (2020: per
+            machine ID and label, twice this number).
+        seed: int.
+        sample_rate: int.
+        eval: bool. Also write eval-style data (anonymised test names) and
+            the official evaluator's ground-truth folders.
+        background_gain: float. Background level relative to the machine
+            in the source domain; the target domain's is 1.6 times larger.
+        severity: tuple of float. Range of anomaly severities.
+    """
+
+    layout: str = "dcase2022"
+    machine_types: tuple = MACHINE_TYPES
+    seconds: float = 10.0
+    train: int = 50
+    target_train: int = 3
+    test: int = 10
+    seed: int = 0
+    sample_rate: int = 16000
+    eval: bool = False
+    background_gain: float = 0.5
+    severity: tuple = (0.3, 0.7)
+
+    def validate(self):
+        if self.layout not in LAYOUTS:
+            raise ValueError(
+                f"Unknown layout {self.layout!r}; use one of {LAYOUTS}."
+            )
+        unknown = sorted(set(self.machine_types) - set(MACHINE_TYPES))
+        if unknown or not self.machine_types:
+            raise ValueError(
+                f"Unknown synthetic machine type(s) {unknown or '(none)'}; "
+                f"choose from {MACHINE_TYPES}."
+            )
+        if self.seconds * self.sample_rate < 4096:
+            raise ValueError(
+                f"seconds={self.seconds} is too short: a clip needs at least "
+                f"{4096 / self.sample_rate:.2f} s."
+            )
+        for name in ("train", "target_train", "test"):
+            if int(getattr(self, name)) < 1:
+                raise ValueError(f"{name} must be >= 1; received {getattr(self, name)}.")
+
+
+def _clip(config, background, machine_type, inst, domain, level, anomaly, rng):
+    """Renders one clip: (samples,) or (samples, 2) for dcase2026."""
+    sr = config.sample_rate
+    n = int(round(config.seconds * sr))
+    model = _MODELS[machine_type]
+    severity = rng.uniform(*config.severity) if anomaly else 0.0
+    machine = model.render(inst, level, anomaly, severity, n, sr, rng)
+    machine = machine / inst["_normal_rms"]
+    bg_gain = config.background_gain * (1.6 if domain == "target" else 1.0)
+    near = 0.1 * (machine + bg_gain * background.render(rng, n, sr))
+    if config.layout != "dcase2026":
+        out = near
+    else:
+        # The far microphone hears a quieter, reverberant machine and more
+        # of the hall.
+        t = np.arange(int(0.3 * sr)) / sr
+        room = rng.standard_normal(t.size) * np.exp(-t / 0.08)
+        room /= np.sqrt(np.sum(room**2))
+        far_machine = signal.fftconvolve(machine, room)[:n]
+        far = 0.1 * (
+            0.35 * far_machine + 1.8 * bg_gain * background.render(rng, n, sr)
+        )
+        out = np.stack([near, far], axis=-1)
+    peak = np.max(np.abs(out))
+    if peak > 0.99:
+        out = out * (0.99 / peak)
+    return out.astype(np.float32)
+
+
+def _instance(config, machine_type, split, section):
+    rng = np.random.default_rng(
+        [config.seed, MACHINE_TYPES.index(machine_type), split == "eval", int(section)]
+    )
+    model = _MODELS[machine_type]
+    inst = model.instance(rng)
+    # Each instance is normalised so that its normal sound has unit RMS.
+    probe = model.render(inst, 2, None, 0.0, config.sample_rate * 2, config.sample_rate, rng)
+    inst["_normal_rms"] = _rms(probe)
+    return inst
+
+
+def _plan(config, machine_type, split, section):
+    """Lists the clips of one section: dicts with domain/label/level/..."""
+    rng = np.random.default_rng(
+        [config.seed, MACHINE_TYPES.index(machine_type), split == "eval", int(section), 1]
+    )
+    model = _MODELS[machine_type]
+    clips = []
+    domains = ("source",) if config.layout == "dcase2020" else ("source", "target")
+    for domain in domains:
+        levels = model.source_levels if domain == "source" else model.target_levels
+        n_train = config.train if domain == "source" else config.target_train
+        if config.layout == "dcase2020":
+            n_train = config.train + config.target_train
+        for i in range(n_train):
+            clips.append(
+                dict(part="train", domain=domain, label=0, index=i,
+                     level=int(rng.choice(levels)), anomaly=None)
+            )
+        n_test = config.test * (2 if config.layout == "dcase2020" else 1)
+        for label in (0, 1):
+            for i in range(n_test):
+                anomaly = rng.choice(model.anomaly_kinds) if label else None
+                clips.append(
+                    dict(part="test", domain=domain, label=label, index=i,
+                         level=int(rng.choice(levels)), anomaly=anomaly)
+                )
+    for i, clip in enumerate(clips):
+        clip["seed"] = [config.seed, MACHINE_TYPES.index(machine_type), split == "eval", int(section), 2, i]
+    return clips
+
+
+def _attribute_string(machine_type, level, domain):
+    model = _MODELS[machine_type]
+    return f"{model.attribute_name}_{level}_bg_{'B' if domain == 'target' else 'A'}"
+
+
+def _names(config, machine_type, split, section, clip, hidden):
+    """Returns (relative folder, file name, attribute string) for a clip."""
+    layout = config.layout
+    dom, lab = clip["domain"], ("anomaly" if clip["label"] else "normal")
+    attrs = _attribute_string(machine_type, clip["level"], dom)
+    idx = clip["index"]
+    if layout == "dcase2020":
+        if clip["part"] == "train":
+            return "train", f"normal_id_{section}_{idx:08d}.wav", None
+        return "test", f"{lab}_id_{section}_{idx:08d}.wav", None
+    if clip["part"] == "train":
+        shown = "noAttribute" if hidden else attrs
+        return "train", f"section_{section}_{dom}_train_normal_{idx:04d}_{shown}.wav", attrs
+    if layout == "dcase2021":
+        return f"{dom}_test", f"section_{section}_{dom}_test_{lab}_{idx:04d}.wav", attrs
+    shown = "noAttribute" if hidden else attrs
+    return "test", f"section_{section}_{dom}_test_{lab}_{idx:04d}_{shown}.wav", attrs
+
+
+def _eval_test_name(layout, section, domain, index):
+    if layout == "dcase2020":
+        return "test", f"id_{section}_{index:08d}.wav"
+    if layout == "dcase2021":
+        return f"{domain}_test", f"section_{section}_{domain}_test_{index:04d}.wav"
+    return "test", f"section_{section}_{index:04d}.wav"
+
+
+def generate(out, config=None, force=False, progress=True):
+    """Writes a synthetic dataset in a DCASE layout.
+
+    Folder structure under `out` (2023/2026 add the `raw/` level of the
+    official download scripts):
+        dev_data[/raw]/<machine>/{train,test|source_test,target_test}/*.wav
+        dev_data[/raw]/<machine>/attributes_XX.csv            (2022+)
+        eval_data[/raw]/<machine>/...                          (eval=True)
+        ground_truth/...  the official evaluator's files       (eval=True)
+        synth.json        the generator settings
+
+    Args:
+        out: str or Path. New folder (an existing non-empty one needs
+            `force`).
+        config: SynthConfig. Defaults to `SynthConfig()`.
+        force: bool. Replace an existing folder.
+        progress: bool. Show a progress bar.
+
+    Returns:
+        Path to `out`.
+    """
+    config = config or SynthConfig()
+    config.validate()
+    out = Path(out)
+    raw = ("raw",) if config.layout in ("dcase2023", "dcase2026") else ()
+    background = FactoryBackground(config.seed)
+    splits = ("dev", "eval") if config.eval else ("dev",)
+    jobs = []
+    for split in splits:
+        for machine_type in config.machine_types:
+            for section in _SECTIONS[config.layout][split]:
+                jobs.append((split, machine_type, section))
+    total = sum(
+        len(_plan(config, m, s, sec)) for s, m, sec in jobs
+    )
+    with staged_dir(out, force=force, what="synthetic data folder") as stage:
+        bar = tqdm(total=total, desc="Synthesising clips", unit="clip", disable=not progress)
+        ground_truth = {}
+        attribute_rows = {}
+        for split, machine_type, section in jobs:
+            inst = _instance(config, machine_type, split, section)
+            plan = _plan(config, machine_type, split, section)
+            machine_dir = stage.joinpath(f"{split}_data", *raw, machine_type)
+            hidden = (
+                machine_type == _HIDDEN_ATTRIBUTE_MACHINE
+                and config.layout in ("dcase2023", "dcase2026")
+            )
+            if hidden:
+                _shuffle_hidden_indices(plan, config.seed)
+            eval_index = {}
+            eval_order = np.random.default_rng(
+                [config.seed, MACHINE_TYPES.index(machine_type), int(section), 3]
+            )
+            test_clips = [c for c in plan if c["part"] == "test"]
+            eval_perm = eval_order.permutation(len(test_clips))
+            for rank, clip in zip(eval_perm, test_clips):
+                eval_index[id(clip)] = int(rank)
+            for clip in plan:
+                rng = np.random.default_rng(clip["seed"])
+                audio = _clip(config, background, machine_type, inst,
+                              clip["domain"], clip["level"], clip["anomaly"], rng)
+                folder, name, attrs = _names(config, machine_type, split, section, clip, hidden)
+                if split == "eval" and clip["part"] == "test":
+                    original = name
+                    if config.layout == "dcase2021":
+                        domain_count = sum(
+                            1 for c in test_clips
+                            if c["domain"] == clip["domain"] and eval_index[id(c)] < eval_index[id(clip)]
+                        )
+                        folder, name = _eval_test_name(config.layout, section, clip["domain"], domain_count)
+                    else:
+                        folder, name = _eval_test_name(config.layout, section, clip["domain"], eval_index[id(clip)])
+                    key = (machine_type, section, clip["domain"] if config.layout == "dcase2021" else None)
+                    ground_truth.setdefault(key, []).append(
+                        (name, original, clip["label"], clip["domain"])
+                    )
+                path = machine_dir / folder / name
+                path.parent.mkdir(parents=True, exist_ok=True)
+                soundfile.write(path, audio, config.sample_rate, subtype="PCM_16")
+                if attrs is not None and config.layout not in ("dcase2020", "dcase2021"):
+                    include = not hidden and (split == "dev" or clip["part"] == "train")
+                    if include:
+                        rel = f"{machine_type}/{folder}/{name}"
+                        level = attrs.split("_")
+                        attribute_rows.setdefault((machine_dir, section), []).append(
+                            [rel, level[0], level[1], level[2], level[3]]
+                        )
+                bar.update()
+        bar.close()
+        for (machine_dir, section), rows in attribute_rows.items():
+            frame = pd.DataFrame(rows, columns=["file_name", "d1p", "d1v", "d2p", "d2v"])
+            atomic_write_text(
+                machine_dir / f"attributes_{section}.csv", frame.to_csv(index=False)
+            )
+        if config.eval:
+            _write_ground_truth(stage / "ground_truth", config.layout, ground_truth)
+        settings = dataclasses.asdict(config)
+        settings["machine_types"] = list(config.machine_types)
+        settings["severity"] = list(config.severity)
+        atomic_write_text(stage / "synth.json", json.dumps(settings, indent=2))
+    return out
+
+
+def _shuffle_hidden_indices(plan, seed):
+    """Renumbers hidden-attribute clips in a random order, per group."""
+    rng = np.random.default_rng([seed, 11])
+    groups = {}
+    for clip in plan:
+        groups.setdefault((clip["part"], clip["domain"], clip["label"]), []).append(clip)
+    for clips in groups.values():
+        for clip, new in zip(clips, rng.permutation(len(clips))):
+            clip["index"] = int(new)
+
+
+def _write_ground_truth(folder, layout, ground_truth):
+    """Writes ground truth in the official evaluators' formats (reference 1)."""
+    if layout == "dcase2020":
+        rows = []
+        for machine_type in sorted({k[0] for k in ground_truth}):
+            rows.append([machine_type])
+            for key in sorted(k for k in ground_truth if k[0] == machine_type):
+                for name, original, label, _ in sorted(ground_truth[key]):
+                    rows.append([name, original, label])
+        atomic_write_rows(folder / "eval_data_list.csv", rows)
+        return
+    for (machine_type, section, domain), entries in sorted(ground_truth.items()):
+        entries = sorted(entries)
+        if layout == "dcase2021":
+            stem = f"ground_truth_{machine_type}_section_{section}_{domain}_test.csv"
+            atomic_write_rows(folder / "ground_truth_data" / stem,
+                              [[n, lab] for n, _, lab, _ in entries])
+            continue
+        stem = f"ground_truth_{machine_type}_section_{section}_test.csv"
+        atomic_write_rows(folder / "ground_truth_data" / stem,
+                          [[n, lab] for n, _, lab, _ in entries])
+        atomic_write_rows(folder / "ground_truth_domain" / stem,
+                          [[n, int(d == "target")] for n, _, _, d in entries])
+        atomic_write_rows(folder / "ground_truth_attributes" / stem,
+                          [[n, Path(o).stem] for n, o, _, _ in entries])
+
+
+def synthetic_data_root(out, layout, split="dev"):
+    """Folder of machine-type folders inside a generated dataset."""
+    raw = ("raw",) if layout in ("dcase2023", "dcase2026") else ()
+    return Path(out).joinpath(f"{split}_data", *raw)

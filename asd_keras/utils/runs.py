@@ -1,0 +1,98 @@
+"""Run records: seed, resolved configuration, versions and environment."""
+
+import datetime
+import json
+import os
+import platform
+import random
+import subprocess
+import sys
+from importlib import metadata
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+from asd_keras import __version__
+from asd_keras.utils.io import atomic_write_text
+
+_PACKAGES = (
+    "tensorflow",
+    "keras",
+    "numpy",
+    "scipy",
+    "scikit-learn",
+    "librosa",
+    "pandas",
+    "soundfile",
+)
+
+
+def set_seed(seed):
+    """Seeds Python, NumPy, TensorFlow and Keras once, at the start of a run."""
+    import keras
+
+    seed = int(seed)
+    random.seed(seed)
+    np.random.seed(seed)
+    keras.utils.set_random_seed(seed)
+    return seed
+
+
+def _git_commit():
+    root = Path(__file__).resolve().parents[2]
+    try:
+        out = subprocess.run(
+            ["git", "-C", str(root), "rev-parse", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=False,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None
+
+
+def environment_summary():
+    """Returns a JSON-serialisable description of the software and machine."""
+    versions = {}
+    for name in _PACKAGES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = None
+    return {
+        "asd_keras": __version__,
+        "git_commit": _git_commit(),
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "machine": platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "packages": versions,
+        "keras_backend": os.environ.get("KERAS_BACKEND", "tensorflow"),
+    }
+
+
+def write_run_record(folder, config, seed, command=None, extra=None):
+    """Writes `config.yaml` and `run.json` describing what produced a folder.
+
+    Args:
+        folder: str or Path. The run or result folder.
+        config: dict. The fully resolved configuration.
+        seed: int. The seed set at the start of the run.
+        command: list of str, optional. The command line.
+        extra: dict, optional. More fields for `run.json`.
+    """
+    folder = Path(folder)
+    atomic_write_text(
+        folder / "config.yaml", yaml.safe_dump(config, sort_keys=True)
+    )
+    record = {
+        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(),
+        "seed": int(seed),
+        "command": list(command) if command is not None else sys.argv,
+        "environment": environment_summary(),
+    }
+    record.update(extra or {})
+    atomic_write_text(folder / "run.json", json.dumps(record, indent=2))
