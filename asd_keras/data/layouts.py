@@ -298,6 +298,10 @@ def read_dataset(root, layout=None, machine_types=None):
         layout = detect_layout(table, hints, root)
     table["layout"] = layout
     table["label"] = table["label"].astype("Int64")
+    table["domain"] = table["domain"].astype(object)
+    table.loc[table["domain"].isna(), "domain"] = None
+    table["attribute_string"] = table["attribute_string"].astype(object)
+    table.loc[table["attribute_string"].isna(), "attribute_string"] = None
     table = table.drop(columns="_split_dir")
     return table.sort_values(
         ["machine_type", "split", "file_name"], ignore_index=True

@@ -1,0 +1,328 @@
+"""The `asd-keras` command-line program (also `python -m asd_keras`).
+
+Verbs: synth, train, score, evaluate, export, download. Every long step
+shows a progress bar; every result folder is written atomically and never
+replaced without --force.
+"""
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+import yaml
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+def _print_table(frame, floatfmt=".4f"):
+    print(frame.to_markdown(index=False, floatfmt=floatfmt))
+
+
+# ----------------------------------------------------------------------
+# synth
+# ----------------------------------------------------------------------
+
+
+def cmd_synth(args):
+    from asd_keras.data import synthetic
+
+    config = synthetic.SynthConfig(
+        layout=args.layout,
+        machine_types=tuple(args.machines or synthetic.MACHINE_TYPES),
+        seconds=args.seconds,
+        train=args.train,
+        target_train=args.target_train,
+        test=args.test,
+        seed=args.seed,
+        eval=args.eval,
+    )
+    out = synthetic.generate(args.out, config, force=args.force)
+    print(f"Wrote {args.layout} data to '{out}'.")
+    print(f"  dev data:  {synthetic.synthetic_data_root(out, args.layout, 'dev')}")
+    if args.eval:
+        print(f"  eval data: {synthetic.synthetic_data_root(out, args.layout, 'eval')}")
+        print(f"  ground truth: {Path(out) / 'ground_truth'}")
+
+
+# ----------------------------------------------------------------------
+# train
+# ----------------------------------------------------------------------
+
+
+def cmd_train(args):
+    from asd_keras.config import load_config_file
+    from asd_keras.config import parse_overrides
+    from asd_keras.data.layouts import describe
+    from asd_keras.data.layouts import read_dataset
+    from asd_keras.models import get_system
+    from asd_keras.utils.io import atomic_write_dataframe
+    from asd_keras.utils.io import check_output_dir
+    from asd_keras.utils.io import staged_dir
+    from asd_keras.utils.runs import set_seed
+    from asd_keras.utils.runs import write_run_record
+
+    system_cls = get_system(args.system)
+    check_output_dir(args.out, args.force, what="run folder")
+    user = load_config_file(args.config) if args.config else {}
+    user.update(parse_overrides(args.overrides))
+    if args.epochs is not None:
+        user["epochs"] = args.epochs
+    table = read_dataset(args.data, layout=args.layout, machine_types=args.machines)
+    system = system_cls(user)
+    seed = set_seed(system.config["seed"])
+    with staged_dir(args.out, force=args.force, what="run folder") as stage:
+        record = {
+            "system": system.name,
+            "data": str(Path(args.data).resolve()),
+            "layout": table["layout"].iloc[0],
+            "machine_types": sorted(table["machine_type"].unique()),
+            "params": system.config,
+        }
+        write_run_record(stage, record, seed)
+        atomic_write_dataframe(stage / "data_summary.csv", describe(table))
+        system.fit(table, stage, verbose=args.verbose)
+    print(f"Run written to '{args.out}'.")
+
+
+def _load_run(run_dir):
+    from asd_keras.models import get_system
+
+    run_dir = Path(run_dir)
+    config_path = run_dir / "config.yaml"
+    if not config_path.is_file():
+        raise FileNotFoundError(
+            f"'{run_dir}' is not a finished run folder (no config.yaml). "
+            "Train one with 'asd-keras train'."
+        )
+    record = yaml.safe_load(config_path.read_text())
+    system = get_system(record["system"]).load(run_dir, record["params"])
+    return system, record
+
+
+# ----------------------------------------------------------------------
+# score
+# ----------------------------------------------------------------------
+
+
+def cmd_score(args):
+    from asd_keras.data.layouts import read_dataset
+    from asd_keras.evaluation.submission import write_submission
+    from asd_keras.utils.io import atomic_write_dataframe
+    from asd_keras.utils.io import check_output_dir
+    from asd_keras.utils.io import staged_dir
+    from asd_keras.utils.runs import set_seed
+    from asd_keras.utils.runs import write_run_record
+
+    check_output_dir(args.out, args.force, what="score folder")
+    system, record = _load_run(args.run)
+    seed = set_seed(system.config["seed"])
+    table = read_dataset(args.data, layout=args.layout)
+    layout = table["layout"].iloc[0]
+    scores = system.score(table)
+    with staged_dir(args.out, force=args.force, what="score folder") as stage:
+        write_submission(scores, stage, layout)
+        columns = ["machine_type", "section", "domain", "file_name", "score",
+                   "score_mse", "score_mahala", "decision"]
+        atomic_write_dataframe(stage / "scores.csv", scores[columns])
+        write_run_record(
+            stage,
+            {"run": str(Path(args.run).resolve()), "data": str(Path(args.data).resolve()),
+             "layout": layout, "score": system.config["score"]},
+            seed,
+        )
+    print(f"Scored {len(scores)} clips; submission files in '{args.out}'.")
+
+
+# ----------------------------------------------------------------------
+# evaluate
+# ----------------------------------------------------------------------
+
+
+def cmd_evaluate(args):
+    from asd_keras.data.layouts import layout_for_year
+    from asd_keras.evaluation import metrics
+    from asd_keras.evaluation import submission
+    from asd_keras.utils.io import atomic_write_dataframe
+    from asd_keras.utils.io import atomic_write_text
+    from asd_keras.utils.io import staged_dir
+
+    scores, family = submission.read_submission(args.scores)
+    if args.ground_truth:
+        labels = submission.read_ground_truth(args.ground_truth)
+        layout = family
+    else:
+        labels, layout = submission.labels_from_data(args.data)
+        if metrics.metric_family(layout) != family:
+            raise ValueError(
+                f"The score files in '{args.scores}' follow the {family} "
+                f"naming but '{args.data}' is {layout} data. Score this "
+                "data folder again."
+            )
+    if args.year is not None:
+        layout = layout_for_year(args.year)
+        if metrics.metric_family(layout) != family:
+            raise ValueError(
+                f"--year {args.year} uses {metrics.metric_family(layout)} file "
+                f"names, but '{args.scores}' holds {family} files."
+            )
+    table = submission.join_scores_and_labels(scores, labels)
+    per_unit, official = metrics.evaluate(table, layout)
+    summary = metrics.summary_rows(per_unit, layout)
+    result = pd_concat(per_unit, summary)
+    out = Path(args.out) if args.out else Path(args.scores) / "evaluation"
+    _print_table(result)
+    if official is None:
+        print("DCASE 2020 has no single official score; see the per-ID "
+              "values and machine-type averages above.")
+    else:
+        print(f"official score: {official:.6f}")
+    with staged_dir(out, force=args.force, what="evaluation folder") as stage:
+        atomic_write_dataframe(stage / "result.csv", result)
+        text = result.to_markdown(index=False, floatfmt=".4f")
+        if official is not None:
+            text += f"\n\nofficial score: {official:.6f}\n"
+            atomic_write_text(
+                stage / "official_score.json",
+                json.dumps({"official_score": official, "layout": layout}),
+            )
+        atomic_write_text(stage / "result.md", text)
+    print(f"Results written to '{out}'.")
+
+
+def pd_concat(*frames):
+    import pandas as pd
+
+    return pd.concat(frames, ignore_index=True)
+
+
+# ----------------------------------------------------------------------
+# export
+# ----------------------------------------------------------------------
+
+
+def cmd_export(args):
+    from asd_keras.utils.io import atomic_write_text
+    from asd_keras.utils.io import staged_dir
+
+    system, record = _load_run(args.run)
+    with staged_dir(args.out, force=args.force, what="export folder") as stage:
+        manifest = system.export(stage)
+        manifest.update(system=record["system"], run=str(Path(args.run).resolve()))
+        atomic_write_text(stage / "asd_keras_export.json",
+                          json.dumps(manifest, indent=2))
+    print(f"SavedModel written to '{args.out}' (signature serving_default: "
+          "waveform [clips, samples] float32, machine_type string -> "
+          "anomaly_score, decision).")
+
+
+# ----------------------------------------------------------------------
+# download
+# ----------------------------------------------------------------------
+
+
+def cmd_download(args):
+    from asd_keras.data.download import ZENODO_URL
+    from asd_keras.data.download import download
+
+    target = download(
+        args.year,
+        args.split,
+        args.out,
+        machine_types=args.machines,
+        base_url=args.base_url or ZENODO_URL,
+        keep_archives=args.keep_archives,
+    )
+    print(f"DCASE {args.year} {args.split} data in '{target}'.")
+
+
+# ----------------------------------------------------------------------
+
+
+def build_parser():
+    from asd_keras.data.layouts import LAYOUTS
+
+    parser = argparse.ArgumentParser(
+        prog="asd-keras",
+        description="Machine-sound anomaly detection (DCASE Task 2) in Keras 3.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("synth", help="write synthetic DCASE-format data")
+    p.add_argument("--out", required=True)
+    p.add_argument("--layout", choices=LAYOUTS, default="dcase2022")
+    p.add_argument("--machines", nargs="+")
+    p.add_argument("--seconds", type=float, default=10.0)
+    p.add_argument("--train", type=int, default=50,
+                   help="source-domain training clips per section")
+    p.add_argument("--target-train", type=int, default=3,
+                   help="target-domain training clips per section")
+    p.add_argument("--test", type=int, default=10,
+                   help="test clips per section, domain and label")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--eval", action="store_true",
+                   help="also write eval data and ground truth")
+    p.add_argument("--force", action="store_true")
+    p.set_defaults(func=cmd_synth)
+
+    p = sub.add_parser("train", help="train a system")
+    p.add_argument("--system", required=True)
+    p.add_argument("--data", required=True, help="folder of machine-type folders")
+    p.add_argument("--out", required=True, help="new run folder")
+    p.add_argument("--epochs", type=int)
+    p.add_argument("--config", help="YAML file of configuration keys")
+    p.add_argument("--layout", choices=LAYOUTS)
+    p.add_argument("--machines", nargs="+")
+    p.add_argument("--verbose", type=int, default=1, choices=(0, 1, 2))
+    p.add_argument("--force", action="store_true")
+    p.add_argument("overrides", nargs="*", metavar="key=value")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("score", help="write official submission files")
+    p.add_argument("--run", required=True)
+    p.add_argument("--data", required=True)
+    p.add_argument("--out", required=True)
+    p.add_argument("--layout", choices=LAYOUTS)
+    p.add_argument("--force", action="store_true")
+    p.set_defaults(func=cmd_score)
+
+    p = sub.add_parser("evaluate", help="official AUC/pAUC and score")
+    p.add_argument("--scores", required=True)
+    group = p.add_mutually_exclusive_group(required=True)
+    group.add_argument("--data", help="dev data folder (labels in names)")
+    group.add_argument("--ground-truth", help="official ground-truth folder")
+    p.add_argument("--year", type=int)
+    p.add_argument("--out", help="default: SCORES/evaluation")
+    p.add_argument("--force", action="store_true")
+    p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("export", help="write a SavedModel: waveform -> score")
+    p.add_argument("--run", required=True)
+    p.add_argument("--out", required=True)
+    p.add_argument("--force", action="store_true")
+    p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("download", help="download DCASE data from Zenodo")
+    p.add_argument("--year", type=int, required=True)
+    p.add_argument("--split", choices=("dev", "eval"), required=True)
+    p.add_argument("--out", required=True)
+    p.add_argument("--machines", nargs="+")
+    p.add_argument("--base-url", help=argparse.SUPPRESS)
+    p.add_argument("--keep-archives", action="store_true")
+    p.set_defaults(func=cmd_download)
+    return parser
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    try:
+        args.func(args)
+    except (ValueError, FileNotFoundError, FileExistsError, ConnectionError) as error:
+        print(f"asd-keras {args.command}: error: {error}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

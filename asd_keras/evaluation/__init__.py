@@ -1,0 +1,1 @@
+"""Official DCASE Task 2 metrics and submission/ground-truth file formats."""

@@ -1,0 +1,1 @@
+"""Scoring backends: decision thresholds and Mahalanobis (MAHALA) scoring."""
