@@ -19,8 +19,18 @@ def parse_overrides(items):
                 "epochs=10)."
             )
         key, value = item.split("=", 1)
-        overrides[key.strip()] = yaml.safe_load(value) if value else None
+        overrides[key.strip()] = _parse_value(value)
     return overrides
+
+
+def _parse_value(text):
+    # YAML 1.1 reads "1e-4" as a string, so numbers are tried first.
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return yaml.safe_load(text) if text else None
 
 
 def load_config_file(path):

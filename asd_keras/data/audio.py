@@ -233,6 +233,8 @@ class AudioLoader:
         return info
 
     def _read_numpy(self, path):
+        if isinstance(path, np.ndarray):
+            path = path.item()
         path = path.decode() if isinstance(path, bytes) else str(path)
         data, rate = soundfile.read(path, dtype="float32", always_2d=True)
         if rate != self.sample_rate:

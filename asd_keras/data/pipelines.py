@@ -50,6 +50,7 @@ def vector_dataset(
     vector_buffer=8192,
     extras=None,
     autoencoder_targets=True,
+    num_vectors=None,
 ):
     """Batches of stacked feature vectors for `model.fit`.
 
@@ -65,6 +66,8 @@ def vector_dataset(
         vector_buffer: int. Vectors in the vector shuffle buffer.
         extras: list of per-clip arrays, repeated for every vector.
         autoencoder_targets: bool. Yield `(x, x)` pairs (without extras).
+        num_vectors: int, optional. Total number of vectors; when given the
+            dataset knows its length, so Keras shows the steps per epoch.
 
     Returns:
         tf.data.Dataset.
@@ -88,6 +91,10 @@ def vector_dataset(
     if shuffle:
         ds = ds.shuffle(vector_buffer, seed=seed, reshuffle_each_iteration=True)
     ds = ds.batch(batch_size)
+    if num_vectors is not None:
+        ds = ds.apply(
+            tf.data.experimental.assert_cardinality(-(-num_vectors // batch_size))
+        )
     if autoencoder_targets and not extras:
         ds = ds.map(lambda x: (x, x))
     return ds.prefetch(tf.data.AUTOTUNE)

@@ -82,15 +82,19 @@ def _band_noise(rng, n, sr, low, high, order=2):
 
 def _resonant_hits(times, amplitudes, n, sr, freq, decay, rng):
     """Impacts at `times` (s), each ringing at `freq` Hz for ~`decay` s."""
-    impulses = np.zeros(n)
-    index = np.round(np.asarray(times) * sr).astype(int)
-    keep = (index >= 0) & (index < n)
-    np.add.at(impulses, index[keep], np.asarray(amplitudes)[keep])
     t = np.arange(int(decay * 6 * sr) + 1) / sr
     kernel = np.exp(-t / decay) * np.sin(
         2 * np.pi * freq * t + rng.uniform(0, np.pi)
     )
-    return signal.fftconvolve(impulses, kernel)[:n]
+    out = np.zeros(n)
+    # Impacts are sparse: adding each short kernel in place is much cheaper
+    # than a full-length convolution.
+    for start, amp in zip(np.round(np.asarray(times) * sr).astype(int),
+                          np.asarray(amplitudes, dtype=float)):
+        if 0 <= start < n and amp != 0:
+            stop = min(n, start + kernel.size)
+            out[start:stop] += amp * kernel[: stop - start]
+    return out
 
 
 def _periodic_times(rate_curve, sr, offset=0.0):
@@ -113,10 +117,36 @@ class FactoryBackground:
 
     def __init__(self, seed):
         rng = np.random.default_rng([seed, 7919])
+        self.seed = [seed, 7920]
         self.hum_amplitudes = rng.uniform(0.1, 0.4, 4) / np.arange(1, 5)
         self.machinery_hz = rng.uniform(30, 90, 3)
         self.clank_hz = rng.uniform(400, 3000, 4)
         self.clank_rate = rng.uniform(0.2, 0.6)
+
+    def _tonal_bed(self, n, sr):
+        """Mains hum and distant machinery, rendered once per clip length.
+
+        Clips take random slices of one long track, which sounds the same
+        as drawing new phases and is far cheaper.
+        """
+        key = (n, sr)
+        if getattr(self, "_bed_key", None) != key:
+            rng = np.random.default_rng(self.seed)
+            length = n + 4 * sr
+            t = np.arange(length) / sr
+            hum = sum(
+                a * np.sin(2 * np.pi * 50 * k * t + rng.uniform(0, 6.3))
+                for k, a in enumerate(self.hum_amplitudes, start=1)
+            )
+            machinery = sum(
+                0.3
+                * (1 + 0.3 * _slow_noise(rng, length, sr, 0.3))
+                * np.sin(2 * np.pi * f * t + rng.uniform(0, 6.3))
+                for f in self.machinery_hz
+            )
+            self._bed = 0.5 * hum + machinery
+            self._bed_key = key
+        return self._bed
 
     def render(self, rng, n, sr):
         spectrum = np.fft.rfft(rng.standard_normal(n))
@@ -124,17 +154,8 @@ class FactoryBackground:
         spectrum /= np.sqrt(np.maximum(freqs, 20.0))
         pink = np.fft.irfft(spectrum, n)
         pink /= pink.std() + 1e-9
-        t = np.arange(n) / sr
-        hum = sum(
-            a * np.sin(2 * np.pi * 50 * k * t + rng.uniform(0, 6.3))
-            for k, a in enumerate(self.hum_amplitudes, start=1)
-        )
-        machinery = sum(
-            0.3
-            * (1 + 0.3 * _slow_noise(rng, n, sr, 0.3))
-            * np.sin(2 * np.pi * f * t + rng.uniform(0, 6.3))
-            for f in self.machinery_hz
-        )
+        bed = self._tonal_bed(n, sr)
+        start = int(rng.integers(0, bed.size - n))
         count = rng.poisson(self.clank_rate * n / sr)
         clanks = np.zeros(n)
         for _ in range(count):
@@ -147,7 +168,7 @@ class FactoryBackground:
                 rng.uniform(0.01, 0.05),
                 rng,
             )
-        out = pink + 0.5 * hum + machinery + clanks
+        out = pink + bed[start : start + n] + clanks
         return out / _rms(out)
 
 

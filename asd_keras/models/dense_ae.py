@@ -54,7 +54,7 @@ def dense_autoencoder(
     Example:
     >>> model = dense_autoencoder()
     >>> model.count_params()
-    268624
+    269992
     """
     import keras
 
@@ -222,6 +222,11 @@ class DenseAutoencoderSystem:
             cache = cache_root / "train"
         elif c["cache"] == "memory":
             cache = "memory"
+        frames = loader.check(paths, progress=False).set_index("path")["frames"]
+
+        def count(subset):
+            return int(sum(self.frontend.num_vectors(frames[p]) for p in subset))
+
         try:
             train_ds = vector_dataset(
                 train_paths,
@@ -233,11 +238,13 @@ class DenseAutoencoderSystem:
                 cache=cache,
                 clip_buffer=c["shuffle_clips"],
                 vector_buffer=c["shuffle_vectors"],
+                num_vectors=count(train_paths),
             )
             val_ds = None
             if val_paths:
                 val_ds = vector_dataset(
-                    val_paths, loader, self.frontend, c["batch_size"]
+                    val_paths, loader, self.frontend, c["batch_size"],
+                    num_vectors=count(val_paths),
                 )
             model = dense_autoencoder(
                 self.frontend.vector_dim,
@@ -254,6 +261,7 @@ class DenseAutoencoderSystem:
                 validation_data=val_ds,
                 epochs=int(c["epochs"]),
                 verbose=verbose,
+                shuffle=False,  # the pipeline shuffles clips and vectors
             )
         finally:
             shutil.rmtree(cache_root, ignore_errors=True)

@@ -1,0 +1,123 @@
+"""End to end through the command-line program, as a user runs it."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from asd_keras.cli import main
+
+
+def _run(*args):
+    return main([str(a) for a in args])
+
+
+@pytest.fixture(scope="module")
+def pipeline(tmp_path_factory):
+    base = tmp_path_factory.mktemp("cli")
+    data = base / "data"
+    assert _run("synth", "--out", data, "--layout", "dcase2022", "--machines", "fan", "valve",
+                "--seconds", 1, "--train", 8, "--target-train", 2, "--test", 3, "--eval") == 0
+    run = base / "run"
+    assert _run("train", "--system", "dense_ae", "--data", data / "dev_data", "--out", run,
+                "--epochs", 2, "--verbose", 0, "batch_size=64", "hidden_units=32") == 0
+    return base, data, run
+
+
+def test_run_folder_records_what_produced_it(pipeline):
+    _, _, run = pipeline
+    record = json.loads((run / "run.json").read_text())
+    assert record["seed"] == 13711
+    assert record["environment"]["packages"]["tensorflow"].startswith("2.21")
+    config = (run / "config.yaml").read_text()
+    assert "hidden_units: 32" in config and "system: dense_ae" in config
+    assert (run / "models" / "fan.keras").is_file()
+    assert (run / "data_summary.csv").is_file()
+    assert not list(run.parent.glob("run.partial-*"))
+
+
+def test_existing_run_is_not_overwritten(pipeline, capsys):
+    _, data, run = pipeline
+    before = (run / "run.json").read_text()
+    code = _run("train", "--system", "dense_ae", "--data", data / "dev_data", "--out", run,
+                "--epochs", 1)
+    assert code == 2
+    assert "--force" in capsys.readouterr().err
+    assert (run / "run.json").read_text() == before
+
+
+def test_score_and_evaluate_dev(pipeline, capsys):
+    base, data, run = pipeline
+    scores = base / "scores_dev"
+    assert _run("score", "--run", run, "--data", data / "dev_data", "--out", scores) == 0
+    files = sorted(p.name for p in scores.glob("*_test.csv"))
+    assert "anomaly_score_fan_section_00_test.csv" in files
+    assert "decision_result_valve_section_02_test.csv" in files
+    rows = pd.read_csv(scores / "anomaly_score_fan_section_01_test.csv", header=None)
+    assert rows.shape == (12, 2) and rows[0].is_monotonic_increasing
+    assert np.isfinite(rows[1]).all()
+    capsys.readouterr()
+    assert _run("evaluate", "--scores", scores, "--data", data / "dev_data") == 0
+    out = capsys.readouterr().out
+    assert "official score:" in out and "AUC (source)" in out
+    result = pd.read_csv(scores / "evaluation" / "result.csv")
+    assert len(result) == 6 + 2
+    official = json.loads((scores / "evaluation" / "official_score.json").read_text())
+    assert 0.0 < official["official_score"] <= 1.0
+
+
+def test_evaluate_with_official_ground_truth(pipeline, capsys):
+    base, data, run = pipeline
+    scores = base / "scores_eval"
+    assert _run("score", "--run", run, "--data", data / "eval_data", "--out", scores) == 0
+    assert _run("evaluate", "--scores", scores, "--ground-truth", data / "ground_truth",
+                "--year", 2022) == 0
+    assert "official score:" in capsys.readouterr().out
+    # A score file that lost a clip no longer matches the ground truth.
+    broken = base / "scores_broken"
+    broken.mkdir()
+    for path in scores.glob("*_test.csv"):
+        lines = path.read_text().splitlines()
+        if "fan_section_03" in path.name:
+            lines = lines[1:]
+        (broken / path.name).write_text("\n".join(lines) + "\n")
+    assert _run("evaluate", "--scores", broken, "--ground-truth", data / "ground_truth") == 2
+    err = capsys.readouterr().err
+    assert "do not match" in err and "section_03" in err
+    assert not (broken / "evaluation").exists()
+    # Eval names carry no labels.
+    assert _run("evaluate", "--scores", scores, "--data", data / "eval_data") == 2
+    assert "--ground-truth" in capsys.readouterr().err
+
+
+def test_export_reloads_in_a_fresh_process(pipeline):
+    base, data, run = pipeline
+    export = base / "export"
+    assert _run("export", "--run", run, "--out", export) == 0
+    manifest = json.loads((export / "asd_keras_export.json").read_text())
+    assert manifest["machine_types"] == ["fan", "valve"]
+    scores = base / "scores_for_export"
+    assert _run("score", "--run", run, "--data", data / "dev_data", "--out", scores) == 0
+    expected = pd.read_csv(scores / "scores.csv")
+    fan = expected[expected["machine_type"] == "fan"].head(6)
+    paths = [str(next((data / "dev_data" / "fan").rglob(n))) for n in fan["file_name"]]
+    code = (
+        "import json, sys, numpy as np, soundfile, tensorflow as tf\n"
+        "paths = json.loads(sys.argv[2])\n"
+        "wave = np.stack([soundfile.read(p, dtype='float32')[0] for p in paths])\n"
+        "model = tf.saved_model.load(sys.argv[1])\n"
+        "out = model.signatures['serving_default'](waveform=tf.constant(wave),"
+        " machine_type=tf.constant('fan'))\n"
+        "print(json.dumps([out['anomaly_score'].numpy().tolist(),"
+        " out['decision'].numpy().tolist()]))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code, str(export), json.dumps(paths)],
+        capture_output=True, text=True, check=True,
+    )
+    served, decisions = json.loads(result.stdout.strip().splitlines()[-1])
+    np.testing.assert_allclose(served, fan["score"], rtol=1e-5, atol=1e-5)
+    assert decisions == fan["decision"].tolist()
