@@ -141,6 +141,8 @@ def cmd_score(args):
 
 
 def cmd_evaluate(args):
+    import pandas as pd
+
     from asd_keras.data.layouts import layout_for_year
     from asd_keras.evaluation import metrics
     from asd_keras.evaluation import submission
@@ -170,7 +172,7 @@ def cmd_evaluate(args):
     table = submission.join_scores_and_labels(scores, labels)
     per_unit, official = metrics.evaluate(table, layout)
     summary = metrics.summary_rows(per_unit, layout)
-    result = pd_concat(per_unit, summary)
+    result = pd.concat([per_unit, summary], ignore_index=True)
     out = Path(args.out) if args.out else Path(args.scores) / "evaluation"
     _print_table(result)
     if official is None:
@@ -189,12 +191,6 @@ def cmd_evaluate(args):
             )
         atomic_write_text(stage / "result.md", text)
     print(f"Results written to '{out}'.")
-
-
-def pd_concat(*frames):
-    import pandas as pd
-
-    return pd.concat(frames, ignore_index=True)
 
 
 # ----------------------------------------------------------------------

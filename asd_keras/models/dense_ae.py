@@ -87,6 +87,7 @@ DEFAULTS = {
     "threshold_quantile": 0.9,
     "sample_rate": 16000,
     "channel": 0,
+    "resample": False,
     "n_fft": 1024,
     "hop_length": 512,
     "n_mels": 128,
@@ -161,6 +162,7 @@ class DenseAutoencoderSystem:
         return AudioLoader(
             sample_rate=self.config["sample_rate"],
             channel=self.config["channel"],
+            resample=bool(self.config["resample"]),
             min_samples=max(self.frontend.n_fft, self.frontend.min_samples),
         )
 
