@@ -24,68 +24,55 @@ from asd_keras.utils.io import atomic_write_text
 ZENODO_URL = "https://zenodo.org"
 
 _DEV7 = ("bearing", "fan", "gearbox", "slider", "ToyCar", "ToyTrain", "valve")
+_M2020 = ("ToyCar", "ToyConveyor", "fan", "valve", "slider", "pump")
+_M2021 = ("fan", "gearbox", "pump", "slider", "ToyCar", "ToyTrain", "valve")
+_EVAL2023 = ("bandsaw", "grinder", "shaker", "ToyDrone", "ToyNscale", "ToyTank",
+             "Vacuum")
+_EVAL2024 = ("3DPrinter", "AirCompressor", "Scanner", "ToyCircuit",
+             "HoveringDrone", "HairDryer", "ToothBrush", "RoboticArm",
+             "BrushlessMotor")
+# The 2024 additional training archives carry their own suffixes (_r2 for
+# the replaced ones).
+_EVAL2024_TRAIN = tuple(
+    f"{m}_train_r2" if m in ("3DPrinter", "RoboticArm") else f"{m}_train"
+    for m in _EVAL2024
+)
+_EVAL2025 = ("ToyRCCar", "ToyPet", "HomeCamera", "AutoTrash", "Polisher",
+             "ScrewFeeder", "BandSealer", "CoffeeGrinder")
+_EVAL2026 = ("ToyDrone", "ToothBrush", "SewingMachine", "BlowerDustCollector",
+             "Sander")
 
 # year -> split -> list of (record, file-name template, machine types).
 CATALOGUE = {
     2020: {
-        "dev": [("3678171", "dev_data_{m}.zip",
-                 ("ToyCar", "ToyConveyor", "fan", "valve", "slider", "pump"))],
-        "eval": [
-            ("3727685", "eval_data_train_{m}.zip",
-             ("ToyCar", "ToyConveyor", "fan", "valve", "slider", "pump")),
-            ("3841772", "eval_data_test_{m}.zip",
-             ("ToyCar", "ToyConveyor", "fan", "valve", "slider", "pump")),
-        ],
+        "dev": [("3678171", "dev_data_{m}.zip", _M2020)],
+        "eval": [("3727685", "eval_data_train_{m}.zip", _M2020),
+                 ("3841772", "eval_data_test_{m}.zip", _M2020)],
     },
     2021: {
-        "dev": [("4562016", "dev_data_{m}.zip",
-                 ("fan", "gearbox", "pump", "slider", "ToyCar", "ToyTrain", "valve"))],
-        "eval": [
-            ("4660992", "eval_data_{m}_train.zip",
-             ("fan", "gearbox", "pump", "slider", "ToyCar", "ToyTrain", "valve")),
-            ("4884786", "eval_data_{m}_test.zip",
-             ("fan", "gearbox", "pump", "slider", "ToyCar", "ToyTrain", "valve")),
-        ],
+        "dev": [("4562016", "dev_data_{m}.zip", _M2021)],
+        "eval": [("4660992", "eval_data_{m}_train.zip", _M2021),
+                 ("4884786", "eval_data_{m}_test.zip", _M2021)],
     },
     2022: {
         "dev": [("6355122", "dev_{m}.zip", _DEV7)],
-        "eval": [
-            ("6462969", "eval_data_{m}_train.zip", _DEV7),
-            ("6586456", "eval_data_{m}_test.zip", _DEV7),
-        ],
+        "eval": [("6462969", "eval_data_{m}_train.zip", _DEV7),
+                 ("6586456", "eval_data_{m}_test.zip", _DEV7)],
     },
     2023: {
         "dev": [("7882613", "dev_{m}.zip", _DEV7)],
-        "eval": [
-            ("7830345", "eval_data_{m}_train.zip",
-             ("bandsaw", "grinder", "shaker", "ToyDrone", "ToyNscale", "ToyTank", "Vacuum")),
-            ("7860847", "eval_data_{m}_test.zip",
-             ("bandsaw", "grinder", "shaker", "ToyDrone", "ToyNscale", "ToyTank", "Vacuum")),
-        ],
+        "eval": [("7830345", "eval_data_{m}_train.zip", _EVAL2023),
+                 ("7860847", "eval_data_{m}_test.zip", _EVAL2023)],
     },
     2024: {
         "dev": [("10902294", "dev_{m}.zip", _DEV7)],
-        "eval": [
-            ("11259435", "eval_data_{m}.zip",
-             ("3DPrinter_train_r2", "AirCompressor_train", "Scanner_train",
-              "ToyCircuit_train", "HoveringDrone_train", "HairDryer_train",
-              "ToothBrush_train", "RoboticArm_train_r2", "BrushlessMotor_train")),
-            ("11363076", "eval_data_{m}_test.zip",
-             ("3DPrinter", "AirCompressor", "Scanner", "ToyCircuit",
-              "HoveringDrone", "HairDryer", "ToothBrush", "RoboticArm",
-              "BrushlessMotor")),
-        ],
+        "eval": [("11259435", "eval_data_{m}.zip", _EVAL2024_TRAIN),
+                 ("11363076", "eval_data_{m}_test.zip", _EVAL2024)],
     },
     2025: {
         "dev": [("15097779", "dev_{m}.zip", _DEV7)],
-        "eval": [
-            ("15392814", "eval_data_{m}_train.zip",
-             ("ToyRCCar", "ToyPet", "HomeCamera", "AutoTrash", "Polisher",
-              "ScrewFeeder", "BandSealer", "CoffeeGrinder")),
-            ("15519362", "eval_data_{m}_test.zip",
-             ("ToyRCCar", "ToyPet", "HomeCamera", "AutoTrash", "Polisher",
-              "ScrewFeeder", "BandSealer", "CoffeeGrinder")),
-        ],
+        "eval": [("15392814", "eval_data_{m}_train.zip", _EVAL2025),
+                 ("15519362", "eval_data_{m}_test.zip", _EVAL2025)],
     },
     2026: {
         # dev_ToyCar.zip was replaced by dev_ToyCar_r2.zip (reference 1.6).
@@ -93,15 +80,11 @@ CATALOGUE = {
                  ("ToyCar_r2", "ToyCarEmu", "bearingEmu", "fan", "gearboxEmu",
                   "sliderEmu", "valveEmu"))],
         "eval": [
-            ("20151556", "eval_data_{m}.zip",
-             ("ToyDrone", "ToothBrush", "SewingMachine", "BlowerDustCollector",
-              "Sander")),
+            ("20151556", "eval_data_{m}.zip", _EVAL2026),
             # Test record of reference 1.6; the archive names follow the
             # earlier years' pattern [inferred], and a missing name is
             # reported with the names the record does hold.
-            ("20437238", "eval_data_{m}_test.zip",
-             ("ToyDrone", "ToothBrush", "SewingMachine", "BlowerDustCollector",
-              "Sander")),
+            ("20437238", "eval_data_{m}_test.zip", _EVAL2026),
         ],
     },
 }
