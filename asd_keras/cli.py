@@ -69,13 +69,22 @@ def cmd_train(args):
     user.update(parse_overrides(args.overrides))
     if args.epochs is not None:
         user["epochs"] = args.epochs
-    table = read_dataset(args.data, layout=args.layout, machine_types=args.machines)
+    import pandas as pd
+
+    # Several folders (e.g. dev_data and eval_data) train one run together.
+    table = pd.concat(
+        [read_dataset(d, layout=args.layout, machine_types=args.machines)
+         for d in args.data], ignore_index=True)
+    if table["layout"].nunique() > 1:
+        raise ValueError(
+            f"The --data folders {args.data} hold different layouts "
+            f"({sorted(table['layout'].unique())}); train on one year at a time.")
     system = system_cls(user)
     seed = set_seed(system.config["seed"])
     with staged_dir(args.out, force=args.force, what="run folder") as stage:
         record = {
             "system": system.name,
-            "data": str(Path(args.data).resolve()),
+            "data": [str(Path(d).resolve()) for d in args.data],
             "layout": table["layout"].iloc[0],
             "machine_types": sorted(table["machine_type"].unique()),
             "params": system.config,
@@ -123,13 +132,13 @@ def cmd_score(args):
     scores = system.score(table)
     with staged_dir(args.out, force=args.force, what="score folder") as stage:
         write_submission(scores, stage, layout)
-        columns = ["machine_type", "section", "domain", "file_name", "score",
-                   "score_mse", "score_mahala", "decision"]
+        columns = ["machine_type", "section", "domain", "file_name"] + [
+            c for c in scores.columns if c.startswith("score")] + ["decision"]
         atomic_write_dataframe(stage / "scores.csv", scores[columns])
         write_run_record(
             stage,
             {"run": str(Path(args.run).resolve()), "data": str(Path(args.data).resolve()),
-             "layout": layout, "score": system.config["score"]},
+             "layout": layout, "score": system.config.get("score", "score")},
             seed,
         )
     print(f"Scored {len(scores)} clips; submission files in '{args.out}'.")
@@ -208,9 +217,11 @@ def cmd_export(args):
         manifest.update(system=record["system"], run=str(Path(args.run).resolve()))
         atomic_write_text(stage / "asd_keras_export.json",
                           json.dumps(manifest, indent=2))
+    inputs = "machine_type string"
+    if "sections" in manifest:
+        inputs += ", section string"
     print(f"SavedModel written to '{args.out}' (signature serving_default: "
-          "waveform [clips, samples] float32, machine_type string -> "
-          "anomaly_score, decision).")
+          f"waveform [clips, samples] float32, {inputs} -> anomaly_score, decision).")
 
 
 # ----------------------------------------------------------------------
@@ -264,7 +275,8 @@ def build_parser():
 
     p = sub.add_parser("train", help="train a system")
     p.add_argument("--system", required=True)
-    p.add_argument("--data", required=True, help="folder of machine-type folders")
+    p.add_argument("--data", required=True, nargs="+",
+                   help="folder(s) of machine-type folders; several train together")
     p.add_argument("--out", required=True, help="new run folder")
     p.add_argument("--epochs", type=int)
     p.add_argument("--config", help="YAML file of configuration keys")

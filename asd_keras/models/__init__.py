@@ -2,8 +2,13 @@
 
 from asd_keras.models.dense_ae import DenseAutoencoderSystem
 from asd_keras.models.dense_ae import dense_autoencoder
+from asd_keras.models.wilkinghoff import WilkinghoffSystem
+from asd_keras.models.wilkinghoff import wilkinghoff_embedding_model
 
-SYSTEMS = {DenseAutoencoderSystem.name: DenseAutoencoderSystem}
+SYSTEMS = {
+    DenseAutoencoderSystem.name: DenseAutoencoderSystem,
+    WilkinghoffSystem.name: WilkinghoffSystem,
+}
 
 
 def get_system(name):

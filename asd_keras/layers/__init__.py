@@ -1,0 +1,11 @@
+"""Keras layers: spectral front ends, mixup and classification heads."""
+
+from asd_keras.layers.heads import AdaCos
+from asd_keras.layers.heads import ArcFace
+from asd_keras.layers.heads import CompactnessHead
+from asd_keras.layers.heads import SoftmaxHead
+from asd_keras.layers.heads import SubClusterAdaCos
+from asd_keras.layers.mixup import Mixup
+from asd_keras.layers.spectral import ClipSpectrum
+from asd_keras.layers.spectral import LinearSpectrogram
+from asd_keras.layers.spectral import TemporalMeanNormalization

@@ -1,0 +1,8 @@
+"""Losses: pure functions plus thin `keras.losses.Loss` classes."""
+
+from asd_keras.losses.angular import CompactnessCrossEntropy
+from asd_keras.losses.angular import CompactnessLoss
+from asd_keras.losses.angular import MixupCrossEntropy
+from asd_keras.losses.angular import compactness_crossentropy_loss
+from asd_keras.losses.angular import compactness_loss
+from asd_keras.losses.angular import mixup_categorical_crossentropy
