@@ -141,16 +141,16 @@ def spectrogram_encoder(num_frames, num_bins=513, embedding_dim=128, l2=1e-5,
     x = layers.Add(name="block2b_add")([x, r])
 
     for block, filters in ((3, 32), (4, 64), (5, 128)):
-        name = f"block{block}"
-        x = bn(x, f"{name}_in_bn")
-        r = conv(relu(x, f"{name}a_relu1"), filters, f"{name}a_conv1", strides=2)
-        r = relu(bn(r, f"{name}a_bn"), f"{name}a_relu2")
-        r = conv(r, filters, f"{name}a_conv2")
-        s = layers.MaxPooling2D(2, padding="same", name=f"{name}_shortcut_pool")(x)
-        s = layers.Conv2D(filters, 1, padding="same", name=f"{name}_shortcut_conv", **kw)(s)
-        x = layers.Add(name=f"{name}a_add")([s, r])
-        x = bn(x, f"{name}_mid_bn")
-        x = unit(x, filters, f"{name}b")
+        prefix = f"block{block}"
+        x = bn(x, f"{prefix}_in_bn")
+        r = conv(relu(x, f"{prefix}a_relu1"), filters, f"{prefix}a_conv1", strides=2)
+        r = relu(bn(r, f"{prefix}a_bn"), f"{prefix}a_relu2")
+        r = conv(r, filters, f"{prefix}a_conv2")
+        s = layers.MaxPooling2D(2, padding="same", name=f"{prefix}_shortcut_pool")(x)
+        s = layers.Conv2D(filters, 1, padding="same", name=f"{prefix}_shortcut_conv", **kw)(s)
+        x = layers.Add(name=f"{prefix}a_add")([s, r])
+        x = bn(x, f"{prefix}_mid_bn")
+        x = unit(x, filters, f"{prefix}b")
 
     # Max over the whole time axis.
     x = layers.MaxPooling2D((x.shape[1], 1), padding="same", name="time_pool")(x)
@@ -451,7 +451,7 @@ class WilkinghoffSystem:
                 labels[pick])
             callbacks.append(monitor)
         history = model.fit(train_ds, epochs=int(c["epochs"]), verbose=verbose,
-                            callbacks=callbacks)
+                            callbacks=callbacks, shuffle=False)  # tf.data shuffles
         frame = pd.DataFrame(history.history)
         frame.insert(0, "epoch", np.arange(1, len(frame) + 1))
         if monitor is not None:
@@ -497,10 +497,10 @@ class WilkinghoffSystem:
             member["backend"] = backend_from_config(self.backend_config).fit(
                 embeddings, section_keys(train).to_numpy(),
                 train["domain"].to_numpy())
-        train_scores = self._scores_from_embeddings(train, train_embeddings)
+        train_scores = self._cross_fitted_scores(train, train_embeddings)
         q = 100.0 * float(self.config["threshold_quantile"])
         self.thresholds = {
-            key: float(np.percentile(train_scores["score"][idx], q))
+            key: float(np.percentile(train_scores["score"].to_numpy()[idx], q))
             for key, idx in train_scores.groupby("section_key").indices.items()
         }
         self.save(run_dir, train_embeddings=train_embeddings)
@@ -508,7 +508,7 @@ class WilkinghoffSystem:
             run_dir / "train_scores.csv",
             pd.concat([train[["machine_type", "section", "domain", "file_name"]]
                        .reset_index(drop=True),
-                       train_scores.drop(columns="section_key").reset_index(drop=True)],
+                       train_scores[["score"]].rename(columns={"score": "cross_fitted_score"})],
                       axis=1))
         return self
 
@@ -559,14 +559,38 @@ class WilkinghoffSystem:
         return pd.DataFrame({"section_key": keys, "score": total,
                              "score_source": source, "score_target": target})
 
+    def _cross_fitted_scores(self, train, embeddings, folds=2):
+        """Training scores for the decision threshold, by cross-fitting.
+
+        Scored against references fitted on the other fold, because a clip
+        scored against references built from itself (a target clip is its
+        own reference) gets an optimistic score and a threshold below every
+        test clip.
+        """
+        keys = section_keys(train).to_numpy()
+        domains = train["domain"].to_numpy()
+        fold = np.zeros(len(train), int)
+        for key in np.unique(keys):
+            for domain in pd.unique(domains[keys == key]):
+                rows = np.flatnonzero((keys == key) & (domains == domain))
+                fold[rows] = np.arange(len(rows)) % folds
+        total = np.zeros(len(train))
+        for member, values in zip(self.members, embeddings):
+            for f in range(folds):
+                fit_rows, score_rows = fold != f, fold == f
+                backend = backend_from_config(self.backend_config).fit(
+                    values[fit_rows], keys[fit_rows], domains[fit_rows])
+                total[score_rows] += backend.score(values[score_rows], keys[score_rows])
+        return pd.DataFrame({"section_key": keys, "score": total})
+
     def score(self, table):
         """Scores every test clip of the table (ensemble sum over members).
 
         Returns:
             DataFrame of the test rows with `score`, `score_source`,
             `score_target` (the minimum over each domain's references, summed
-            over members) and `decision` (score above the section's 90th
-            percentile of training scores).
+            over members) and `decision` (score above the section's
+            `threshold_quantile` of the cross-fitted training scores).
         """
         test = table[table["split"] == "test"].copy()
         if test.empty:

@@ -76,6 +76,8 @@ class _ReferenceBackend:
         if is_target.any():
             parts.append(embeddings[is_target])
             kinds += ["target"] * int(is_target.sum())
+        if not parts:
+            raise ValueError("A section has no training embeddings to build references from.")
         return np.concatenate(parts), np.asarray(kinds)
 
     def _weights(self, references):

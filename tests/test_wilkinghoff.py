@@ -1,0 +1,261 @@
+"""The Wilkinghoff model, class labels, embedding backends and system."""
+
+import json
+import subprocess
+import sys
+
+import keras
+import numpy as np
+import pandas as pd
+import pytest
+
+from asd_keras.data.labels import ClassEncoder
+from asd_keras.data.labels import class_keys
+from asd_keras.data.layouts import read_dataset
+from asd_keras.evaluation.compactness import compactness_statistics
+from asd_keras.models.wilkinghoff import WilkinghoffSystem
+from asd_keras.models.wilkinghoff import wilkinghoff_embedding_model
+from asd_keras.scoring.embedding import KMeansBackend
+from asd_keras.scoring.embedding import LocalDensityBackend
+from asd_keras.scoring.embedding import length_normalize
+
+RNG = np.random.default_rng(1)
+
+
+def _trainable(model):
+    return sum(int(np.prod(w.shape)) for w in model.trainable_weights)
+
+
+# ----------------------------------------------------------------------
+# Model
+# ----------------------------------------------------------------------
+
+
+def test_parameter_counts_match_the_reference():
+    # reference wilkinghoff.md §3 "Parameter count".
+    for samples, expected in ((160000, 2540978), (288000, 2672050)):
+        model = wilkinghoff_embedding_model(samples)
+        assert _trainable(model) == expected
+        assert model.output_shape == (None, 256)
+        non_trainable = sum(int(np.prod(w.shape)) for w in model.non_trainable_weights)
+        assert non_trainable == 7842
+    spectrum = model.get_layer("spectrum_encoder")
+    assert spectrum.get_layer("emb_fft").output.shape[-1] == 128
+    spectrogram = model.get_layer("spectrogram_encoder")
+    assert spectrogram.get_layer("block5b_add").output.shape[1:] == (18, 16, 128)
+    assert all(not getattr(layer, "use_bias", False) for layer in spectrum.layers)
+
+
+def test_block2_bn_options_differ_only_in_placement():
+    fixed = wilkinghoff_embedding_model(16000, block2_bn="residual")
+    published = wilkinghoff_embedding_model(16000, block2_bn="shortcut")
+    assert _trainable(fixed) == _trainable(published)
+
+    def bn_input(model):
+        layer = model.get_layer("spectrogram_encoder").get_layer("block2a_bn")
+        return layer.input.name if hasattr(layer.input, "name") else str(layer.input)
+
+    assert bn_input(fixed) != bn_input(published)
+    spectrogram_only = wilkinghoff_embedding_model(16000, branches="spectrogram")
+    assert spectrogram_only.output_shape == (None, 128)
+    with pytest.raises(ValueError, match="at least 16"):
+        wilkinghoff_embedding_model(4000)
+
+
+# ----------------------------------------------------------------------
+# Labels
+# ----------------------------------------------------------------------
+
+
+def _label_table():
+    return pd.DataFrame({
+        "machine_type": ["fan", "fan", "fan", "slider", "slider"],
+        "section": ["00", "00", "01", "00", "00"],
+        "domain": ["source", "target", "source", "source", "target"],
+        "attribute_string": ["spd_1", "spd_1", "spd_2", "noAttribute", "noAttribute"],
+        "split": ["train"] * 5,
+        "file_name": [f"f{i}.wav" for i in range(5)],
+    })
+
+
+def test_class_granularities():
+    table = _label_table()
+    assert class_keys(table, "one").nunique() == 1
+    assert class_keys(table, "machine_type").nunique() == 2
+    assert class_keys(table, "section").tolist() == ["fan_00", "fan_00", "fan_01",
+                                                      "slider_00", "slider_00"]
+    keys = class_keys(table, "attribute")
+    assert keys.iloc[0] == "fan_00###spd_1###source"
+    assert keys.nunique() == 5  # the domain flag splits source and target
+    assert class_keys(table, "attribute", domain_flag=False).nunique() == 3
+    encoder = ClassEncoder("attribute").fit(table)
+    assert encoder.num_classes == 5
+    again = ClassEncoder.from_config(json.loads(json.dumps(encoder.get_config())))
+    np.testing.assert_array_equal(again.transform(table), encoder.transform(table))
+    with pytest.raises(ValueError, match="not seen in training"):
+        ClassEncoder("section").fit(table.iloc[:2]).transform(table)
+    with pytest.raises(ValueError, match="classes must be one of"):
+        class_keys(table, "attributes")
+
+
+def test_labels_on_every_layout(synthetic_sets):
+    for layout, paths in synthetic_sets.items():
+        table = read_dataset(paths["dev"])
+        train = table[table["split"] == "train"]
+        sections = class_keys(train, "section").nunique()
+        assert sections == train.groupby(["machine_type", "section"]).ngroups
+        if layout == "dcase2020":
+            with pytest.raises(ValueError, match="attribute strings"):
+                class_keys(train, "attribute")
+        else:
+            assert class_keys(train, "attribute").nunique() > sections
+
+
+# ----------------------------------------------------------------------
+# Backends
+# ----------------------------------------------------------------------
+
+
+def _embedding_data():
+    sections = np.repeat(["fan_00", "fan_01"], 30)
+    domains = np.tile(["source"] * 26 + ["target"] * 4, 2)
+    embeddings = RNG.normal(size=(60, 8))
+    return embeddings, sections, domains
+
+
+def test_kmeans_backend_by_hand(tmp_path):
+    from sklearn.cluster import KMeans
+
+    embeddings, sections, domains = _embedding_data()
+    backend = KMeansBackend(n_clusters=4, seed=0).fit(embeddings, sections, domains)
+    test = RNG.normal(size=(5, 8))
+    scores, per_domain = backend.score(test, ["fan_01"] * 5, per_domain=True)
+    normed = length_normalize(embeddings)
+    rows = (sections == "fan_01")
+    centres = KMeans(4, n_init=10, random_state=0).fit(
+        normed[rows & (domains == "source")]).cluster_centers_
+    targets = normed[rows & (domains == "target")]
+    x = length_normalize(test)
+    expected_source = -(x @ centres.T).max(axis=1)
+    expected_target = -(x @ targets.T).max(axis=1)
+    np.testing.assert_allclose(per_domain["source"], expected_source, rtol=1e-5)
+    np.testing.assert_allclose(per_domain["target"], expected_target, rtol=1e-5)
+    np.testing.assert_allclose(scores, np.minimum(expected_source, expected_target),
+                               rtol=1e-5)
+    cosine = KMeansBackend(n_clusters=4, distance="cosine").fit(embeddings, sections, domains)
+    np.testing.assert_allclose(cosine.score(test, ["fan_01"] * 5), 1 + scores, rtol=1e-5)
+    everything = KMeansBackend(n_clusters=4, kmeans_domains="all").fit(
+        embeddings, sections, domains)
+    assert len(everything.tables["fan_00"]["alpha"]) == 4 + 4
+    backend.save(tmp_path / "b.npz")
+    restored = KMeansBackend(n_clusters=4).load_tables(tmp_path / "b.npz")
+    np.testing.assert_allclose(restored.score(test, ["fan_01"] * 5), scores)
+    with pytest.raises(ValueError, match="No references for section"):
+        backend.score(test[:1], ["pump_00"])
+
+
+def test_local_density_backend_by_hand():
+    embeddings, sections, domains = _embedding_data()
+    backend = LocalDensityBackend(k=2).fit(embeddings, sections, domains)
+    test = RNG.normal(size=(3, 8))
+    refs = length_normalize(embeddings[sections == "fan_00"])
+    distance = 0.5 * (1 - refs @ refs.T)
+    np.fill_diagonal(distance, np.inf)
+    density = np.sort(distance, axis=1)[:, :2].mean(axis=1)
+    x = length_normalize(test)
+    expected = (0.5 * (1 - x @ refs.T) / density).min(axis=1)
+    np.testing.assert_allclose(backend.score(test, ["fan_00"] * 3), expected, rtol=1e-5)
+
+
+def test_padded_tables_reproduce_scores():
+    embeddings, sections, domains = _embedding_data()
+    backend = KMeansBackend(n_clusters=3).fit(embeddings[:50], sections[:50], domains[:50])
+    refs, alpha, beta = backend.padded_tables(["fan_00", "fan_01"])
+    assert refs.shape[0] == 2 and refs.shape[1] == max(
+        len(t["alpha"]) for t in backend.tables.values())
+    x = length_normalize(RNG.normal(size=(4, 8)))
+    for index, section in enumerate(["fan_00", "fan_01"]):
+        values = (alpha[index] - beta[index] * (x @ refs[index].T)).min(axis=1)
+        np.testing.assert_allclose(values, backend.score(x, [section] * 4), rtol=1e-5)
+
+
+def test_compactness_statistics_by_hand():
+    centres = np.array([[[1.0, 0.0]], [[0.0, 1.0]]])
+    embeddings = np.array([[2.0, 0.0], [1.0, 1.0]])
+    intra, inter = compactness_statistics(embeddings, [0, 1], centres)
+    second = 2 - 2 * np.sqrt(0.5)
+    assert intra == pytest.approx((0.0 + second) / 2)
+    assert inter == pytest.approx((2.0 + second) / 2)
+
+
+# ----------------------------------------------------------------------
+# System, CLI and export
+# ----------------------------------------------------------------------
+
+TINY = {"epochs": 1, "clip_seconds": 1.0, "batch_size": 8, "monitor_clips": 16,
+        "kmeans_clusters": 4}
+
+
+def test_system_variants_train_and_score(synthetic_sets, tmp_path):
+    table = read_dataset(synthetic_sets["dcase2023"]["dev"])
+    config = dict(TINY, classes="per_section", loss="compactness", ensemble_size=2,
+                  backend="local_density", density_k=2, mixup_in="pipeline")
+    system = WilkinghoffSystem(config)
+    system.fit(table, tmp_path / "run", verbose=0)
+    assert len(system.members) == 2
+    assert set(system.members[0]["groups"]) == {"fan_00", "valve_00"}
+    scores = system.score(table)
+    assert np.isfinite(scores["score"]).all()
+    history = pd.read_csv(tmp_path / "run" / "history" / "member0_fan_00.csv")
+    assert {"loss", "intra_compactness"} <= set(history.columns)
+    assert history["epoch"].tolist() == [0, 1]
+    # The ensemble score is the sum of the members' scores.
+    single = [m["backend"].score(e, (scores["machine_type"] + "_" + scores["section"])
+                                 .to_numpy()) for m, e in zip(system.members,
+                                                              system.embed(scores))]
+    np.testing.assert_allclose(scores["score"], single[0] + single[1], rtol=1e-6)
+    with pytest.raises(ValueError, match="loss must be one of"):
+        WilkinghoffSystem({"loss": "cosface"})
+
+
+def test_cli_train_score_evaluate_export(synthetic_sets, tmp_path):
+    from asd_keras import cli
+
+    dev = str(synthetic_sets["dcase2022"]["dev"])
+    eval_ = str(synthetic_sets["dcase2022"]["eval"])
+    run = tmp_path / "run"
+    overrides = [f"{k}={v}" for k, v in TINY.items()]
+    # Dev and eval training folders train one model together.
+    assert cli.main(["train", "--system", "wilkinghoff", "--data", dev, eval_,
+                     "--out", str(run), "--verbose", "0", *overrides]) == 0
+    record = json.loads((run / "run.json").read_text())
+    assert record["seed"] == 1234
+    assert len(json.loads((run / "members" / "thresholds.json").read_text())) == 12  # 2 types x 6 sections
+    assert cli.main(["train", "--system", "wilkinghoff", "--data", dev,
+                     "--out", str(run), *overrides]) == 2  # no --force
+    scores_dir = tmp_path / "scores"
+    assert cli.main(["score", "--run", str(run), "--data", dev,
+                     "--out", str(scores_dir)]) == 0
+    scores = pd.read_csv(scores_dir / "scores.csv", dtype={"section": str})
+    assert {"score", "score_source", "score_target", "decision"} <= set(scores.columns)
+    assert cli.main(["evaluate", "--scores", str(scores_dir), "--data", dev]) == 0
+    assert (scores_dir / "evaluation" / "official_score.json").is_file()
+
+    export = tmp_path / "export"
+    assert cli.main(["export", "--run", str(run), "--out", str(export)]) == 0
+    fan = scores[(scores["machine_type"] == "fan") & (scores["section"] == "01")]
+    table = read_dataset(dev).set_index("file_name")
+    paths = [str(table.loc[f, "path"]) for f in fan["file_name"]]
+    script = (
+        "import sys, json, numpy as np, soundfile as sf, tensorflow as tf\n"
+        "paths = json.loads(sys.argv[2])\n"
+        "wave = np.stack([sf.read(p, dtype='float32')[0] for p in paths])\n"
+        "model = tf.saved_model.load(sys.argv[1])\n"
+        "out = model.signatures['serving_default'](waveform=tf.constant(wave),"
+        " machine_type=tf.constant('fan'), section=tf.constant('01'))\n"
+        "print(json.dumps(out['anomaly_score'].numpy().tolist()))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", script, str(export), json.dumps(paths)],
+                            capture_output=True, text=True, check=True)
+    served = json.loads(result.stdout.strip().splitlines()[-1])
+    np.testing.assert_allclose(served, fan["score"], rtol=1e-4, atol=1e-5)
