@@ -225,6 +225,37 @@ def cmd_export(args):
 
 
 # ----------------------------------------------------------------------
+# study
+# ----------------------------------------------------------------------
+
+
+def cmd_study(args):
+    from asd_keras.config import load_config_file
+    from asd_keras.config import parse_overrides
+    from asd_keras.evaluation.study import run_study
+
+    spec = load_config_file(args.config)
+    if not isinstance(spec, dict) or "conditions" not in spec:
+        raise ValueError(
+            f"'{args.config}' must hold a 'conditions' list (and optionally a "
+            "'base' mapping); see experiments/angular_margin/config.yaml.")
+    base = dict(spec.get("base") or {})
+    base.update(parse_overrides(args.overrides))
+    if args.epochs is not None:
+        base["epochs"] = args.epochs
+    conditions = spec["conditions"]
+    if args.only:
+        conditions = [c for c in conditions if c["name"] in args.only]
+        if not conditions:
+            raise ValueError(f"--only {args.only} matches no condition of '{args.config}'.")
+    summary = run_study(conditions, base, args.data, args.out, trials=args.trials,
+                        force=args.force, definition=args.definition,
+                        keep_models=args.keep_models)
+    print((Path(args.out) / "results.md").read_text())
+    print(f"Study of {len(summary)} conditions written to '{args.out}'.")
+
+
+# ----------------------------------------------------------------------
 # download
 # ----------------------------------------------------------------------
 
@@ -310,6 +341,20 @@ def build_parser():
     p.add_argument("--out", required=True)
     p.add_argument("--force", action="store_true")
     p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("study", help="train and evaluate conditions over trials")
+    p.add_argument("--config", required=True, help="YAML with 'base' and 'conditions'")
+    p.add_argument("--data", required=True, nargs="+", help="labelled dev data folder(s)")
+    p.add_argument("--out", required=True)
+    p.add_argument("--trials", type=int, default=2)
+    p.add_argument("--epochs", type=int)
+    p.add_argument("--only", nargs="+", help="run only these condition names")
+    p.add_argument("--definition", choices=("official", "simple"), default="official",
+                   help="domain AUC definition (see evaluation.metrics.domain_metrics)")
+    p.add_argument("--keep-models", action="store_true")
+    p.add_argument("--force", action="store_true")
+    p.add_argument("overrides", nargs="*", metavar="key=value")
+    p.set_defaults(func=cmd_study)
 
     p = sub.add_parser("download", help="download DCASE data from Zenodo")
     p.add_argument("--year", type=int, required=True)

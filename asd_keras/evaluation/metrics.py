@@ -182,3 +182,52 @@ def summary_rows(per_unit, layout):
                 row[column] = float(group[column].mean())
             rows.append(row)
     return pd.DataFrame(rows)
+
+
+DOMAIN_DEFINITIONS = ("official", "simple")
+
+
+def domain_metrics(table, definition="official"):
+    """AUC and pAUC per section for the source domain, the target domain and
+    both domains together (the columns of the paper's Table II).
+
+    Args:
+        table: DataFrame with machine_type, section, domain, label, score.
+        definition: `"official"`: a domain's normals against ALL anomalies
+            of the section (DCASE 2022+ evaluators, reference dcase.md §4);
+            `"simple"`: a domain's normals against that domain's anomalies
+            only, as Wilkinghoff's code reports them (reference
+            wilkinghoff.md §7).
+
+    Returns:
+        DataFrame, one row per (machine_type, section), columns
+        `AUC (source)`, `pAUC (source)`, `AUC (target)`, `pAUC (target)`,
+        `AUC (both)`, `pAUC (both)`.
+    """
+    if definition not in DOMAIN_DEFINITIONS:
+        raise ValueError(
+            f"definition must be one of {DOMAIN_DEFINITIONS}; received {definition!r}."
+        )
+    rows = []
+    for (machine, section), group in table.groupby(["machine_type", "section"]):
+        what = f"{machine} section {section}"
+        row = {"machine_type": machine, "section": section}
+        for domain in ("source", "target", "both"):
+            if domain == "both":
+                subset = group
+            elif definition == "official":
+                subset = group[(group["domain"] == domain) | (group["label"] == 1)]
+            else:
+                subset = group[group["domain"] == domain]
+            row[f"AUC ({domain})"] = auc(subset["label"], subset["score"], f"{what} {domain}")
+            row[f"pAUC ({domain})"] = pauc(subset["label"], subset["score"],
+                                           what=f"{what} {domain}")
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def harmonic_means(per_section):
+    """Harmonic mean over sections of every metric column (eps floor)."""
+    columns = [c for c in per_section.columns if c not in ("machine_type", "section", "domain")]
+    return {c: float(stats.hmean(np.maximum(per_section[c].to_numpy(float), EPS)))
+            for c in columns}

@@ -1,0 +1,1 @@
+"""Plots written as PNG files (matplotlib, Agg backend)."""
