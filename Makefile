@@ -6,8 +6,21 @@ STAMP := $(VENV)/.installed-stamp
 DEMO_DATA := data/synthetic/demo
 DEMO_RUN := runs/demo/dense_ae
 DEMO_CONFIG := experiments/dense_ae_baseline/demo.yaml
+WK_RUN := runs/demo/wilkinghoff
+WK_CONFIG := experiments/wilkinghoff_demo/demo.yaml
 
-.PHONY: install demo test bench clean-demo
+# Paper experiments (Wilkinghoff & Kurth). Defaults are sized for 2 CPU cores
+# on a 4-second synthetic set; override DATA, TRIALS, EPOCHS, EXP_OVERRIDES
+# (key=value ...) for the full run on real data, and FORCE=--force to redo.
+EXP_DATA := data/synthetic/angular_margin
+DATA ?= $(EXP_DATA)/dev_data
+TRIALS ?= 2
+EPOCHS ?= 10
+RISE_MASKS ?= 4000
+EXP_OVERRIDES ?=
+FORCE ?=
+
+.PHONY: install demo test bench clean-demo exp-angular-margin exp-compactness exp-tsne exp-rise
 
 $(STAMP): requirements.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -26,12 +39,33 @@ demo: $(STAMP) $(DEMO_DATA)/synth.json
 	$(PY) -m asd_keras train --system dense_ae --data $(DEMO_DATA)/dev_data --out $(DEMO_RUN) --config $(DEMO_CONFIG) --verbose 2 --force
 	$(PY) -m asd_keras score --run $(DEMO_RUN) --data $(DEMO_DATA)/dev_data --out $(DEMO_RUN)-scores --force
 	$(PY) -m asd_keras evaluate --scores $(DEMO_RUN)-scores --data $(DEMO_DATA)/dev_data --force
+	$(PY) -m asd_keras train --system wilkinghoff --data $(DEMO_DATA)/dev_data --out $(WK_RUN) --config $(WK_CONFIG) --verbose 2 --force
+	$(PY) -m asd_keras score --run $(WK_RUN) --data $(DEMO_DATA)/dev_data --out $(WK_RUN)-scores --force
+	$(PY) -m asd_keras evaluate --scores $(WK_RUN)-scores --data $(DEMO_DATA)/dev_data --force
+	@echo "dense AE:    $$(cat $(DEMO_RUN)-scores/evaluation/official_score.json)"
+	@echo "wilkinghoff: $$(cat $(WK_RUN)-scores/evaluation/official_score.json)"
+
+$(EXP_DATA)/synth.json: | $(STAMP)
+	$(PY) -m asd_keras synth --out $(EXP_DATA) --layout dcase2022 --seconds 4 --train 20 --target-train 3 --test 6 --seed 1
+
+exp-angular-margin: $(STAMP) $(EXP_DATA)/synth.json
+	$(PY) -m asd_keras study --config experiments/angular_margin/config.yaml --data $(DATA) --out experiments/angular_margin/results --trials $(TRIALS) --epochs $(EPOCHS) $(FORCE) $(EXP_OVERRIDES)
+
+exp-compactness: $(STAMP) $(EXP_DATA)/synth.json
+	$(PY) experiments/compactness_curves/run.py --data $(DATA) --epochs $(EPOCHS) $(FORCE) $(EXP_OVERRIDES)
+
+exp-tsne: $(STAMP)
+	$(PY) experiments/tsne_embeddings/run.py $(FORCE)
+
+exp-rise: $(STAMP) $(EXP_DATA)/synth.json
+	$(PY) experiments/rise_maps/run.py --data $(DATA) --epochs $(EPOCHS) --masks $(RISE_MASKS) $(FORCE) $(EXP_OVERRIDES)
 
 test: $(STAMP)
 	$(PY) -m pytest -q -p no:cacheprovider
 
 bench: $(STAMP)
 	$(PY) benchmarks/bench_pipeline.py
+	$(PY) benchmarks/bench_wilkinghoff.py
 
 clean-demo:
-	rm -rf $(DEMO_DATA) runs/demo
+	rm -rf $(DEMO_DATA) $(EXP_DATA) runs/demo

@@ -259,3 +259,18 @@ def test_cli_train_score_evaluate_export(synthetic_sets, tmp_path):
                             capture_output=True, text=True, check=True)
     served = json.loads(result.stdout.strip().splitlines()[-1])
     np.testing.assert_allclose(served, fan["score"], rtol=1e-4, atol=1e-5)
+
+
+def test_spectrogram_scorer_matches_system_scores(synthetic_sets, tmp_path):
+    table = read_dataset(synthetic_sets["dcase2022"]["dev"])
+    system = WilkinghoffSystem(dict(TINY, branches="spectrogram", monitor_compactness=False))
+    system.fit(table, tmp_path / "run", verbose=0)
+    scores = system.score(table)
+    row = scores.iloc[0]
+    spectrogram_fn, score_fn = system.spectrogram_scorer(row["machine_type"], row["section"])
+    spectrogram = spectrogram_fn(row["path"])
+    assert spectrogram.shape == (30, 513)
+    assert float(score_fn(spectrogram[None])[0]) == pytest.approx(row["score"], abs=1e-5)
+    both = WilkinghoffSystem(TINY)
+    with pytest.raises(ValueError, match="spectrogram-only"):
+        both.spectrogram_scorer("fan", "00")

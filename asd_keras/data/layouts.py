@@ -344,3 +344,19 @@ def describe(table):
         .reset_index()
     )
     return counts
+
+
+def require_split(table, split):
+    """The rows of one split, or a clear error when the folder has none.
+
+    Args:
+        table: DataFrame from `read_dataset`.
+        split: "train" or "test".
+    """
+    rows = table[table["split"] == split]
+    if rows.empty:
+        raise ValueError(
+            f"The data folder has no {split}/ clips; point --data at a folder "
+            f"whose machine types have {split}/ subfolders."
+        )
+    return rows

@@ -18,6 +18,7 @@ from tqdm.auto import tqdm
 
 from asd_keras.config import resolve_config
 from asd_keras.data.audio import AudioLoader
+from asd_keras.data.layouts import require_split
 from asd_keras.data.pipelines import clip_dataset
 from asd_keras.data.pipelines import vector_dataset
 from asd_keras.features.spectral import LogMelFrontend
@@ -184,12 +185,7 @@ class DenseAutoencoderSystem:
         import keras
 
         run_dir = Path(run_dir)
-        train = table[table["split"] == "train"]
-        if train.empty:
-            raise ValueError(
-                "The data folder has no train/ clips; point --data at a "
-                "folder whose machine types have train/ subfolders."
-            )
+        train = require_split(table, "train")
         loader = self._loader()
         loader.check(train["path"])
         histories = {}
@@ -399,12 +395,7 @@ class DenseAutoencoderSystem:
             `score_mse`, `score_mahala` and `decision` columns, and
             `error_vector` when asked.
         """
-        test = table[table["split"] == "test"].copy()
-        if test.empty:
-            raise ValueError(
-                "The data folder has no test clips; point --data at a folder "
-                "whose machine types have test/ subfolders."
-            )
+        test = require_split(table, "test").copy()
         missing = sorted(set(test["machine_type"]) - set(self.models))
         if missing:
             raise ValueError(

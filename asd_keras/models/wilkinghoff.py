@@ -18,6 +18,7 @@ import pandas as pd
 
 from asd_keras.config import resolve_config
 from asd_keras.data.audio import AudioLoader
+from asd_keras.data.layouts import require_split
 from asd_keras.data.labels import ClassEncoder
 from asd_keras.data.labels import GRANULARITIES
 from asd_keras.data.labels import section_keys
@@ -30,6 +31,12 @@ BRANCHES = ("both", "spectrogram", "spectrum")
 LOSSES = ("sc_adacos", "adacos", "arcface", "softmax", "compactness",
           "compactness_cce")
 LENGTH_POLICIES = ("truncate", "pad", "tile_crop")
+
+
+def keras_numpy(tensor):
+    import keras
+
+    return keras.ops.convert_to_numpy(tensor)
 
 
 def _conv_kwargs(l2):
@@ -474,12 +481,7 @@ class WilkinghoffSystem:
             verbose: int. Keras `fit` verbosity.
         """
         run_dir = Path(run_dir)
-        train = table[table["split"] == "train"]
-        if train.empty:
-            raise ValueError(
-                "The data folder has no train/ clips; point --data at a folder "
-                "whose machine types have train/ subfolders."
-            )
+        train = require_split(table, "train")
         self.loader(training=True).check(train["path"])
         self.members = []
         for member in range(int(self.config["ensemble_size"])):
@@ -592,11 +594,7 @@ class WilkinghoffSystem:
             over members) and `decision` (score above the section's
             `threshold_quantile` of the cross-fitted training scores).
         """
-        test = table[table["split"] == "test"].copy()
-        if test.empty:
-            raise ValueError(
-                "The data folder has no test clips; point --data at a folder "
-                "whose machine types have test/ subfolders.")
+        test = require_split(table, "test").copy()
         if not self.members:
             raise ValueError("The system is not trained; call fit() or load().")
         result = self._scores_from_embeddings(test, self.embed(test))
@@ -605,6 +603,45 @@ class WilkinghoffSystem:
         thresholds = result["section_key"].map(self.thresholds).to_numpy(float)
         test["decision"] = (test["score"].to_numpy() > thresholds).astype(int)
         return test
+
+    def spectrogram_scorer(self, machine_type, section, member=0):
+        """Functions for explaining a spectrogram-only model (RISE, Fig. 4).
+
+        Needs `branches="spectrogram"`, so the score depends on the
+        spectrogram alone.
+
+        Returns:
+            (spectrogram_fn, score_fn): `spectrogram_fn(path)` gives the
+            linear-magnitude spectrogram `(frames, 513)` of a clip after the
+            length policy; `score_fn(spectrograms)` scores a batch
+            `(batch, frames, 513)` with the member's backend for the section.
+        """
+        from asd_keras.layers import LinearSpectrogram
+
+        if self.config["branches"] != "spectrogram":
+            raise ValueError(
+                "spectrogram_scorer needs a spectrogram-only model; train with "
+                f"branches=spectrogram (this run has branches={self.config['branches']!r}).")
+        key = f"{machine_type}_{section}"
+        entry = self.members[member]
+        model = entry["groups"].get("all", entry["groups"].get(key))
+        if model is None:
+            raise ValueError(f"The run has no model for section {key!r}.")
+        encoder = model.get_layer("spectrogram_encoder")
+        stft = LinearSpectrogram(1024, 512)
+        loader = self.loader()
+
+        def spectrogram_fn(path):
+            loader.check([str(path)], progress=False)
+            waveform = loader.load(str(path))
+            return keras_numpy(stft(waveform[None]))[0]
+
+        def score_fn(spectrograms):
+            embeddings = encoder.predict(np.asarray(spectrograms, np.float32), verbose=0,
+                                         batch_size=int(self.config["score_batch_clips"]))
+            return entry["backend"].score(embeddings, [key] * len(embeddings))
+
+        return spectrogram_fn, score_fn
 
     # ------------------------------------------------------------------
     # Persistence and export

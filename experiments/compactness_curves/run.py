@@ -1,0 +1,63 @@
+"""Figures 2-3 of Wilkinghoff & Kurth: training loss and the mean intra- and
+inter-class compactness losses after every epoch.
+
+Fig. 2: sub-cluster AdaCos with one sub-cluster per class, with mixup.
+Fig. 3: AdaCos without mixup. The values come from the library's
+`CompactnessMonitor` callback (asd_keras.evaluation.compactness).
+"""
+
+import argparse
+import sys
+from pathlib import Path
+
+import pandas as pd
+
+from asd_keras.config import parse_overrides
+from asd_keras.evaluation.study import load_tables
+from asd_keras.models import WilkinghoffSystem
+from asd_keras.utils.io import atomic_write_dataframe
+from asd_keras.utils.io import atomic_write_text
+from asd_keras.utils.io import staged_dir
+from asd_keras.utils.runs import set_seed
+from asd_keras.utils.runs import write_run_record
+
+CONDITIONS = {
+    "Fig. 2: sub-cluster AdaCos (1 sub-cluster), mixup": {
+        "loss": "sc_adacos", "num_subclusters": 1},
+    "Fig. 3: AdaCos, no mixup": {"loss": "adacos", "mixup_probability": 0.0},
+}
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", nargs="+", required=True)
+    parser.add_argument("--out", default=str(Path(__file__).parent / "results"))
+    parser.add_argument("--epochs", type=int, default=10)
+    parser.add_argument("--force", action="store_true")
+    parser.add_argument("overrides", nargs="*", metavar="key=value")
+    args = parser.parse_args(argv)
+    base = {"clip_seconds": 4.0, "classes": "attribute", "epochs": args.epochs,
+            "monitor_clips": 256, "seed": 7, **parse_overrides(args.overrides)}
+    table = load_tables(args.data)
+    from asd_keras.visualisation.plots import plot_training_curves
+
+    with staged_dir(args.out, force=args.force, what="results folder") as stage:
+        histories = {}
+        for number, (title, overrides) in enumerate(CONDITIONS.items(), start=2):
+            system = WilkinghoffSystem({**base, **overrides})
+            seed = set_seed(system.config["seed"])
+            run = stage / f"fig{number}"
+            write_run_record(run, {"figure": title, "params": system.config}, seed)
+            system.fit(table, run, verbose=2)
+            histories[title] = pd.read_csv(run / "history" / "member0_all.csv")
+            frame = histories[title].assign(figure=title)
+            atomic_write_dataframe(stage / f"fig{number}_history.csv", frame)
+        plot_training_curves(histories, stage / "compactness_curves.png")
+        text = "\n\n".join(f"### {t}\n\n" + h.to_markdown(index=False, floatfmt=".4f")
+                           for t, h in histories.items())
+        atomic_write_text(stage / "results.md", text + "\n")
+    print(text)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
