@@ -274,3 +274,14 @@ def test_spectrogram_scorer_matches_system_scores(synthetic_sets, tmp_path):
     both = WilkinghoffSystem(TINY)
     with pytest.raises(ValueError, match="spectrogram-only"):
         both.spectrogram_scorer("fan", "00")
+
+
+@pytest.mark.parametrize("loss", ["arcface", "softmax", "compactness_cce", "adacos"])
+def test_every_head_trains_through_the_system(loss, synthetic_sets, tmp_path):
+    table = read_dataset(synthetic_sets["dcase2021"]["dev"], machine_types=["fan"])
+    system = WilkinghoffSystem(dict(TINY, loss=loss, classes="attribute",
+                                    block2_bn="residual", mixup_label="standard"))
+    system.fit(table, tmp_path / "run", verbose=0)
+    history = pd.read_csv(tmp_path / "run" / "history" / "member0_all.csv")
+    assert np.isfinite(history["loss"].dropna()).all()
+    assert np.isfinite(system.score(table)["score"]).all()
