@@ -214,6 +214,17 @@ def test_system_variants_train_and_score(synthetic_sets, tmp_path):
                                  .to_numpy()) for m, e in zip(system.members,
                                                               system.embed(scores))]
     np.testing.assert_allclose(scores["score"], single[0] + single[1], rtol=1e-6)
+    # The export picks each section's model and sums the two members.
+    import soundfile
+    import tensorflow as tf
+
+    system.export(tmp_path / "export")
+    served = tf.saved_model.load(str(tmp_path / "export"))
+    valve = scores[scores["machine_type"] == "valve"]
+    waves = np.stack([soundfile.read(p, dtype="float32")[0] for p in valve["path"]])
+    out = served.serve(tf.constant(waves), tf.constant("valve"), tf.constant("00"))
+    np.testing.assert_allclose(out["anomaly_score"].numpy(), valve["score"], rtol=1e-4,
+                               atol=1e-5)
     with pytest.raises(ValueError, match="loss must be one of"):
         WilkinghoffSystem({"loss": "cosface"})
 
