@@ -30,10 +30,22 @@ def test_importance_map_by_hand_and_localisation():
     # Nothing masked: every mask is 1, so the map is the plain score.
     flat = importance_map(lambda x: x.sum(axis=(1, 2)), spectrogram, num_masks=10,
                           batch_size=4, time_cells=5, freq_cells=5,
-                          mask_probability=0.0, progress=False)
+                          mask_probability=0.0, centre=False, progress=False)
     np.testing.assert_allclose(flat, 1200.0)
+    # Centred, a constant score leaves nothing.
+    centred = importance_map(lambda x: np.full(len(x), 5.0), spectrogram, num_masks=10,
+                             batch_size=4, time_cells=5, freq_cells=5, progress=False)
+    np.testing.assert_allclose(centred, 0.0, atol=1e-5)
+    # By hand: two masks, scores 3 and 1 (mean 2), E[M] = 0.75^2.
+    masks = np.concatenate([rise_masks(1, (30, 40), 5, 5, seed=s) for s in (7, 8)])
+    scores = iter([np.array([3.0]), np.array([1.0])])
+    hand = importance_map(lambda x: next(scores), spectrogram, num_masks=2, batch_size=1,
+                          time_cells=5, freq_cells=5, seed=7, progress=False)
+    np.testing.assert_allclose(hand, (1.0 * masks[0] - 1.0 * masks[1]) / (2 * 0.5625),
+                               rtol=1e-6)
     # A score that only looks at one region highlights that region.
-    region = importance_map(lambda x: x[:, 10:15, 20:30].sum(axis=(1, 2)), spectrogram,
+    region = importance_map(lambda x: x[:, 10:15, 20:30].sum(axis=(1, 2)) - 100.0,
+                            spectrogram,
                             num_masks=600, batch_size=100, time_cells=6, freq_cells=8,
                             progress=False)
     inside = region[10:15, 20:30].mean()

@@ -54,8 +54,12 @@ def plot_tsne(panels, path):
         path: PNG path.
     """
     plt = _pyplot()
-    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 4), squeeze=False)
-    for ax, (title, (points, labels)) in zip(axes[0], panels.items()):
+    cols = min(4, len(panels))
+    rows = -(-len(panels) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 4 * rows), squeeze=False)
+    for ax in axes.flat[len(panels):]:
+        ax.axis("off")
+    for ax, (title, (points, labels)) in zip(axes.flat, panels.items()):
         labels = np.asarray(labels)
         ax.scatter(*points[labels == 0].T, s=6, c="tab:blue", label="normal")
         ax.scatter(*points[labels == 1].T, s=6, c="tab:red", label="anomalous")

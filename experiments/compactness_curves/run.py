@@ -49,7 +49,8 @@ def main(argv=None):
             run = stage / f"fig{number}"
             write_run_record(run, {"figure": title, "params": system.config}, seed)
             system.fit(table, run, verbose=2)
-            histories[title] = pd.read_csv(run / "history" / "member0_all.csv")
+            histories[title] = pd.read_csv(run / "history" / "member0_all.csv").astype(
+                {"epoch": int})
             frame = histories[title].assign(figure=title)
             atomic_write_dataframe(stage / f"fig{number}_history.csv", frame)
         plot_training_curves(histories, stage / "compactness_curves.png")
