@@ -9,7 +9,7 @@ reference's way of loading every clip into RAM.
    reference's approach (reference wilkinghoff.md §1: all waveforms in one
    float32 array, about 27 GB for DCASE2022) with the same model.
 
-Usage: python benchmarks/bench_wilkinghoff.py [--clips 32] [--seconds 10]
+Usage: python benchmarks/bench_wilkinghoff.py [--clips 100] [--seconds 10]
 Prints markdown tables; nothing is asserted.
 """
 
@@ -129,7 +129,7 @@ def bench_speed(data, seconds):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--clips", type=int, default=32, help="clips at 1x")
+    parser.add_argument("--clips", type=int, default=100, help="clips at 1x")
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--worker", choices=("streaming", "in_memory"))
     parser.add_argument("--data")
