@@ -97,5 +97,6 @@ def plot_importance(rows, path):
             ax.set_xlabel("frame")
         for c in range(1 + len(maps), width):
             axes[r][c].axis("off")
+    fig.tight_layout()
     _save(fig, path)
     plt.close(fig)
