@@ -131,9 +131,13 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--clips", type=int, default=100, help="clips at 1x")
     parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--repeats", type=int, default=3,
+                        help="fresh processes per point; the median is shown")
     parser.add_argument("--worker", choices=("streaming", "in_memory"))
     parser.add_argument("--data")
     args = parser.parse_args()
+    import numpy as np
+
     if args.worker:
         worker(args.worker, args.data, args.seconds)
         return
@@ -147,25 +151,28 @@ def main():
         print("| what | clips/s |\n|---|---|")
         print(f"| training (second epoch) | {train_rate:.1f} |")
         print(f"| inference (embeddings) | {infer_rate:.1f} |\n")
-        rows = []
+        # TensorFlow's allocator makes single peaks noisy (a few hundred MB
+        # either way), so each point is the median of fresh processes.
+        by_scale = {}
         for scale, root in roots.items():
             for mode in ("streaming", "in_memory"):
-                out = subprocess.run(
-                    [sys.executable, __file__, "--worker", mode, "--data", str(root),
-                     "--seconds", str(args.seconds)],
-                    capture_output=True, text=True, check=True)
-                result = json.loads(out.stdout.strip().splitlines()[-1])
-                rows.append((scale, result))
-        print("## Peak RSS of one training epoch\n")
+                peaks = []
+                for _ in range(args.repeats):
+                    out = subprocess.run(
+                        [sys.executable, __file__, "--worker", mode, "--data", str(root),
+                         "--seconds", str(args.seconds)],
+                        capture_output=True, text=True, check=True)
+                    result = json.loads(out.stdout.strip().splitlines()[-1])
+                    peaks.append(result["peak_mb"])
+                by_scale.setdefault(scale, {})[mode] = (result["clips"], peaks)
+        print(f"## Peak RSS of one training epoch (median of {args.repeats} processes)\n")
         print("| data | clips | streaming (MB) | in-memory, reference way (MB) | ratio |")
         print("|---|---|---|---|---|")
-        by_scale = {}
-        for scale, result in rows:
-            by_scale.setdefault(scale, {})[result["mode"]] = result
         for scale, pair in by_scale.items():
-            s, m = pair["streaming"], pair["in_memory"]
-            print(f"| {scale}x | {s['clips']} | {s['peak_mb']:.0f} | {m['peak_mb']:.0f} | "
-                  f"{m['peak_mb'] / s['peak_mb']:.2f} |")
+            (clips, s_peaks), (_, m_peaks) = pair["streaming"], pair["in_memory"]
+            s, m = float(np.median(s_peaks)), float(np.median(m_peaks))
+            print(f"| {scale}x | {clips} | {s:.0f} (runs {min(s_peaks):.0f}-{max(s_peaks):.0f}) "
+                  f"| {m:.0f} (runs {min(m_peaks):.0f}-{max(m_peaks):.0f}) | {m / s:.2f} |")
 
 
 if __name__ == "__main__":

@@ -308,6 +308,7 @@ DEFAULTS = {
     "monitor_compactness": True,
     "monitor_clips": 256,
     "score_batch_clips": 16,
+    "pipeline_ram_mb": 256,
     "seed": 1234,
 }
 
@@ -413,7 +414,7 @@ class WilkinghoffSystem:
         ds = ds.batch(batch or int(c["batch_size"]))
         if shuffle and c["mixup_in"] == "pipeline":
             ds = mixup_dataset(ds, float(c["mixup_probability"]), c["mixup_label"], seed)
-        return ds.prefetch(tf.data.AUTOTUNE)
+        return self._bounded(ds.prefetch(tf.data.AUTOTUNE))
 
     def _waveform_dataset(self, paths, loader):
         import tensorflow as tf
@@ -421,7 +422,21 @@ class WilkinghoffSystem:
         ds = tf.data.Dataset.from_tensor_slices(list(paths))
         ds = ds.map(lambda p: tf.ensure_shape(loader.load(p), [self.num_samples]),
                     num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-        return ds.batch(int(self.config["score_batch_clips"])).prefetch(tf.data.AUTOTUNE)
+        return self._bounded(
+            ds.batch(int(self.config["score_batch_clips"])).prefetch(tf.data.AUTOTUNE))
+
+    def _bounded(self, ds):
+        """Caps what tf.data's autotuner may buffer (`pipeline_ram_mb`).
+
+        Unbounded, the autotuner grows its prefetch buffers of 10 s clips
+        over the steps of an epoch, so peak memory creeps up with the
+        number of clips even though nothing is cached.
+        """
+        import tensorflow as tf
+
+        options = tf.data.Options()
+        options.autotune.ram_budget = int(self.config["pipeline_ram_mb"]) * 2**20
+        return ds.with_options(options)
 
     def _fit_group(self, group_name, group, run_dir, member, seed, verbose):
         import keras
