@@ -54,7 +54,8 @@ def main(argv=None):
             frame = histories[title].assign(figure=title)
             atomic_write_dataframe(stage / f"fig{number}_history.csv", frame)
         plot_training_curves(histories, stage / "compactness_curves.png")
-        text = "\n\n".join(f"### {t}\n\n" + h.to_markdown(index=False, floatfmt=".4f")
+        text = "\n\n".join(f"### {t}\n\n" + h.astype({"epoch": str}).to_markdown(
+                                index=False, floatfmt=".4f")
                            for t, h in histories.items())
         atomic_write_text(stage / "results.md", text + "\n")
     print(text)
