@@ -36,7 +36,10 @@ def length_normalize(embeddings):
 
 
 class _ReferenceBackend:
-    """Shared reference building, scoring and persistence."""
+    """Shared reference building, scoring and persistence.
+
+    Subclasses define `kind` and `_weights(references) -> (alpha, beta)`.
+    """
 
     kind = None
 
@@ -79,9 +82,6 @@ class _ReferenceBackend:
         if not parts:
             raise ValueError("A section has no training embeddings to build references from.")
         return np.concatenate(parts), np.asarray(kinds)
-
-    def _weights(self, references):
-        raise NotImplementedError
 
     def fit(self, embeddings, sections, domains):
         """Builds each section's references from its training embeddings.
