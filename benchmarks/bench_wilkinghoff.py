@@ -111,7 +111,7 @@ def bench_speed(data, seconds):
     labels = encoder.transform(table)
     loader = system.loader(training=True)
     loader.check(table["path"], progress=False)
-    ds = system._dataset(list(table["path"]), labels, encoder.num_classes, loader,
+    ds = system.training_dataset(list(table["path"]), labels, encoder.num_classes, loader,
                          True, 0)
     head, loss = build_head("sc_adacos", encoder.num_classes, system.config)
     embedding = wilkinghoff_embedding_model(system.num_samples)

@@ -296,3 +296,28 @@ def test_every_head_trains_through_the_system(loss, synthetic_sets, tmp_path):
     history = pd.read_csv(tmp_path / "run" / "history" / "member0_all.csv")
     assert np.isfinite(history["loss"].dropna()).all()
     assert np.isfinite(system.score(table)["score"]).all()
+
+
+def test_float_wav_files_train_and_score(synthetic_sets, tmp_path):
+    """Non-PCM16 files go through soundfile in every pipeline of the system."""
+    import shutil
+
+    import soundfile
+
+    source = synthetic_sets["dcase2022"]["dev"] / "valve"
+    target = tmp_path / "dev_data" / "valve"
+    for path in sorted(source.rglob("*")):
+        out = target / path.relative_to(source)
+        if path.is_dir():
+            out.mkdir(parents=True, exist_ok=True)
+        elif path.suffix == ".wav":
+            out.parent.mkdir(parents=True, exist_ok=True)
+            data, rate = soundfile.read(path, dtype="float32")
+            soundfile.write(out, data, rate, subtype="FLOAT")
+        else:
+            out.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy(path, out)
+    table = read_dataset(tmp_path / "dev_data")
+    system = WilkinghoffSystem(dict(TINY, classes="section"))
+    system.fit(table, tmp_path / "run", verbose=0)
+    assert np.isfinite(system.score(table)["score"]).all()

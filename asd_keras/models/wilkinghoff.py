@@ -393,7 +393,25 @@ class WilkinghoffSystem:
     # Training
     # ------------------------------------------------------------------
 
-    def _dataset(self, paths, labels, num_classes, loader, shuffle, seed, batch=None):
+    def training_dataset(self, paths, labels, num_classes, loader, shuffle=True, seed=0,
+                         batch=None):
+        """The `model.fit` pipeline: `({"waveform", "label"}, one_hot)` batches.
+
+        File names are shuffled (cheap), clips decoded in parallel from disk
+        with the length policy, one-hot labels attached, batched, mixed up
+        here when `mixup_in="pipeline"`, and prefetched within
+        `pipeline_ram_mb`. Nothing is cached, so memory does not grow with
+        the number of clips.
+
+        Args:
+            paths: list of str.
+            labels: int class indices aligned with `paths`.
+            num_classes: int.
+            loader: a `check`-ed `AudioLoader` (see `loader(training=True)`).
+            shuffle: bool. Shuffle every epoch (and apply pipeline mixup).
+            seed: int.
+            batch: int, optional. Defaults to `batch_size`.
+        """
         import tensorflow as tf
 
         from asd_keras.layers.mixup import mixup_dataset
@@ -438,7 +456,7 @@ class WilkinghoffSystem:
         options.autotune.ram_budget = int(self.config["pipeline_ram_mb"]) * 2**20
         return ds.with_options(options)
 
-    def _fit_group(self, group_name, group, run_dir, member, seed, verbose):
+    def _fit_group(self, group_name, group, loaders, run_dir, member, seed, verbose):
         import keras
 
         from asd_keras.evaluation.compactness import CompactnessMonitor
@@ -460,8 +478,8 @@ class WilkinghoffSystem:
         model.compile(optimizer=keras.optimizers.Adam(float(c["learning_rate"])),
                       loss=loss)
         paths = list(group["path"])
-        train_ds = self._dataset(paths, labels, encoder.num_classes,
-                                 self.loader(training=True), True, seed)
+        train_ds = self.training_dataset(paths, labels, encoder.num_classes,
+                                         loaders["train"], True, seed)
         callbacks = []
         monitor = None
         if c["monitor_compactness"]:
@@ -469,7 +487,7 @@ class WilkinghoffSystem:
             pick = np.sort(rng.permutation(len(paths))[: int(c["monitor_clips"])])
             monitor = CompactnessMonitor(
                 embedding_model, head,
-                self._waveform_dataset([paths[i] for i in pick], self.loader()),
+                self._waveform_dataset([paths[i] for i in pick], loaders["eval"]),
                 labels[pick])
             callbacks.append(monitor)
         history = model.fit(train_ds, epochs=int(c["epochs"]), verbose=verbose,
@@ -497,7 +515,10 @@ class WilkinghoffSystem:
         """
         run_dir = Path(run_dir)
         train = require_split(table, "train")
-        self.loader(training=True).check(train["path"])
+        # check() also picks the decoder, so the checked loaders are reused.
+        loaders = {"train": self.loader(training=True), "eval": self.loader()}
+        loaders["train"].check(train["path"])
+        loaders["eval"].check(train["path"], progress=False)
         self.members = []
         for member in range(int(self.config["ensemble_size"])):
             seed = int(self.config["seed"]) + member
@@ -507,7 +528,7 @@ class WilkinghoffSystem:
                       f" ({group_name}) on {len(group)} clips, "
                       f"loss={self.config['loss']}, classes={self.config['classes']}")
                 groups[group_name], encoders[group_name] = self._fit_group(
-                    group_name, group, run_dir, member, seed, verbose)
+                    group_name, group, loaders, run_dir, member, seed, verbose)
             self.members.append({"groups": groups, "encoders": encoders})
         train_embeddings = self.embed(train)
         for member, embeddings in zip(self.members, train_embeddings):
