@@ -16,6 +16,17 @@ import yaml
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
+def _split_data_and_overrides(args):
+    """`--data A B key=value` : argparse's nargs="+" swallows the overrides."""
+    data, extra = [], []
+    for item in args.data:
+        (extra if "=" in item and not Path(item).exists() else data).append(item)
+    if not data:
+        raise ValueError(f"--data needs at least one folder; received {args.data}.")
+    args.data = data
+    args.overrides = extra + list(args.overrides)
+
+
 def _print_table(frame, floatfmt=".4f"):
     print(frame.to_markdown(index=False, floatfmt=floatfmt))
 
@@ -63,6 +74,7 @@ def cmd_train(args):
     from asd_keras.utils.runs import set_seed
     from asd_keras.utils.runs import write_run_record
 
+    _split_data_and_overrides(args)
     system_cls = get_system(args.system)
     check_output_dir(args.out, args.force, what="run folder")
     user = load_config_file(args.config) if args.config else {}
@@ -234,6 +246,7 @@ def cmd_study(args):
     from asd_keras.config import parse_overrides
     from asd_keras.evaluation.study import run_study
 
+    _split_data_and_overrides(args)
     spec = load_config_file(args.config)
     if not isinstance(spec, dict) or "conditions" not in spec:
         raise ValueError(

@@ -236,9 +236,10 @@ def test_cli_train_score_evaluate_export(synthetic_sets, tmp_path):
     eval_ = str(synthetic_sets["dcase2022"]["eval"])
     run = tmp_path / "run"
     overrides = [f"{k}={v}" for k, v in TINY.items()]
-    # Dev and eval training folders train one model together.
-    assert cli.main(["train", "--system", "wilkinghoff", "--data", dev, eval_,
-                     "--out", str(run), "--verbose", "0", *overrides]) == 0
+    # Dev and eval training folders train one model together; overrides may
+    # follow --data directly.
+    assert cli.main(["train", "--system", "wilkinghoff", "--data", dev, eval_, *overrides,
+                     "--out", str(run), "--verbose", "0"]) == 0
     record = json.loads((run / "run.json").read_text())
     assert record["seed"] == 1234
     assert len(json.loads((run / "members" / "thresholds.json").read_text())) == 12  # 2 types x 6 sections
