@@ -1,1 +1,2 @@
-"""Official DCASE Task 2 metrics and submission/ground-truth file formats."""
+"""Official DCASE Task 2 metrics, submission/ground-truth file formats,
+repeated-trial studies and explanation tools (compactness, RISE, t-SNE)."""
