@@ -83,6 +83,35 @@ def worker(mode, data, seconds):
                       "seconds": seconds_taken}))
 
 
+def trace_steps(data, seconds, epochs):
+    """RSS after every training batch of the streaming system over `epochs`."""
+    import keras
+
+    from asd_keras.models.wilkinghoff import WilkinghoffSystem
+
+    trace = []
+
+    class Trace(keras.callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            trace.append(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0)
+
+    original = keras.Model.fit
+
+    def fit(model, *args, **kwargs):
+        kwargs["callbacks"] = list(kwargs.get("callbacks") or []) + [Trace()]
+        return original(model, *args, **kwargs)
+
+    keras.Model.fit = fit  # the system's fit() takes no callbacks
+    try:
+        with tempfile.TemporaryDirectory() as run:
+            system = WilkinghoffSystem({"epochs": epochs, "clip_seconds": seconds,
+                                        "monitor_compactness": False})
+            system.fit(_train_table(data), run, verbose=0)
+    finally:
+        keras.Model.fit = original
+    return trace
+
+
 def bench_speed(data, seconds):
     import keras
 
@@ -134,6 +163,9 @@ def main():
     parser.add_argument("--scales", default="1,2,4",
                         help="comma-separated multiples of --clips for the memory table")
     parser.add_argument("--skip-speed", action="store_true")
+    parser.add_argument("--trace-epochs", type=int,
+                        help="only trace RSS after every batch of this many epochs "
+                             "on the 1x data (streaming)")
     parser.add_argument("--repeats", type=int, default=3,
                         help="fresh processes per point; the median is shown")
     parser.add_argument("--worker", choices=("streaming", "in_memory"))
@@ -145,6 +177,13 @@ def main():
         worker(args.worker, args.data, args.seconds)
         return
     with tempfile.TemporaryDirectory() as tmp:
+        if args.trace_epochs:
+            root = _make_data(Path(tmp) / "x1", args.clips, args.seconds)
+            trace = trace_steps(root, args.seconds, args.trace_epochs)
+            print(f"## RSS after each of {len(trace)} training batches "
+                  f"({args.trace_epochs} epochs)\n")
+            print(" ".join(f"{value:.0f}" for value in trace) + " MB")
+            return
         roots = {}
         for scale in (int(x) for x in args.scales.split(",")):
             roots[scale] = _make_data(Path(tmp) / f"x{scale}", args.clips * scale,
