@@ -8,6 +8,7 @@ replaced without --force.
 import argparse
 import json
 import os
+import shutil
 import sys
 from pathlib import Path
 
@@ -93,18 +94,52 @@ def cmd_train(args):
             f"({sorted(table['layout'].unique())}); train on one year at a time.")
     system = system_cls(user)
     seed = set_seed(system.config["seed"])
+    record = {
+        "system": system.name,
+        "data": [str(Path(d).resolve()) for d in args.data],
+        "layout": table["layout"].iloc[0],
+        "machine_types": sorted(table["machine_type"].unique()),
+        "params": system.config,
+    }
+    fit_kwargs = {}
+    checkpoints = None
+    if getattr(system, "resumable", False):
+        checkpoints = _checkpoint_dir(args.out, record, args.force)
+        fit_kwargs["checkpoint_dir"] = checkpoints
     with staged_dir(args.out, force=args.force, what="run folder") as stage:
-        record = {
-            "system": system.name,
-            "data": [str(Path(d).resolve()) for d in args.data],
-            "layout": table["layout"].iloc[0],
-            "machine_types": sorted(table["machine_type"].unique()),
-            "params": system.config,
-        }
         write_run_record(stage, record, seed)
         atomic_write_dataframe(stage / "data_summary.csv", describe(table))
-        system.fit(table, stage, verbose=args.verbose)
+        system.fit(table, stage, verbose=args.verbose, **fit_kwargs)
+    if checkpoints is not None:
+        shutil.rmtree(checkpoints, ignore_errors=True)
     print(f"Run written to '{args.out}'.")
+
+
+def _checkpoint_dir(out, record, force):
+    """`<out>.checkpoints`: epoch backups that survive an interrupted run.
+
+    A repeated `train` with the same system, data and configuration resumes
+    from them; a different one is refused unless --force discards them.
+    """
+    from asd_keras.utils.io import atomic_write_text
+
+    out = Path(out)
+    folder = out.with_name(out.name + ".checkpoints")
+    fingerprint = json.dumps(record, sort_keys=True, default=str)
+    marker = folder / "fingerprint.json"
+    if folder.exists():
+        if force:
+            shutil.rmtree(folder)
+        elif not marker.is_file() or marker.read_text() != fingerprint:
+            raise FileExistsError(
+                f"'{folder}' holds checkpoints of a different run (system, data or "
+                "configuration differ). Pass --force to discard them, or delete "
+                "the folder.")
+        else:
+            print(f"Resuming from the checkpoints in '{folder}'.")
+    if not folder.exists():
+        atomic_write_text(marker, fingerprint)
+    return folder
 
 
 def _load_run(run_dir):

@@ -19,9 +19,10 @@ from tqdm.auto import tqdm
 from asd_keras.config import resolve_config
 from asd_keras.data.audio import AudioLoader
 from asd_keras.data.layouts import require_split
-from asd_keras.data.pipelines import clip_dataset
 from asd_keras.data.pipelines import vector_dataset
 from asd_keras.features.spectral import LogMelFrontend
+from asd_keras.models.common import machine_type_endpoint
+from asd_keras.models.common import score_clips
 from asd_keras.scoring.mahalanobis import ResidualCovariance
 from asd_keras.scoring.threshold import gamma_threshold
 from asd_keras.utils.io import atomic_write_dataframe
@@ -59,18 +60,15 @@ def dense_autoencoder(
     """
     import keras
 
-    def block(x, units, block_name):
-        x = keras.layers.Dense(units, name=f"{block_name}_dense")(x)
-        x = keras.layers.BatchNormalization(name=f"{block_name}_bn")(x)
-        return keras.layers.ReLU(name=f"{block_name}_relu")(x)
+    from asd_keras.models.blocks import dense_block
 
     inputs = keras.Input(shape=(input_dim,), name="log_mel_vectors")
     x = inputs
     for i in range(num_hidden_layers):
-        x = block(x, hidden_units, f"encoder_{i}")
-    x = block(x, latent_dim, "bottleneck")
+        x = dense_block(x, hidden_units, f"encoder_{i}")
+    x = dense_block(x, latent_dim, "bottleneck")
     for i in range(num_hidden_layers):
-        x = block(x, hidden_units, f"decoder_{i}")
+        x = dense_block(x, hidden_units, f"decoder_{i}")
     outputs = keras.layers.Dense(input_dim, name="reconstruction")(x)
     return keras.Model(inputs, outputs, name=name)
 
@@ -351,36 +349,10 @@ class DenseAutoencoderSystem:
 
     def _score_paths(self, model, state, paths, loader, desc="Scoring",
                      with_error_vectors=False):
-        info = loader.check(paths, progress=False)
         fn = self.score_function(model, state["inverse_covariances"])
-        out = {kind: np.empty(len(paths), np.float64) for kind in SCORES}
-        errors = np.empty((len(paths), self.frontend.vector_dim), np.float32)
-        batch = int(self.config["score_batch_clips"])
-        order = np.argsort(info["frames"].to_numpy(), kind="stable")
-        bar = tqdm(total=len(paths), desc=desc, unit="clip", leave=False)
-        for frames in np.unique(info["frames"].to_numpy()):
-            idx = order[info["frames"].to_numpy()[order] == frames]
-            ds = clip_dataset([paths[i] for i in idx], loader).batch(batch)
-            start = 0
-            for waveforms in ds:
-                result = fn(waveforms)
-                stop = start + int(waveforms.shape[0])
-                for kind in SCORES:
-                    out[kind][idx[start:stop]] = result[kind].numpy()
-                errors[idx[start:stop]] = result["error_vector"].numpy()
-                bar.update(stop - start)
-                start = stop
-        bar.close()
-        for kind in SCORES:
-            bad = ~np.isfinite(out[kind])
-            if bad.any():
-                raise ValueError(
-                    f"Non-finite {kind} score for '{paths[int(np.argmax(bad))]}'"
-                    "; check the clip and the trained model."
-                )
-        if with_error_vectors:
-            out["error_vector"] = errors
-        return out
+        keys = list(SCORES) + (["error_vector"] if with_error_vectors else [])
+        return score_clips(paths, loader, fn, keys,
+                           self.config["score_batch_clips"], desc)
 
     def score(self, table, with_error_vectors=False):
         """Scores every test clip of the table.
@@ -492,22 +464,8 @@ class DenseAutoencoderSystem:
             functions.append(self.score_function(
                 model, self.scoring[machine_type]["inverse_covariances"]))
             thresholds.append(self.scoring[machine_type][f"threshold_{kind}"])
-        names = tf.constant(machine_types)
-        thresholds = tf.constant(thresholds, tf.float32)
-
-        def serve(waveform, machine_type):
-            matches = tf.where(tf.equal(names, machine_type))
-            tf.debugging.Assert(
-                tf.size(matches) == 1,
-                ["Unknown machine type", machine_type, "; known:", names],
-            )
-            index = tf.cast(tf.reshape(matches, [-1])[0], tf.int32)
-            score = tf.switch_case(
-                index,
-                [lambda f=f: f(waveform)[kind] for f in functions],
-            )
-            decision = tf.cast(score > thresholds[index], tf.int32)
-            return {"anomaly_score": score, "decision": decision}
+        serve = machine_type_endpoint(
+            machine_types, [lambda w, f=f: f(w)[kind] for f in functions], thresholds)
 
         archive.add_endpoint(
             "serve",

@@ -1,0 +1,86 @@
+"""Pieces shared by the per-machine-type systems (dense AE, GAN detectors)."""
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from asd_keras.data.pipelines import clip_dataset
+
+
+def score_clips(paths, loader, score_fn, keys, batch_clips=8, desc="Scoring"):
+    """Runs a waveform-to-scores function over clips, batching equal lengths.
+
+    Args:
+        paths: list of str.
+        loader: `AudioLoader`.
+        score_fn: callable mapping float32 `(clips, samples)` to a dict of
+            arrays whose first axis is the clip.
+        keys: list of str. Outputs to collect; the first ones that are 1-D
+            per clip are checked to be finite.
+        batch_clips: int. Clips per call.
+        desc: str. Progress bar label.
+
+    Returns:
+        dict key -> array with one row per path, in the order of `paths`.
+
+    Raises:
+        ValueError: naming the first clip with a NaN or infinite score.
+    """
+    info = loader.check(paths, progress=False)
+    frames = info["frames"].to_numpy()
+    order = np.argsort(frames, kind="stable")
+    out = {}
+    bar = tqdm(total=len(paths), desc=desc, unit="clip", leave=False)
+    for length in np.unique(frames):
+        idx = order[frames[order] == length]
+        ds = clip_dataset([paths[i] for i in idx], loader).batch(int(batch_clips))
+        start = 0
+        for waveforms in ds:
+            result = score_fn(waveforms)
+            stop = start + int(waveforms.shape[0])
+            for key in keys:
+                value = np.asarray(result[key])
+                if key not in out:
+                    out[key] = np.empty((len(paths),) + value.shape[1:], value.dtype)
+                out[key][idx[start:stop]] = value
+            bar.update(stop - start)
+            start = stop
+    bar.close()
+    for key, value in out.items():
+        if value.ndim != 1:
+            continue
+        bad = ~np.isfinite(value)
+        if bad.any():
+            raise ValueError(
+                f"Non-finite {key} score for '{paths[int(np.argmax(bad))]}'; check "
+                "the clip and the trained model.")
+    return out
+
+
+def machine_type_endpoint(machine_types, functions, thresholds):
+    """A serving function `(waveform, machine_type) -> anomaly_score, decision`.
+
+    Args:
+        machine_types: list of str, one per model.
+        functions: list of callables waveform `(clips, samples)` -> score `(clips,)`.
+        thresholds: list of float decision thresholds.
+
+    Returns:
+        Python function for `keras.export.ExportArchive.add_endpoint`; an
+        unknown machine type fails with a message listing the known ones.
+    """
+    import tensorflow as tf
+
+    names = tf.constant(list(machine_types))
+    limits = tf.constant(list(thresholds), tf.float32)
+
+    def serve(waveform, machine_type):
+        matches = tf.where(tf.equal(names, machine_type))
+        tf.debugging.Assert(
+            tf.size(matches) == 1, ["Unknown machine type", machine_type, "; known:", names])
+        index = tf.cast(tf.reshape(matches, [-1])[0], tf.int32)
+        score = tf.switch_case(index, [lambda f=f: tf.cast(f(waveform), tf.float32)
+                                       for f in functions])
+        decision = tf.cast(score > limits[index], tf.int32)
+        return {"anomaly_score": score, "decision": decision}
+
+    return serve
