@@ -656,6 +656,7 @@ class GANSystem:
         from asd_keras.data.layouts import require_split
 
         run_dir = Path(run_dir)
+        run_dir.mkdir(parents=True, exist_ok=True)
         train = require_split(table, "train")
         loader = self.loader()
         loader.check(train["path"])
