@@ -20,7 +20,16 @@ RISE_MASKS ?= 4000
 EXP_OVERRIDES ?=
 FORCE ?=
 
-.PHONY: install demo test bench clean-demo exp-angular-margin exp-compactness exp-tsne exp-rise
+# GAN detectors (de Oliveira Neto et al.): DCASE 2020 layout synthetic data;
+# GAN_DATA, EXP_OVERRIDES (key=value for every condition), FORCE=--force,
+# SEARCH_BUDGET and PROTOCOL (holdout | test) may be overridden.
+GAN_EXP_DATA := data/synthetic/gan_dcase2020
+GAN_DATA ?= $(GAN_EXP_DATA)/dev_data
+SEARCH_BUDGET ?= 6
+PROTOCOL ?= holdout
+GAN_SEARCH := experiments/gan_detectors/search
+
+.PHONY: install demo test bench clean-demo exp-angular-margin exp-compactness exp-tsne exp-rise exp-gan exp-gan-search
 
 $(STAMP): requirements.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -60,6 +69,19 @@ exp-tsne: $(STAMP)
 exp-rise: $(STAMP) $(EXP_DATA)/synth.json
 	$(PY) experiments/rise_maps/run.py --data $(DATA) --epochs $(EPOCHS) --masks $(RISE_MASKS) $(FORCE) $(EXP_OVERRIDES)
 
+$(GAN_EXP_DATA)/synth.json: | $(STAMP)
+	$(PY) -m asd_keras synth --out $(GAN_EXP_DATA) --layout dcase2020 --seconds 10 --train 19 --target-train 1 --test 5 --seed 2
+
+exp-gan: $(STAMP) $(GAN_EXP_DATA)/synth.json
+	$(PY) experiments/gan_detectors/run.py --data $(GAN_DATA) $(FORCE) $(EXP_OVERRIDES)
+
+# Random search over a slice of Table 3 for GANomaly and Skip-GANomaly, then
+# Tables 6-7 with the per-machine choices (results-search/).
+exp-gan-search: $(STAMP) $(GAN_EXP_DATA)/synth.json
+	$(PY) -m asd_keras search --system ganomaly --space experiments/gan_detectors/search_small.yaml --data $(GAN_DATA) --out $(GAN_SEARCH)/ganomaly-$(PROTOCOL) --budget $(SEARCH_BUDGET) --protocol $(PROTOCOL) $(FORCE)
+	$(PY) -m asd_keras search --system skip_ganomaly --space experiments/gan_detectors/search_small.yaml --data $(GAN_DATA) --out $(GAN_SEARCH)/skip_ganomaly-$(PROTOCOL) --budget $(SEARCH_BUDGET) --protocol $(PROTOCOL) $(FORCE)
+	$(PY) experiments/gan_detectors/run.py --data $(GAN_DATA) --out experiments/gan_detectors/results-search-$(PROTOCOL) --selection GANomaly=$(GAN_SEARCH)/ganomaly-$(PROTOCOL) --selection SKIP-GANomaly=$(GAN_SEARCH)/skip_ganomaly-$(PROTOCOL) $(FORCE) $(EXP_OVERRIDES)
+
 test: $(STAMP)
 	$(PY) -m pytest -q -p no:cacheprovider
 
@@ -68,4 +90,4 @@ bench: $(STAMP)
 	$(PY) benchmarks/bench_wilkinghoff.py
 
 clean-demo:
-	rm -rf $(DEMO_DATA) $(EXP_DATA) runs/demo
+	rm -rf $(DEMO_DATA) $(EXP_DATA) $(GAN_EXP_DATA) runs/demo

@@ -304,6 +304,32 @@ def cmd_study(args):
 
 
 # ----------------------------------------------------------------------
+# search
+# ----------------------------------------------------------------------
+
+
+def cmd_search(args):
+    from asd_keras.config import load_config_file
+    from asd_keras.config import parse_overrides
+    from asd_keras.evaluation.search import run_search
+
+    _split_data_and_overrides(args)
+    spec = load_config_file(args.space)
+    if "space" not in spec:
+        raise ValueError(
+            f"'{args.space}' must hold a 'space' mapping of key -> list of values (and "
+            "optionally 'base'); see experiments/gan_detectors/search_table3.yaml.")
+    base = dict(spec.get("base") or {})
+    base.update(parse_overrides(args.overrides))
+    run_search(args.system, spec["space"], args.data, args.out, mode=args.mode,
+               budget=args.budget, protocol=args.protocol, base=base, seed=args.seed,
+               force=args.force)
+    print((Path(args.out) / "best.md").read_text())
+    print(f"Search written to '{args.out}'; train the selection with "
+          f"--config {Path(args.out) / 'best_config.yaml'}.")
+
+
+# ----------------------------------------------------------------------
 # download
 # ----------------------------------------------------------------------
 
@@ -403,6 +429,21 @@ def build_parser():
     p.add_argument("--force", action="store_true")
     p.add_argument("overrides", nargs="*", metavar="key=value")
     p.set_defaults(func=cmd_study)
+
+    p = sub.add_parser("search", help="hyper-parameter search (grid or random), resumable")
+    p.add_argument("--system", required=True)
+    p.add_argument("--space", required=True, help="YAML with 'space' (key -> list) and 'base'")
+    p.add_argument("--data", required=True, nargs="+", help="labelled dev data folder(s)")
+    p.add_argument("--out", required=True)
+    p.add_argument("--mode", choices=("grid", "random"), default="random")
+    p.add_argument("--budget", type=int, default=20, help="points in random mode")
+    p.add_argument("--protocol", choices=("test", "holdout"), default="holdout",
+                   help="test: the paper's selection on test AUC (optimistic); "
+                        "holdout: select on half of the test clips, report the other half")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--force", action="store_true")
+    p.add_argument("overrides", nargs="*", metavar="key=value")
+    p.set_defaults(func=cmd_search)
 
     p = sub.add_parser("download", help="download DCASE data from Zenodo")
     p.add_argument("--year", type=int, required=True)

@@ -231,3 +231,53 @@ def harmonic_means(per_section):
     columns = [c for c in per_section.columns if c not in ("machine_type", "section", "domain")]
     return {c: float(stats.hmean(np.maximum(per_section[c].to_numpy(float), EPS)))
             for c in columns}
+
+
+def machine_type_metrics(table):
+    """AUC and pAUC per machine type: the mean over its sections (machine IDs).
+
+    Each section's AUC and pAUC pool all its test clips (both domains), which
+    for DCASE 2020 is the official per-ID value, and the machine type's value
+    is their average, as the 2020 evaluator's per-machine-type rows and the
+    per-machine tables of the GAN paper (Table 7).
+
+    Args:
+        table: DataFrame with machine_type, section, label (0/1), score.
+
+    Returns:
+        DataFrame with machine_type, AUC, pAUC, sections and n_test (the
+        number of test clips, the weight of Table 6).
+    """
+    rows = []
+    for machine, group in table.groupby("machine_type"):
+        per_section = [
+            (auc(part["label"], part["score"], f"{machine} section {section}"),
+             pauc(part["label"], part["score"], what=f"{machine} section {section}"))
+            for section, part in group.groupby("section")]
+        values = np.asarray(per_section)
+        rows.append({"machine_type": machine, "AUC": float(values[:, 0].mean()),
+                     "pAUC": float(values[:, 1].mean()), "sections": len(per_section),
+                     "n_test": len(group)})
+    return pd.DataFrame(rows)
+
+
+def weighted_summary(per_machine, columns=("AUC", "pAUC"), weight="n_test"):
+    """Test-size-weighted mean and standard deviation across machine types.
+
+    The paper's Table 6: machine types with more test clips weigh more.
+    The standard deviation is the weighted population one,
+    `sqrt(sum w (x - mean)^2 / sum w)`.
+
+    Returns:
+        dict `<column> mean` and `<column> std` -> float.
+    """
+    w = per_machine[weight].to_numpy(float)
+    if w.sum() <= 0:
+        raise ValueError(f"The weights in column {weight!r} sum to {w.sum()}; need > 0.")
+    out = {}
+    for column in columns:
+        x = per_machine[column].to_numpy(float)
+        mean = float(np.average(x, weights=w))
+        out[f"{column} mean"] = mean
+        out[f"{column} std"] = float(np.sqrt(np.average((x - mean) ** 2, weights=w)))
+    return out

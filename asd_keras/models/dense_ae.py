@@ -183,6 +183,7 @@ class DenseAutoencoderSystem:
         import keras
 
         run_dir = Path(run_dir)
+        run_dir.mkdir(parents=True, exist_ok=True)
         train = require_split(table, "train")
         loader = self._loader()
         loader.check(train["path"])

@@ -100,3 +100,46 @@ def plot_importance(rows, path):
     fig.tight_layout()
     _save(fig, path)
     plt.close(fig)
+
+
+def plot_detector_bars(per_machine, summary, path):
+    """The GAN paper's Figure 6: AUC and pAUC bars per machine type.
+
+    One panel per condition (Fig. 6a-c) with AUC and pAUC per machine type,
+    and a last panel (Fig. 6d) with each condition's test-size-weighted
+    average and standard deviation as error bars.
+
+    Args:
+        per_machine: DataFrame with condition, machine_type, AUC, pAUC (0-1).
+        summary: DataFrame from `comparison.table6` (percent).
+        path: PNG path.
+    """
+    plt = _pyplot()
+    conditions = list(dict.fromkeys(per_machine["condition"]))
+    fig, axes = plt.subplots(1, len(conditions) + 1,
+                             figsize=(4.2 * (len(conditions) + 1), 3.8), squeeze=False)
+    width = 0.38
+    for ax, condition in zip(axes[0], conditions):
+        part = per_machine[per_machine["condition"] == condition].sort_values("machine_type")
+        x = np.arange(len(part))
+        ax.bar(x - width / 2, 100 * part["AUC"], width, label="AUC")
+        ax.bar(x + width / 2, 100 * part["pAUC"], width, label="pAUC")
+        ax.set_xticks(x, part["machine_type"], rotation=30)
+        ax.set_ylim(0, 100)
+        ax.axhline(50, color="grey", lw=0.8, ls="--")
+        ax.set_title(condition)
+        ax.set_ylabel("%")
+    ax = axes[0][-1]
+    x = np.arange(len(summary))
+    ax.bar(x - width / 2, summary["AUC mean"], width, yerr=summary["AUC std"], capsize=3,
+           label="AUC")
+    ax.bar(x + width / 2, summary["pAUC mean"], width, yerr=summary["pAUC std"], capsize=3,
+           label="pAUC")
+    ax.set_xticks(x, summary["condition"], rotation=30)
+    ax.set_ylim(0, 100)
+    ax.axhline(50, color="grey", lw=0.8, ls="--")
+    ax.set_title("weighted average ± std")
+    ax.legend(loc="lower right")
+    fig.tight_layout()
+    _save(fig, path)
+    plt.close(fig)

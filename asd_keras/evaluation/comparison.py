@@ -1,0 +1,125 @@
+"""Per-machine-type comparison of systems (the GAN paper's Tables 6 and 7).
+
+`run_comparison` trains and scores each condition (a named system and its
+configuration) once on the same data, keeping each finished condition so an
+interrupted comparison resumes; `table7` lays the per-machine AUC and pAUC
+out as the paper's Table 7, and `table6` gives the test-size-weighted
+average and standard deviation over machine types (Table 6).
+"""
+
+import json
+import shutil
+from pathlib import Path
+
+import pandas as pd
+from tqdm.auto import tqdm
+
+from asd_keras.evaluation.metrics import machine_type_metrics
+from asd_keras.evaluation.metrics import weighted_summary
+from asd_keras.utils.io import atomic_write_dataframe
+from asd_keras.utils.io import staged_dir
+
+
+def run_comparison(conditions, data, out, force=False, keep_models=False):
+    """Trains, scores and evaluates every condition once.
+
+    Args:
+        conditions: list of dicts, each with a unique `name`, a `system` and
+            that system's configuration keys.
+        data: folder or list of folders with train and labelled test clips.
+        out: folder; each condition writes `conditions/<name>/` with
+            `per_machine.csv`, `scores.csv`, `config.yaml` and `run.json`.
+        force: bool. Retrain conditions that already finished.
+        keep_models: bool. Keep each condition's trained models.
+
+    Returns:
+        DataFrame with condition, machine_type, AUC, pAUC, sections, n_test.
+    """
+    from asd_keras.evaluation.study import load_tables
+    from asd_keras.models import get_system
+    from asd_keras.utils.runs import set_seed
+    from asd_keras.utils.runs import write_run_record
+
+    names = [c.get("name") for c in conditions]
+    if None in names or len(set(names)) != len(names):
+        raise ValueError(f"Every condition needs a unique 'name'; received {names}.")
+    for condition in conditions:
+        if "system" not in condition:
+            raise ValueError(f"Condition {condition['name']!r} names no 'system'.")
+        get_system(condition["system"])(_config(condition))  # validate before training
+    table = load_tables(data)
+    if table.loc[table["split"] == "test", "label"].isna().any():
+        raise ValueError(f"The test clips in {data} have no labels; compare on "
+                         "development data.")
+    out = Path(out)
+    frames = []
+    for condition in tqdm(conditions, desc="Comparison", unit="system"):
+        folder = out / "conditions" / condition["name"]
+        if (folder / "per_machine.csv").is_file() and not force:
+            print(f"{condition['name']}: finished earlier; reusing '{folder}'.")
+            frames.append(pd.read_csv(folder / "per_machine.csv"))
+            continue
+        system = get_system(condition["system"])(_config(condition))
+        seed = set_seed(system.config["seed"])
+        with staged_dir(folder, force=True, what="condition folder") as stage:
+            write_run_record(stage, {"system": system.name, "condition": condition["name"],
+                                     "params": system.config}, seed)
+            system.fit(table, stage / "run", verbose=0)
+            scores = system.score(table)
+            per_machine = machine_type_metrics(scores)
+            per_machine.insert(0, "condition", condition["name"])
+            atomic_write_dataframe(stage / "per_machine.csv", per_machine)
+            atomic_write_dataframe(stage / "scores.csv", scores[
+                ["machine_type", "section", "file_name", "label", "score"]])
+            if not keep_models:
+                shutil.rmtree(stage / "run" / "models", ignore_errors=True)
+        frames.append(per_machine)
+    return pd.concat(frames, ignore_index=True)
+
+
+def _config(condition):
+    return {k: v for k, v in condition.items() if k not in ("name", "system", "note")}
+
+
+def table7(per_machine, percent=True):
+    """One row per condition, AUC and pAUC columns per machine type (Table 7)."""
+    scale = 100.0 if percent else 1.0
+    wide = per_machine.pivot(index="condition", columns="machine_type", values=["AUC", "pAUC"])
+    order = list(dict.fromkeys(per_machine["condition"]))
+    machines = sorted(per_machine["machine_type"].unique())
+    columns = [(metric, m) for m in machines for metric in ("AUC", "pAUC")]
+    wide = wide.loc[order, columns] * scale
+    wide.columns = [f"{m} {metric}" for metric, m in columns]
+    return wide.reset_index()
+
+
+def table6(per_machine, percent=True):
+    """Test-size-weighted mean ± std over machine types, per condition (Table 6)."""
+    scale = 100.0 if percent else 1.0
+    rows = []
+    for condition in dict.fromkeys(per_machine["condition"]):
+        part = per_machine[per_machine["condition"] == condition]
+        summary = weighted_summary(part)
+        rows.append({"condition": condition,
+                     **{k: v * scale for k, v in summary.items()}})
+    return pd.DataFrame(rows)
+
+
+def markdown_table6(frame):
+    """Table 6 as markdown with `mean % ± std` cells."""
+    shown = pd.DataFrame({
+        "condition": frame["condition"],
+        "AUC": [f"{m:.2f} % ± {s:.2f}" for m, s in zip(frame["AUC mean"], frame["AUC std"])],
+        "pAUC": [f"{m:.2f} % ± {s:.2f}" for m, s in zip(frame["pAUC mean"], frame["pAUC std"])],
+    })
+    return shown.to_markdown(index=False)
+
+
+def selection_note(search_folder):
+    """A sentence naming the protocol of a search whose best config is used."""
+    from asd_keras.evaluation.search import PROTOCOLS
+
+    spec = json.loads((Path(search_folder) / "search.json").read_text())
+    return (f"hyper-parameters per machine type from the {spec['mode']} search in "
+            f"'{search_folder}' ({spec['system']}), protocol **{spec['protocol']}**: "
+            f"{PROTOCOLS[spec['protocol']]}")

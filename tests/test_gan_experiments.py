@@ -1,0 +1,141 @@
+import importlib.util
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from asd_keras.evaluation import search
+from asd_keras.evaluation.comparison import table6
+from asd_keras.evaluation.comparison import table7
+from asd_keras.evaluation.metrics import machine_type_metrics
+from asd_keras.evaluation.metrics import weighted_summary
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_grid_and_random_points():
+    space = {"a": [1, 2], "b": ["x", "y", "z"]}
+    points = search.grid_points(space)
+    assert len(points) == search.grid_size(space) == 6
+    assert points[0] == {"a": 1, "b": "x"} and points[1] == {"a": 1, "b": "y"}
+    drawn = search.sample_points(space, 4, seed=3)
+    assert len({json.dumps(p, sort_keys=True) for p in drawn}) == 4
+    assert all(p in points for p in drawn)
+    assert drawn == search.sample_points(space, 4, seed=3)
+    assert len(search.sample_points(space, 100)) == 6  # capped at the grid
+    table3 = yaml.safe_load((ROOT / "experiments/gan_detectors/search_table3.yaml").read_text())
+    assert search.grid_size(table3["space"]) == 4 * 3 * 3 * 3 * 2 * 2 * 2 * 2 * 2 * 2 * 6
+    with pytest.raises(ValueError, match="non-empty list"):
+        search.check_space({"a": []})
+    with pytest.raises(ValueError, match="repeats"):
+        search.check_space({"a": [1, 1]})
+    with pytest.raises(ValueError, match="budget"):
+        search.sample_points(space, 0)
+
+
+def test_holdout_split_and_selection():
+    test = pd.DataFrame({"machine_type": ["fan"] * 8, "section": ["00"] * 8,
+                         "domain": [None] * 8, "label": [0, 0, 0, 0, 1, 1, 1, 1],
+                         "path": [f"c{i}.wav" for i in range(8)]})
+    mask = search.holdout_split(test, 0.5, seed=0)
+    assert mask.sum() == 4
+    assert mask[test["label"] == 1].sum() == 2  # both parts keep both labels
+    with pytest.raises(ValueError, match="c0.wav"):
+        search.holdout_split(test.iloc[[0, 4, 5]], 0.5)
+    trials = pd.DataFrame({"trial": [0, 0, 1, 1, 2], "machine_type": ["fan", "pump"] * 2 + ["fan"],
+                           "select_AUC": [0.7, 0.6, 0.9, 0.5, 0.9],
+                           "select_pAUC": [0.5, 0.5, 0.6, 0.5, 0.7]})
+    best = search.select_best(trials).set_index("machine_type")["trial"]
+    assert best.to_dict() == {"fan": 2, "pump": 0}
+
+
+def test_machine_type_metrics_and_weighted_summary():
+    table = pd.DataFrame({
+        "machine_type": ["fan"] * 8,
+        "section": ["00"] * 4 + ["02"] * 4,
+        "label": [0, 1, 0, 1] * 2,
+        "score": [0.1, 0.9, 0.2, 0.8, 0.9, 0.1, 0.2, 0.8]})
+    row = machine_type_metrics(table).iloc[0]
+    # Section 00 separates perfectly (AUC 1); in section 02 one of four
+    # (anomaly, normal) pairs is ordered right (AUC 0.25).
+    assert row["AUC"] == pytest.approx(0.625) and row["n_test"] == 8 and row["sections"] == 2
+    frame = pd.DataFrame({"AUC": [0.6, 0.9], "pAUC": [0.5, 0.5], "n_test": [1, 3]})
+    summary = weighted_summary(frame)
+    assert summary["AUC mean"] == pytest.approx(0.825)
+    assert summary["AUC std"] == pytest.approx(np.sqrt((0.225 ** 2 + 3 * 0.075 ** 2) / 4))
+    assert summary["pAUC std"] == pytest.approx(0.0)
+    per_machine = pd.DataFrame({"condition": ["A", "A", "B", "B"],
+                                "machine_type": ["fan", "pump"] * 2,
+                                "AUC": [0.6, 0.9, 0.5, 0.5], "pAUC": [0.5, 0.5, 0.6, 0.6],
+                                "n_test": [1, 3, 1, 3]})
+    t7 = table7(per_machine)
+    assert list(t7.columns) == ["condition", "fan AUC", "fan pAUC", "pump AUC", "pump pAUC"]
+    assert t7.iloc[0]["pump AUC"] == pytest.approx(90.0)
+    t6 = table6(per_machine).set_index("condition")
+    assert t6.loc["A", "AUC mean"] == pytest.approx(82.5)
+
+
+def _load_run_script():
+    spec = importlib.util.spec_from_file_location(
+        "gan_run", ROOT / "experiments" / "gan_detectors" / "run.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_search_resume_and_experiment_tables(synthetic_sets, tmp_path, monkeypatch):
+    from asd_keras import cli
+    from asd_keras.models.gan import GANSystem
+
+    dev = str(synthetic_sets["dcase2020"]["dev"])
+    space_file = tmp_path / "space.yaml"
+    space_file.write_text(yaml.safe_dump({
+        "base": {"epochs": 1, "batch_size": 64, "hidden_units": 8},
+        "space": {"w_con": [1, 50], "num_hidden_layers": [2, 3]}}))
+    out = tmp_path / "search"
+    args = ["search", "--system", "ganomaly", "--space", str(space_file), "--data", dev,
+            "--out", str(out), "--mode", "random", "--budget", "2"]
+    assert cli.main(args) == 0
+    trials = pd.read_csv(out / "trials.csv")
+    assert sorted(trials["trial"].unique()) == [0, 1]
+    assert set(trials["machine_type"]) == {"fan", "valve"}
+    # Selection and report halves are disjoint and together the whole test set.
+    n_test = (pd.read_csv(out / "trials" / "trial0000" / "scores.csv")
+              .groupby("machine_type").size())
+    per_type = trials[trials["trial"] == 0].set_index("machine_type")
+    assert (per_type["select_n_test"] + per_type["report_n_test"]).to_dict() == n_test.to_dict()
+    assert "holdout" in (out / "best.md").read_text()
+    best = yaml.safe_load((out / "best_config.yaml").read_text())
+    assert set(best["machine_overrides"]) == {"fan", "valve"}
+
+    # A repeated call resumes: nothing is trained again.
+    def refuse(*a, **k):
+        raise AssertionError("a finished trial was trained again")
+
+    monkeypatch.setattr(GANSystem, "fit", refuse)
+    assert cli.main(args) == 0
+    # Another specification in the same folder needs --force.
+    assert cli.main(args[:-1] + ["3"]) == 2
+    monkeypatch.undo()
+
+    config = tmp_path / "config.yaml"
+    config.write_text(yaml.safe_dump({"conditions": [
+        {"name": "DCASE", "system": "dense_ae", "epochs": 1, "variant": "dcase2020"},
+        {"name": "GANomaly", "system": "ganomaly", "epochs": 1, "batch_size": 64,
+         "hidden_units": 8}]}))
+    results = tmp_path / "results"
+    run = _load_run_script()
+    run.main(["--data", dev, "--config", str(config), "--out", str(results),
+              "--selection", f"GANomaly={out}"])
+    t7 = pd.read_csv(results / "table7.csv")
+    assert t7["condition"].tolist() == ["DCASE", "GANomaly"]
+    assert {"fan AUC", "valve pAUC"} <= set(t7.columns)
+    assert ((t7.drop(columns="condition") >= 0) & (t7.drop(columns="condition") <= 100)).all().all()
+    text = (results / "results.md").read_text()
+    assert "protocol **holdout**" in text and "no selection on test data" in text
+    assert (results / "figure6.png").stat().st_size > 10_000
+    saved = yaml.safe_load((results / "conditions" / "GANomaly" / "config.yaml").read_text())
+    assert saved["params"]["machine_overrides"] == best["machine_overrides"]
