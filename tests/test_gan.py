@@ -343,3 +343,13 @@ def test_cli_train_score_evaluate_export_and_resume_guard(synthetic_sets, tmp_pa
     assert cli.main(["evaluate", "--scores", str(tmp_path / "scores"), "--data", dev]) == 0
     assert cli.main(["export", "--run", str(run), "--out", str(tmp_path / "export")]) == 0
     assert (tmp_path / "export" / "saved_model.pb").is_file()
+
+
+@pytest.mark.parametrize("layout", ["dcase2022", "dcase2026"])
+def test_later_layouts_train_per_machine_type(layout, synthetic_sets, tmp_path):
+    table = read_dataset(synthetic_sets[layout]["dev"])
+    system = get_system("ganomaly")({**TINY, "epochs": 1, "variant": "dcase2022"})
+    system.fit(table, tmp_path / "run", verbose=0)
+    assert sorted(system.models) == ["fan", "valve"]
+    scores = system.score(table)
+    assert np.isfinite(scores["score"]).all() and set(scores["domain"]) == {"source", "target"}
