@@ -136,6 +136,11 @@ def test_search_resume_and_experiment_tables(synthetic_sets, tmp_path, monkeypat
     assert ((t7.drop(columns="condition") >= 0) & (t7.drop(columns="condition") <= 100)).all().all()
     text = (results / "results.md").read_text()
     assert "protocol **holdout**" in text and "no selection on test data" in text
+    # Holdout selection: every condition is evaluated on the unseen half only.
+    held_out = pd.read_csv(out / "report_clips.csv")
+    assert f"the {len(held_out)} test clips that the holdout searches" in text
+    per_machine = pd.read_csv(results / "per_machine.csv")
+    assert per_machine.groupby("condition")["n_test"].sum().eq(len(held_out)).all()
     assert (results / "figure6.png").stat().st_size > 10_000
     saved = yaml.safe_load((results / "conditions" / "GANomaly" / "config.yaml").read_text())
     assert saved["params"]["machine_overrides"] == best["machine_overrides"]

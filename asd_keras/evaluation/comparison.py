@@ -21,19 +21,20 @@ from asd_keras.utils.io import staged_dir
 
 
 def run_comparison(conditions, data, out, force=False, keep_models=False):
-    """Trains, scores and evaluates every condition once.
+    """Trains and scores every condition once.
 
     Args:
         conditions: list of dicts, each with a unique `name`, a `system` and
             that system's configuration keys.
         data: folder or list of folders with train and labelled test clips.
         out: folder; each condition writes `conditions/<name>/` with
-            `per_machine.csv`, `scores.csv`, `config.yaml` and `run.json`.
+            `scores.csv`, `config.yaml` and `run.json`.
         force: bool. Retrain conditions that already finished.
         keep_models: bool. Keep each condition's trained models.
 
     Returns:
-        DataFrame with condition, machine_type, AUC, pAUC, sections, n_test.
+        DataFrame of every condition's test scores: condition, machine_type,
+        section, file_name, label, score.
     """
     from asd_keras.evaluation.study import load_tables
     from asd_keras.models import get_system
@@ -55,25 +56,52 @@ def run_comparison(conditions, data, out, force=False, keep_models=False):
     frames = []
     for condition in tqdm(conditions, desc="Comparison", unit="system"):
         folder = out / "conditions" / condition["name"]
-        if (folder / "per_machine.csv").is_file() and not force:
+        if (folder / "scores.csv").is_file() and not force:
             print(f"{condition['name']}: finished earlier; reusing '{folder}'.")
-            frames.append(pd.read_csv(folder / "per_machine.csv"))
-            continue
-        system = get_system(condition["system"])(_config(condition))
-        seed = set_seed(system.config["seed"])
-        with staged_dir(folder, force=True, what="condition folder") as stage:
-            write_run_record(stage, {"system": system.name, "condition": condition["name"],
-                                     "params": system.config}, seed)
-            system.fit(table, stage / "run", verbose=0)
-            scores = system.score(table)
-            per_machine = machine_type_metrics(scores)
-            per_machine.insert(0, "condition", condition["name"])
-            atomic_write_dataframe(stage / "per_machine.csv", per_machine)
-            atomic_write_dataframe(stage / "scores.csv", scores[
-                ["machine_type", "section", "file_name", "label", "score"]])
-            if not keep_models:
-                shutil.rmtree(stage / "run" / "models", ignore_errors=True)
-        frames.append(per_machine)
+            scores = pd.read_csv(folder / "scores.csv", dtype={"section": str})
+        else:
+            system = get_system(condition["system"])(_config(condition))
+            seed = set_seed(system.config["seed"])
+            with staged_dir(folder, force=True, what="condition folder") as stage:
+                write_run_record(stage, {"system": system.name,
+                                         "condition": condition["name"],
+                                         "params": system.config}, seed)
+                system.fit(table, stage / "run", verbose=0)
+                scores = system.score(table)[SCORE_COLUMNS]
+                atomic_write_dataframe(stage / "scores.csv", scores)
+                if not keep_models:
+                    shutil.rmtree(stage / "run" / "models", ignore_errors=True)
+        frames.append(scores.assign(condition=condition["name"]))
+    return pd.concat(frames, ignore_index=True)
+
+
+SCORE_COLUMNS = ["machine_type", "section", "file_name", "label", "score"]
+
+
+def per_machine_metrics(scores, report_clips=None):
+    """`machine_type_metrics` per condition, optionally on a subset of clips.
+
+    Args:
+        scores: DataFrame from `run_comparison`.
+        report_clips: DataFrame with machine_type and file_name of the clips
+            to evaluate on (e.g. a holdout search's `report_clips.csv`), or
+            None for every test clip.
+
+    Returns:
+        DataFrame with condition, machine_type, AUC, pAUC, sections, n_test.
+    """
+    if report_clips is not None:
+        keys = set(zip(report_clips["machine_type"], report_clips["file_name"]))
+        chosen = [k in keys for k in zip(scores["machine_type"], scores["file_name"])]
+        scores = scores[chosen]
+        if scores.empty:
+            raise ValueError("None of the report clips is among the scored test clips; "
+                             "was the search run on the same data?")
+    frames = []
+    for condition in dict.fromkeys(scores["condition"]):
+        frame = machine_type_metrics(scores[scores["condition"] == condition])
+        frame.insert(0, "condition", condition)
+        frames.append(frame)
     return pd.concat(frames, ignore_index=True)
 
 

@@ -159,8 +159,9 @@ def run_search(system, space, data, out, mode="random", budget=20, protocol="hol
     spec = {"system": system, "space": space, "mode": mode, "budget": budget,
             "protocol": protocol, "base": base, "seed": int(seed),
             "holdout_fraction": holdout_fraction,
-            "data": [str(Path(d).resolve()) for d in ([data] if isinstance(data, (str, Path))
-                                                      else data)]}
+            # As given (not resolved), so a clone elsewhere can resume it.
+            "data": [str(Path(d)) for d in ([data] if isinstance(data, (str, Path))
+                                            else data)]}
     spec_path = out / "search.json"
     if spec_path.is_file():
         same = json.loads(spec_path.read_text()) == json.loads(json.dumps(spec))
@@ -177,7 +178,13 @@ def run_search(system, space, data, out, mode="random", budget=20, protocol="hol
     if test["label"].isna().any():
         raise ValueError(f"The test clips in {data} have no labels; search on "
                          "development data.")
-    mask = holdout_split(test, holdout_fraction, seed) if protocol == "holdout" else None
+    mask = None
+    if protocol == "holdout":
+        mask = holdout_split(test, holdout_fraction, seed)
+        # The clips the selection never saw; reports built on this search
+        # (experiments/gan_detectors/run.py --selection) evaluate on them only.
+        atomic_write_dataframe(out / "report_clips.csv",
+                               test.loc[~mask, ["machine_type", "section", "file_name"]])
     trials_path = out / "trials.csv"
     done = pd.read_csv(trials_path) if trials_path.is_file() else pd.DataFrame()
     finished = set(done["trial"]) if len(done) else set()

@@ -68,6 +68,19 @@ def dense_block(x, units, name, batch_norm=True, activation="relu", dropout=0.0,
     return x
 
 
+def dense_stack(x, units, count, name, dropout=0.0, initializer="glorot_uniform"):
+    """`count` dense blocks of `units`, named `{name}_0`, `{name}_1`, ...
+
+    Returns:
+        (last tensor, list of every block's output).
+    """
+    outputs = []
+    for i in range(int(count)):
+        x = dense_block(x, units, f"{name}_{i}", dropout=dropout, initializer=initializer)
+        outputs.append(x)
+    return x, outputs
+
+
 def _check_sizes(**sizes):
     for key, value in sizes.items():
         if int(value) < 1:
@@ -89,10 +102,7 @@ def dense_encoder(input_dim=640, hidden_units=128, latent_dim=8, num_hidden_laye
     _check_sizes(input_dim=input_dim, hidden_units=hidden_units, latent_dim=latent_dim,
                  num_hidden_layers=num_hidden_layers)
     inputs = keras.Input(shape=(int(input_dim),), name=f"{name}_input")
-    x = inputs
-    for i in range(int(num_hidden_layers)):
-        x = dense_block(x, hidden_units, f"{name}_{i}", dropout=dropout,
-                        initializer=initializer)
+    x, _ = dense_stack(inputs, hidden_units, num_hidden_layers, name, dropout, initializer)
     z = dense_block(x, latent_dim, f"{name}_latent", initializer=initializer)
     return keras.Model(inputs, z, name=name)
 
@@ -109,10 +119,7 @@ def dense_decoder(latent_dim=8, hidden_units=128, output_dim=640, num_hidden_lay
     _check_sizes(latent_dim=latent_dim, hidden_units=hidden_units, output_dim=output_dim,
                  num_hidden_layers=num_hidden_layers)
     inputs = keras.Input(shape=(int(latent_dim),), name=f"{name}_input")
-    x = inputs
-    for i in range(int(num_hidden_layers)):
-        x = dense_block(x, hidden_units, f"{name}_{i}", dropout=dropout,
-                        initializer=initializer)
+    x, _ = dense_stack(inputs, hidden_units, num_hidden_layers, name, dropout, initializer)
     outputs = keras.layers.Dense(
         int(output_dim), kernel_initializer=kernel_initializer(initializer),
         name=f"{name}_output")(x)
@@ -136,12 +143,8 @@ def dense_unet(input_dim=640, hidden_units=128, latent_dim=8, num_hidden_layers=
     _check_sizes(input_dim=input_dim, hidden_units=hidden_units, latent_dim=latent_dim,
                  num_hidden_layers=num_hidden_layers)
     inputs = keras.Input(shape=(int(input_dim),), name=f"{name}_input")
-    x = inputs
-    skips = []
-    for i in range(int(num_hidden_layers)):
-        x = dense_block(x, hidden_units, f"{name}_down_{i}", dropout=dropout,
-                        initializer=initializer)
-        skips.append(x)
+    x, skips = dense_stack(inputs, hidden_units, num_hidden_layers, f"{name}_down", dropout,
+                           initializer)
     x = dense_block(x, latent_dim, f"{name}_latent", initializer=initializer)
     for i, skip in enumerate(reversed(skips)):
         x = dense_block(x, hidden_units, f"{name}_up_{i}", dropout=dropout,
@@ -177,10 +180,7 @@ def dense_discriminator(input_dim=640, hidden_units=128, num_hidden_layers=3,
     _check_sizes(input_dim=input_dim, hidden_units=hidden_units,
                  num_hidden_layers=num_hidden_layers)
     x_in = keras.Input(shape=(int(input_dim),), name=f"{name}_input")
-    x = x_in
-    for i in range(int(num_hidden_layers)):
-        x = dense_block(x, hidden_units, f"{name}_{i}", dropout=dropout,
-                        initializer=initializer)
+    x, _ = dense_stack(x_in, hidden_units, num_hidden_layers, name, dropout, initializer)
     inputs = x_in
     if latent_dim is not None:
         z_in = keras.Input(shape=(int(latent_dim),), name=f"{name}_latent_input")

@@ -1,9 +1,25 @@
 """Pieces shared by the per-machine-type systems (dense AE, GAN detectors)."""
 
+from pathlib import Path
+
 import numpy as np
 from tqdm.auto import tqdm
 
 from asd_keras.data.pipelines import clip_dataset
+
+
+def training_split(table, run_dir, loader):
+    """The train rows of `table`, their audio checked; creates `run_dir`.
+
+    Raises:
+        ValueError / FileNotFoundError: naming the split or the bad file.
+    """
+    from asd_keras.data.layouts import require_split
+
+    Path(run_dir).mkdir(parents=True, exist_ok=True)
+    train = require_split(table, "train")
+    loader.check(train["path"])
+    return train
 
 
 def score_clips(paths, loader, score_fn, keys, batch_clips=8, desc="Scoring"):

@@ -23,6 +23,7 @@ from asd_keras.data.pipelines import vector_dataset
 from asd_keras.features.spectral import LogMelFrontend
 from asd_keras.models.common import machine_type_endpoint
 from asd_keras.models.common import score_clips
+from asd_keras.models.common import training_split
 from asd_keras.scoring.mahalanobis import ResidualCovariance
 from asd_keras.scoring.threshold import gamma_threshold
 from asd_keras.utils.io import atomic_write_dataframe
@@ -61,14 +62,12 @@ def dense_autoencoder(
     import keras
 
     from asd_keras.models.blocks import dense_block
+    from asd_keras.models.blocks import dense_stack
 
     inputs = keras.Input(shape=(input_dim,), name="log_mel_vectors")
-    x = inputs
-    for i in range(num_hidden_layers):
-        x = dense_block(x, hidden_units, f"encoder_{i}")
+    x, _ = dense_stack(inputs, hidden_units, num_hidden_layers, "encoder")
     x = dense_block(x, latent_dim, "bottleneck")
-    for i in range(num_hidden_layers):
-        x = dense_block(x, hidden_units, f"decoder_{i}")
+    x, _ = dense_stack(x, hidden_units, num_hidden_layers, "decoder")
     outputs = keras.layers.Dense(input_dim, name="reconstruction")(x)
     return keras.Model(inputs, outputs, name=name)
 
@@ -183,10 +182,8 @@ class DenseAutoencoderSystem:
         import keras
 
         run_dir = Path(run_dir)
-        run_dir.mkdir(parents=True, exist_ok=True)
-        train = require_split(table, "train")
         loader = self._loader()
-        loader.check(train["path"])
+        train = training_split(table, run_dir, loader)
         histories = {}
         for machine_type, group in train.groupby("machine_type"):
             print(f"Training dense autoencoder for '{machine_type}' on "

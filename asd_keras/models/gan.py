@@ -653,13 +653,11 @@ class GANSystem:
         Returns:
             dict machine type -> training history DataFrame.
         """
-        from asd_keras.data.layouts import require_split
+        from asd_keras.models.common import training_split
 
         run_dir = Path(run_dir)
-        run_dir.mkdir(parents=True, exist_ok=True)
-        train = require_split(table, "train")
         loader = self.loader()
-        loader.check(train["path"])
+        train = training_split(table, run_dir, loader)
         histories = {}
         for machine_type, group in train.groupby("machine_type"):
             done = Path(checkpoint_dir) / machine_type / "done" if checkpoint_dir else None

@@ -4,13 +4,16 @@ DCASE 2020 layout data; AUC and pAUC per machine type and their
 test-size-weighted average and standard deviation."""
 
 import argparse
+import sys
 from pathlib import Path
 
+import pandas as pd
 import yaml
 
 from asd_keras.config import load_config_file
 from asd_keras.config import parse_overrides
 from asd_keras.evaluation.comparison import markdown_table6
+from asd_keras.evaluation.comparison import per_machine_metrics
 from asd_keras.evaluation.comparison import run_comparison
 from asd_keras.evaluation.comparison import selection_note
 from asd_keras.evaluation.comparison import table6
@@ -43,6 +46,7 @@ def main(argv=None):
     notes = {c["name"]: "fixed hyper-parameters of the config; no selection on test data"
              for c in conditions}
     by_name = {c["name"]: c for c in conditions}
+    report_clips, scope = None, "all test clips"
     for item in args.selection:
         name, _, folder = item.partition("=")
         if name not in by_name or not folder:
@@ -51,8 +55,18 @@ def main(argv=None):
         best = yaml.safe_load((Path(folder) / "best_config.yaml").read_text())
         by_name[name]["machine_overrides"] = best["machine_overrides"]
         notes[name] = selection_note(folder)
+        held_out = Path(folder) / "report_clips.csv"
+        if held_out.is_file():  # holdout protocol: report on the unseen half only
+            clips = pd.read_csv(held_out, dtype={"section": str})
+            if report_clips is not None and not clips.equals(report_clips):
+                raise SystemExit("The --selection searches held out different test clips; "
+                                 "run them with the same --seed on the same data.")
+            report_clips = clips
+            scope = (f"the {len(clips)} test clips that the holdout searches did not use "
+                     "for selection")
     conditions = [{**c, **overrides} for c in conditions]
-    per_machine = run_comparison(conditions, args.data, args.out, force=args.force)
+    scores = run_comparison(conditions, args.data, args.out, force=args.force)
+    per_machine = per_machine_metrics(scores, report_clips)
     out = Path(args.out)
     t7, t6 = table7(per_machine), table6(per_machine)
     atomic_write_dataframe(out / "per_machine.csv", per_machine)
@@ -61,7 +75,8 @@ def main(argv=None):
     plot_detector_bars(per_machine, t6, out / "figure6.png")
     lines = ["# GAN detectors vs the DCASE baseline", "",
              f"Data: {', '.join(args.data)}. Command: `python experiments/gan_detectors/run.py "
-             f"--data {' '.join(args.data)}` (see the README).", "",
+             f"{' '.join(sys.argv[1:] if argv is None else argv)}` (see the README). Every "
+             f"condition is evaluated on {scope}.", "",
              "## Table 7: AUC / pAUC per machine type (%)", "",
              t7.to_markdown(index=False, floatfmt=".2f"), "",
              "## Table 6: test-size-weighted average ± std over machine types", "",
