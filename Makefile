@@ -88,6 +88,7 @@ test: $(STAMP)
 bench: $(STAMP)
 	$(PY) benchmarks/bench_pipeline.py
 	$(PY) benchmarks/bench_wilkinghoff.py
+	$(PY) benchmarks/bench_gan.py
 
 clean-demo:
 	rm -rf $(DEMO_DATA) $(EXP_DATA) $(GAN_EXP_DATA) runs/demo
