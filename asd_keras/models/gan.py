@@ -618,10 +618,7 @@ class GANSystem:
             kwargs["score_weight"] = c["score_weight"]
         if cls is EGBAD:
             kwargs.update(score_degree=c["score_degree"], score_method=c["score_method"])
-        from asd_keras.models.blocks import kernel_initializer
-
-        kernel_initializer(c["initializer"])  # clear error for a bad name
-        model = cls(**kwargs)
+        model = cls(**kwargs)  # the blocks reject a bad initializer by name
         model.compile(
             generator_optimizer=default_optimizer(float(c["learning_rate"]), float(c["beta_1"])),
             discriminator_optimizer=default_optimizer(float(c["learning_rate"]),
