@@ -3,10 +3,12 @@
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+from tests.helpers import assert_decisions_match
 
 from asd_keras.cli import main
 
@@ -120,4 +122,6 @@ def test_export_reloads_in_a_fresh_process(pipeline):
     )
     served, decisions = json.loads(result.stdout.strip().splitlines()[-1])
     np.testing.assert_allclose(served, fan["score"], rtol=1e-5, atol=1e-5)
-    assert decisions == fan["decision"].tolist()
+    threshold = json.loads((Path(run) / "models" / "fan_scoring.json").read_text())
+    assert_decisions_match(decisions, fan["decision"], fan["score"],
+                           threshold["threshold_mse"])

@@ -4,6 +4,7 @@ import keras
 import numpy as np
 import pandas as pd
 import pytest
+from tests.helpers import assert_decisions_match
 
 from asd_keras.data.layouts import read_dataset
 from asd_keras.losses.adversarial import AdversarialCrossEntropy
@@ -267,13 +268,16 @@ def test_system_fit_score_save_load_export(name, synthetic_sets, tmp_path):
     assert set(scores["decision"]) <= {0, 1}
     loaded = type(system).load(tmp_path / "run", system.config)
     again = loaded.score(table)
-    np.testing.assert_array_equal(again["score"].to_numpy(), scores["score"].to_numpy())
+    # Same machine and batches, but reloaded weights may take other kernels.
+    np.testing.assert_allclose(again["score"].to_numpy(), scores["score"].to_numpy(),
+                               rtol=1e-6, atol=1e-7)
     system.export(tmp_path / "export")
     served = tf.saved_model.load(str(tmp_path / "export"))
     waves = np.stack([soundfile.read(p, dtype="float32")[0] for p in fan["path"]])
     out = served.serve(tf.constant(waves), tf.constant("fan"))
     np.testing.assert_allclose(out["anomaly_score"].numpy(), fan["score"], rtol=1e-4, atol=1e-6)
-    np.testing.assert_array_equal(out["decision"].numpy(), fan["decision"])
+    assert_decisions_match(out["decision"].numpy(), fan["decision"], fan["score_raw"],
+                           state["threshold"])
 
 
 def test_minmax_test_and_bad_config(synthetic_sets):
