@@ -83,10 +83,11 @@ exp-gan-search: $(STAMP) $(GAN_EXP_DATA)/synth.json
 	$(PY) experiments/gan_detectors/run.py --data $(GAN_DATA) --out experiments/gan_detectors/results-search-$(PROTOCOL) --selection GANomaly=$(GAN_SEARCH)/ganomaly-$(PROTOCOL) --selection SKIP-GANomaly=$(GAN_SEARCH)/skip_ganomaly-$(PROTOCOL) $(FORCE) $(EXP_OVERRIDES)
 
 test: $(STAMP)
-	$(PY) -m pytest -q -p no:cacheprovider
+	$(PY) -m pytest -q -p no:cacheprovider -n 2
 
 bench: $(STAMP)
 	$(PY) benchmarks/bench_pipeline.py
+	$(PY) benchmarks/bench_dense_ae.py
 	$(PY) benchmarks/bench_wilkinghoff.py
 	$(PY) benchmarks/bench_gan.py
 

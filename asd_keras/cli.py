@@ -12,8 +12,6 @@ import shutil
 import sys
 from pathlib import Path
 
-import yaml
-
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
@@ -72,16 +70,20 @@ def cmd_train(args):
     from asd_keras.utils.io import atomic_write_dataframe
     from asd_keras.utils.io import check_output_dir
     from asd_keras.utils.io import staged_dir
-    from asd_keras.utils.runs import set_seed
+    from asd_keras.utils.runs import seed_run
     from asd_keras.utils.runs import write_run_record
 
     _split_data_and_overrides(args)
     system_cls = get_system(args.system)
-    check_output_dir(args.out, args.force, what="run folder")
     user = load_config_file(args.config) if args.config else {}
     user.update(parse_overrides(args.overrides))
     if args.epochs is not None:
         user["epochs"] = args.epochs
+    # Built first: it validates the whole configuration, so a bad value
+    # fails before any audio is read or any folder is created.
+    system = system_cls(user)
+    args.resumable = getattr(system, "resumable", False)
+    check_output_dir(args.out, args.force, what="run folder")
     import pandas as pd
 
     # Several folders (e.g. dev_data and eval_data) train one run together.
@@ -92,8 +94,7 @@ def cmd_train(args):
         raise ValueError(
             f"The --data folders {args.data} hold different layouts "
             f"({sorted(table['layout'].unique())}); train on one year at a time.")
-    system = system_cls(user)
-    seed = set_seed(system.config["seed"])
+    seed = seed_run(system.config)
     record = {
         "system": system.name,
         "data": [str(Path(d).resolve()) for d in args.data],
@@ -107,9 +108,12 @@ def cmd_train(args):
         checkpoints = _checkpoint_dir(args.out, record, args.force)
         fit_kwargs["checkpoint_dir"] = checkpoints
     with staged_dir(args.out, force=args.force, what="run folder") as stage:
-        write_run_record(stage, record, seed)
         atomic_write_dataframe(stage / "data_summary.csv", describe(table))
         system.fit(table, stage, verbose=args.verbose, **fit_kwargs)
+        # Written after fit: settings resolved from the data (e.g. the
+        # Wilkinghoff clip length) are recorded with their reason.
+        write_run_record(stage, record, seed,
+                         extra={"data_choices": getattr(system, "data_choices", {})})
     if checkpoints is not None:
         shutil.rmtree(checkpoints, ignore_errors=True)
     print(f"Run written to '{args.out}'.")
@@ -143,6 +147,7 @@ def _checkpoint_dir(out, record, force):
 
 
 def _load_run(run_dir):
+    from asd_keras.config import read_yaml_mapping
     from asd_keras.models import get_system
 
     run_dir = Path(run_dir)
@@ -152,7 +157,15 @@ def _load_run(run_dir):
             f"'{run_dir}' is not a finished run folder (no config.yaml). "
             "Train one with 'asd-keras train'."
         )
-    record = yaml.safe_load(config_path.read_text())
+    fix = ("Restore the run's config.yaml from a backup, or train the run "
+           "again with 'asd-keras train'")
+    record = read_yaml_mapping(config_path, what="Run configuration", fix=fix)
+    if not isinstance(record.get("system"), str) or not isinstance(
+            record.get("params"), dict):
+        raise ValueError(
+            f"Run configuration '{config_path}' needs a 'system' name and a "
+            f"'params' mapping; found {record.get('system')!r} and "
+            f"{type(record.get('params')).__name__}. {fix}.")
     system = get_system(record["system"]).load(run_dir, record["params"])
     return system, record
 
@@ -168,14 +181,20 @@ def cmd_score(args):
     from asd_keras.utils.io import atomic_write_dataframe
     from asd_keras.utils.io import check_output_dir
     from asd_keras.utils.io import staged_dir
-    from asd_keras.utils.runs import set_seed
+    from asd_keras.utils.runs import seed_run
     from asd_keras.utils.runs import write_run_record
 
     check_output_dir(args.out, args.force, what="score folder")
     system, record = _load_run(args.run)
-    seed = set_seed(system.config["seed"])
+    seed = seed_run(system.config)
     table = read_dataset(args.data, layout=args.layout)
     layout = table["layout"].iloc[0]
+    trained = record.get("layout")
+    if trained and trained != layout:
+        # Not an error: scoring another year's data can be deliberate.
+        print(f"asd-keras score: warning: the run '{args.run}' was trained on "
+              f"{trained} data but '{args.data}' is {layout} data; features, "
+              "sections and thresholds may not carry over.", file=sys.stderr)
     scores = system.score(table)
     with staged_dir(args.out, force=args.force, what="score folder") as stage:
         write_submission(scores, stage, layout)
@@ -204,6 +223,7 @@ def cmd_evaluate(args):
     from asd_keras.evaluation import submission
     from asd_keras.utils.io import atomic_write_dataframe
     from asd_keras.utils.io import atomic_write_text
+    from asd_keras.utils.io import check_output_dir
     from asd_keras.utils.io import staged_dir
 
     scores, family = submission.read_submission(args.scores)
@@ -226,10 +246,13 @@ def cmd_evaluate(args):
                 f"names, but '{args.scores}' holds {family} files."
             )
     table = submission.join_scores_and_labels(scores, labels)
+    # The inputs are valid; the output folder must be too before any result
+    # is computed or printed.
+    out = Path(args.out) if args.out else Path(args.scores) / "evaluation"
+    check_output_dir(out, args.force, what="evaluation folder")
     per_unit, official = metrics.evaluate(table, layout)
     summary = metrics.summary_rows(per_unit, layout)
     result = pd.concat([per_unit, summary], ignore_index=True)
-    out = Path(args.out) if args.out else Path(args.scores) / "evaluation"
     _print_table(result)
     if official is None:
         print("DCASE 2020 has no single official score; see the per-ID "
@@ -256,8 +279,10 @@ def cmd_evaluate(args):
 
 def cmd_export(args):
     from asd_keras.utils.io import atomic_write_text
+    from asd_keras.utils.io import check_output_dir
     from asd_keras.utils.io import staged_dir
 
+    check_output_dir(args.out, args.force, what="export folder")
     system, record = _load_run(args.run)
     with staged_dir(args.out, force=args.force, what="export folder") as stage:
         manifest = system.export(stage)
@@ -428,7 +453,7 @@ def build_parser():
     p.add_argument("--keep-models", action="store_true")
     p.add_argument("--force", action="store_true")
     p.add_argument("overrides", nargs="*", metavar="key=value")
-    p.set_defaults(func=cmd_study)
+    p.set_defaults(func=cmd_study, resumable=True)
 
     p = sub.add_parser("search", help="hyper-parameter search (grid or random), resumable")
     p.add_argument("--system", required=True)
@@ -443,7 +468,7 @@ def build_parser():
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--force", action="store_true")
     p.add_argument("overrides", nargs="*", metavar="key=value")
-    p.set_defaults(func=cmd_search)
+    p.set_defaults(func=cmd_search, resumable=True)
 
     p = sub.add_parser("download", help="download DCASE data from Zenodo")
     p.add_argument("--year", type=int, required=True)
@@ -452,17 +477,69 @@ def build_parser():
     p.add_argument("--machines", nargs="+")
     p.add_argument("--base-url", help=argparse.SUPPRESS)
     p.add_argument("--keep-archives", action="store_true")
-    p.set_defaults(func=cmd_download)
+    p.set_defaults(func=cmd_download, resumable=True)
     return parser
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM as an exception, so that staged folders and caches are cleaned up.
+
+    A subclass of KeyboardInterrupt: whatever survives Ctrl-C (checkpoints,
+    `staged_dir`'s clean-up) survives a `kill` the same way.
+    """
+
+
+def _raise_terminated(signum, frame):
+    raise Terminated(f"signal {signum}")
+
+
+def _handle_sigterm():
+    """Installs the SIGTERM handler; returns the previous one (None if not installed)."""
+    import signal
+
+    try:
+        previous = signal.signal(signal.SIGTERM, _raise_terminated)
+    except ValueError:  # not the main thread: leave the signal alone
+        return None
+    # None: a handler set outside Python, which cannot be put back.
+    return signal.SIG_DFL if previous is None else previous
+
+
 def main(argv=None):
+    """Runs the program; returns its exit code.
+
+    Exit codes: 0 success, 2 bad input (the message names it), 130 Ctrl-C
+    and 143 SIGTERM, both after cleaning up (`train` of a resumable system,
+    `study`, `search` and `download` resume when the command is repeated).
+    """
+    import signal
+
     args = build_parser().parse_args(argv)
+    previous = _handle_sigterm()
     try:
         args.func(args)
     except (ValueError, FileNotFoundError, FileExistsError, ConnectionError) as error:
         print(f"asd-keras {args.command}: error: {error}", file=sys.stderr)
         return 2
+    except Exception as error:
+        # A corrupt clip surfaces deep inside tf.data as a TensorFlow error.
+        from asd_keras.data.audio import nonfinite_audio_error
+
+        clear = nonfinite_audio_error(error)
+        if clear is None:
+            raise
+        print(f"asd-keras {args.command}: error: {clear}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt as error:
+        terminated = isinstance(error, Terminated)
+        resumable = getattr(args, "resumable", False)
+        hint = "; rerun the same command to resume" if resumable else ""
+        print(f"\nasd-keras {args.command}: {'terminated' if terminated else 'interrupted'}"
+              f"{hint}.", file=sys.stderr)
+        return 128 + (signal.SIGTERM if terminated else signal.SIGINT)
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
     return 0
 
 

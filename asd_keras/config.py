@@ -33,18 +33,49 @@ def _parse_value(text):
     return yaml.safe_load(text) if text else None
 
 
+def read_yaml_mapping(path, what="Config file", fix="Fix the file"):
+    """Reads a YAML file that must hold a mapping.
+
+    Args:
+        path: str or Path. An existing file.
+        what: str. Name of the file in error messages.
+        fix: str. What the user should do, ending the error messages.
+
+    Returns:
+        dict (empty for an empty file).
+
+    Raises:
+        ValueError: naming the file (and the line YAML reports) when it is
+            not UTF-8, not YAML, or not a mapping.
+    """
+    try:
+        data = yaml.safe_load(Path(path).read_text()) or {}
+    except UnicodeDecodeError as error:
+        raise ValueError(
+            f"{what} '{path}' is not a UTF-8 text file ({error.reason} at "
+            f"byte {error.start}). {fix}."
+        ) from None
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(error, "problem", None) or str(error)
+        raise ValueError(
+            f"{what} '{path}' is not valid YAML{where}: {problem}. {fix}."
+        ) from None
+    if not isinstance(data, dict):
+        raise ValueError(
+            f"{what} '{path}' must hold a mapping of keys to values; found "
+            f"{type(data).__name__}. {fix}."
+        )
+    return data
+
+
 def load_config_file(path):
     """Reads a YAML mapping of configuration keys."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"Config file '{path}' does not exist.")
-    data = yaml.safe_load(path.read_text()) or {}
-    if not isinstance(data, dict):
-        raise ValueError(
-            f"Config file '{path}' must hold a mapping of keys to values; "
-            f"found {type(data).__name__}."
-        )
-    return data
+    return read_yaml_mapping(path)
 
 
 def resolve_config(defaults, user, variants=None, variant_key="variant"):
@@ -78,3 +109,201 @@ def resolve_config(defaults, user, variants=None, variant_key="variant"):
         config.update(variants[name])
     config.update(user)
     return config
+
+
+# ----------------------------------------------------------------------
+# Declarative validation of resolved configurations
+# ----------------------------------------------------------------------
+
+_KINDS = ("int", "float", "bool", "str", "choice", "mapping")
+
+
+class Option:
+    """The rule for one configuration key: its type and allowed values.
+
+    Use the helpers `integer`, `number`, `boolean`, `string`, `choice` and
+    `mapping` rather than this class. Values are checked strictly, so a
+    typo fails before any work starts rather than deep inside training:
+
+    - `int`: Python or NumPy integers. A float with an integral value
+      (`3.0`, also what `epochs=1e2` parses to) is accepted and stored as
+      the int `3`; `2.5`, `"3"`, `"abc"` and booleans are rejected.
+    - `float`: finite ints or floats, stored as float; booleans, strings,
+      NaN and infinities are rejected.
+    - `bool`: only `True` and `False`; `0`, `1` and strings are rejected.
+      (YAML itself reads `true`/`false`, and also `yes`/`no`/`on`/`off`, as
+      booleans; anything else, e.g. `"enabled"`, stays a string.)
+    - `str`: strings only.
+    - `choice`: one of the listed values (booleans never match `0`/`1`).
+    - `mapping`: a dict (its contents are the caller's to check).
+
+    Args:
+        kind: str. One of `"int"`, `"float"`, `"bool"`, `"str"`, `"choice"`,
+            `"mapping"`.
+        choices: tuple. The allowed values of a `"choice"`.
+        min: number or None. Inclusive lower bound.
+        max: number or None. Inclusive upper bound.
+        gt: number or None. Exclusive lower bound.
+        lt: number or None. Exclusive upper bound.
+        optional: bool. Whether None is also allowed.
+        also: tuple. Extra literal values allowed besides the type, e.g.
+            `("default",)`.
+    """
+
+    def __init__(self, kind, choices=(), min=None, max=None, gt=None, lt=None,
+                 optional=False, also=()):
+        if kind not in _KINDS:
+            raise ValueError(f"kind must be one of {_KINDS}; received {kind!r}.")
+        self.kind = kind
+        self.choices = tuple(choices)
+        self.min, self.max, self.gt, self.lt = min, max, gt, lt
+        self.optional = bool(optional)
+        self.also = tuple(also)
+
+    def describe(self):
+        """What is allowed, in words (used in error messages)."""
+        if self.kind == "choice":
+            text = f"one of {self.choices}"
+        else:
+            text = {"int": "an integer", "float": "a number", "bool": "true or false",
+                    "str": "a string", "mapping": "a mapping"}[self.kind]
+            low = (f"[{self.min}" if self.min is not None
+                   else f"({self.gt}" if self.gt is not None else None)
+            high = (f"{self.max}]" if self.max is not None
+                    else f"{self.lt})" if self.lt is not None else None)
+            if low and high:
+                text += f" in {low}, {high}"
+            elif low:
+                text += f" {'>=' if self.min is not None else '>'} {low[1:]}"
+            elif high:
+                text += f" {'<=' if self.max is not None else '<'} {high[:-1]}"
+        extras = [repr(v) for v in self.also] + (["None"] if self.optional else [])
+        if extras:
+            text += " or " + " or ".join(extras)
+        return text
+
+    def check(self, key, value):
+        """Returns `value` in canonical form, or raises ValueError naming `key`."""
+        import math
+        import numbers
+
+        received = value
+
+        def fail():
+            raise ValueError(
+                f"{key} must be {self.describe()}; received {received!r} "
+                f"({type(received).__name__}).")
+
+        if value is None and self.optional:
+            return None
+        if any(_same(value, extra) for extra in self.also):
+            return value
+        if self.kind == "choice":
+            for allowed in self.choices:
+                if _same(value, allowed):
+                    return allowed
+            fail()
+        if self.kind == "mapping":
+            return value if isinstance(value, dict) else fail()
+        if self.kind == "str":
+            return value if isinstance(value, str) else fail()
+        is_bool = isinstance(value, bool) or type(value).__name__ == "bool_"
+        if self.kind == "bool":
+            return bool(value) if is_bool else fail()
+        if is_bool or not isinstance(value, numbers.Real):
+            fail()
+        if self.kind == "int":
+            if isinstance(value, numbers.Integral):
+                value = int(value)
+            elif math.isfinite(value) and float(value).is_integer():
+                value = int(value)
+            else:
+                fail()
+        else:
+            value = float(value)
+            if not math.isfinite(value):
+                fail()
+        if ((self.min is not None and value < self.min)
+                or (self.max is not None and value > self.max)
+                or (self.gt is not None and value <= self.gt)
+                or (self.lt is not None and value >= self.lt)):
+            fail()
+        return value
+
+
+def _same(value, allowed):
+    # `True == 1` and `1.0 == 1` in Python; a boolean must not pass for a
+    # number (nor a number for a string) in a choice.
+    if isinstance(value, bool) != isinstance(allowed, bool):
+        return False
+    if isinstance(value, str) != isinstance(allowed, str):
+        return False
+    try:
+        return bool(value == allowed)
+    except (TypeError, ValueError):
+        return False
+
+
+def integer(min=None, max=None, gt=None, lt=None, optional=False, also=()):
+    """An integer key, e.g. `integer(min=1)` for `epochs`."""
+    return Option("int", min=min, max=max, gt=gt, lt=lt, optional=optional, also=also)
+
+
+def number(min=None, max=None, gt=None, lt=None, optional=False, also=()):
+    """A real-valued key, e.g. `number(gt=0, lt=1)` for a quantile."""
+    return Option("float", min=min, max=max, gt=gt, lt=lt, optional=optional, also=also)
+
+
+def boolean():
+    """A `True`/`False` key."""
+    return Option("bool")
+
+
+def string(optional=False):
+    """A free-form string key (checked by the code that uses it)."""
+    return Option("str", optional=optional)
+
+
+def choice(*choices, optional=False):
+    """A key that takes one of `choices`."""
+    return Option("choice", choices=choices, optional=optional)
+
+
+def mapping():
+    """A dict-valued key; its contents are validated by the system."""
+    return Option("mapping")
+
+
+def validate_config(config, schema, prefix=""):
+    """Checks every value of a resolved configuration against a schema.
+
+    Called by each system's `__init__` right after `resolve_config`, so the
+    Python API and the command line reject a bad value (`epochs=0`,
+    `threshold_quantile=2`, `epochs=abc`) before any data is read.
+
+    Args:
+        config: dict. The resolved configuration.
+        schema: dict key -> `Option` (see `integer`, `number`, `choice`...).
+            Every key of `config` must have a rule.
+        prefix: str. Prepended to key names in error messages, e.g.
+            `"machine_overrides.fan."`.
+
+    Returns:
+        dict, `config` with values in canonical form (integral floats such
+        as `3.0` as ints, ints of float keys as floats).
+
+    Raises:
+        ValueError: naming the first key whose value is not allowed, the
+            value received and what is allowed.
+
+    Example:
+    >>> validate_config({"epochs": 3.0}, {"epochs": integer(min=1)})
+    {'epochs': 3}
+    """
+    unchecked = sorted(set(config) - set(schema))
+    if unchecked:
+        raise ValueError(
+            f"No validation rule for configuration key(s) {unchecked}; every key "
+            "needs an entry in the system's schema.")
+    return {key: schema[key].check(f"{prefix}{key}", value)
+            for key, value in config.items()}

@@ -1,9 +1,12 @@
 """Speed and training memory of the Wilkinghoff system, against the
 reference's way of loading every clip into RAM.
 
-1. Training clips per second (one epoch after a warm-up epoch) and inference
-   clips per second (embedding extraction) on 10 s clips, streaming from
-   disk through `tf.data`.
+1. Training clips per second (the last of `--speed-epochs` epochs), each
+   way in a fresh process on the same clips: the system's streaming
+   `tf.data` pipeline with its compile settings, against the reference's
+   way (every waveform in one NumPy array, `model.fit` on it) with Keras 3's
+   defaults (XLA) and without XLA, as the reference's TF 2.3 ran it. Also
+   inference clips per second (embedding extraction).
 2. Peak memory (max RSS of a fresh process) of one training epoch at 1x, 2x
    and 4x the number of clips: the system's streaming pipeline against the
    reference's approach (reference wilkinghoff.md §1: all waveforms in one
@@ -46,8 +49,9 @@ def _train_table(data):
     return table[table["split"] == "train"]
 
 
-def worker(mode, data, seconds):
-    """One epoch of training in this process; prints JSON with the peak RSS."""
+def worker(mode, data, seconds, epochs=1):
+    """Trains `epochs` epochs in this process; prints JSON with the peak RSS
+    and the seconds of the last epoch."""
     import keras
     import numpy as np
     import soundfile
@@ -59,11 +63,29 @@ def worker(mode, data, seconds):
     from asd_keras.models.wilkinghoff import wilkinghoff_embedding_model
 
     table = _train_table(data)
-    config = {"epochs": 1, "clip_seconds": seconds, "monitor_compactness": False}
+    config = {"epochs": epochs, "clip_seconds": seconds, "length_policy": "truncate",
+              "monitor_compactness": False}
+    times = []
+
+    class Timer(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            self.start = time.perf_counter()
+
+        def on_epoch_end(self, epoch, logs=None):
+            times.append(time.perf_counter() - self.start)
+
     start = time.perf_counter()
     if mode == "streaming":
+        original = keras.Model.fit
+
+        def fit(model, *args, **kwargs):
+            kwargs["callbacks"] = list(kwargs.get("callbacks") or []) + [Timer()]
+            return original(model, *args, **kwargs)
+
+        keras.Model.fit = fit  # the system's fit() takes no callbacks yet
         with tempfile.TemporaryDirectory() as run:
             WilkinghoffSystem(config).fit(table, run, verbose=0)
+        keras.Model.fit = original
     else:
         system = WilkinghoffSystem(config)
         encoder = ClassEncoder("attribute").fit(table)
@@ -74,13 +96,26 @@ def worker(mode, data, seconds):
         head, loss = build_head("sc_adacos", encoder.num_classes, system.config)
         model = training_model(wilkinghoff_embedding_model(system.num_samples), head,
                                encoder.num_classes)
-        model.compile(optimizer="adam", loss=loss)
+        # in_memory: Keras 3's defaults (XLA wherever the model allows it);
+        # in_memory_nojit: no XLA, as the reference's TF 2.3 ran it.
+        model.compile(optimizer="adam", loss=loss,
+                      jit_compile=False if mode == "in_memory_nojit" else "auto")
         model.fit({"waveform": waveforms, "label": labels}, labels, batch_size=64,
-                  epochs=1, verbose=0)
+                  epochs=epochs, verbose=0, callbacks=[Timer()])
     seconds_taken = time.perf_counter() - start
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
     print(json.dumps({"mode": mode, "clips": len(table), "peak_mb": peak,
-                      "seconds": seconds_taken}))
+                      "seconds": seconds_taken, "last_epoch_s": times[-1]}))
+
+
+def _run_worker(mode, root, seconds, epochs=1):
+    out = subprocess.run(
+        [sys.executable, __file__, "--worker", mode, "--data", str(root),
+         "--seconds", str(seconds), "--epochs", str(epochs)],
+        capture_output=True, text=True)
+    if out.returncode != 0:
+        raise RuntimeError(f"{mode} worker failed:\n{out.stderr[-3000:]}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
 
 
 def trace_steps(data, seconds, epochs):
@@ -104,7 +139,7 @@ def trace_steps(data, seconds, epochs):
     keras.Model.fit = fit  # the system's fit() takes no callbacks
     try:
         with tempfile.TemporaryDirectory() as run:
-            system = WilkinghoffSystem({"epochs": epochs, "clip_seconds": seconds,
+            system = WilkinghoffSystem({"epochs": epochs, "clip_seconds": seconds, "length_policy": "truncate",
                                         "monitor_compactness": False})
             system.fit(_train_table(data), run, verbose=0)
     finally:
@@ -112,48 +147,27 @@ def trace_steps(data, seconds, epochs):
     return trace
 
 
-def bench_speed(data, seconds):
-    import keras
+def bench_speed(data, seconds, epochs):
+    """Training clips/s of the last of `epochs` epochs, each way in a fresh process."""
+    rates = {}
+    for mode in ("streaming", "in_memory", "in_memory_nojit"):
+        result = _run_worker(mode, data, seconds, epochs)
+        rates[mode] = (result["clips"] / result["last_epoch_s"], result["clips"])
+    return rates
 
+
+def bench_inference(data, seconds):
+    """Embedding extraction clips/s (second pass, after a warm-up)."""
     from asd_keras.models.wilkinghoff import WilkinghoffSystem
-
-    table = _train_table(data)
-    system = WilkinghoffSystem({"epochs": 2, "clip_seconds": seconds,
-                                "monitor_compactness": False})
-
-    class Timer(keras.callbacks.Callback):
-        def on_epoch_begin(self, epoch, logs=None):
-            self.start = time.perf_counter()
-
-        def on_epoch_end(self, epoch, logs=None):
-            self.last = time.perf_counter() - self.start
-
-    timer = Timer()
-    # The system's own fit() does not take callbacks; time a model.fit of
-    # the same model and pipeline instead.
-    from asd_keras.data.labels import ClassEncoder
-    from asd_keras.models.wilkinghoff import build_head
-    from asd_keras.models.wilkinghoff import training_model
     from asd_keras.models.wilkinghoff import wilkinghoff_embedding_model
 
-    encoder = ClassEncoder("attribute").fit(table)
-    labels = encoder.transform(table)
-    loader = system.loader(training=True)
-    loader.check(table["path"], progress=False)
-    ds = system.training_dataset(list(table["path"]), labels, encoder.num_classes, loader,
-                         True, 0)
-    head, loss = build_head("sc_adacos", encoder.num_classes, system.config)
-    embedding = wilkinghoff_embedding_model(system.num_samples)
-    model = training_model(embedding, head, encoder.num_classes)
-    model.compile(optimizer="adam", loss=loss)
-    model.fit(ds, epochs=2, verbose=0, callbacks=[timer], shuffle=False)
-    train_rate = len(table) / timer.last
-    system.members = [{"groups": {"all": embedding}}]
+    table = _train_table(data)
+    system = WilkinghoffSystem({"clip_seconds": seconds, "length_policy": "truncate"})
+    system.members = [{"groups": {"all": wilkinghoff_embedding_model(system.num_samples)}}]
     system.embed(table)  # warm-up
     start = time.perf_counter()
     system.embed(table)
-    infer_rate = len(table) / (time.perf_counter() - start)
-    return train_rate, infer_rate, len(table)
+    return len(table) / (time.perf_counter() - start)
 
 
 def main():
@@ -168,13 +182,16 @@ def main():
                              "on the 1x data (streaming)")
     parser.add_argument("--repeats", type=int, default=3,
                         help="fresh processes per point; the median is shown")
-    parser.add_argument("--worker", choices=("streaming", "in_memory"))
+    parser.add_argument("--speed-epochs", type=int, default=2,
+                        help="epochs per speed run; the last one is timed")
+    parser.add_argument("--epochs", type=int, default=1, help=argparse.SUPPRESS)
+    parser.add_argument("--worker", choices=("streaming", "in_memory", "in_memory_nojit"))
     parser.add_argument("--data")
     args = parser.parse_args()
     import numpy as np
 
     if args.worker:
-        worker(args.worker, args.data, args.seconds)
+        worker(args.worker, args.data, args.seconds, args.epochs)
         return
     with tempfile.TemporaryDirectory() as tmp:
         if args.trace_epochs:
@@ -190,11 +207,20 @@ def main():
                                       args.seconds)
         if not args.skip_speed:
             middle = sorted(roots)[len(roots) // 2]
-            train_rate, infer_rate, n = bench_speed(roots[middle], args.seconds)
-            print(f"## Speed ({n} clips of {args.seconds:g} s, batch 64)\n")
-            print("| what | clips/s |\n|---|---|")
-            print(f"| training (second epoch) | {train_rate:.1f} |")
-            print(f"| inference (embeddings) | {infer_rate:.1f} |\n")
+            rates = bench_speed(roots[middle], args.seconds, args.speed_epochs)
+            n = rates["streaming"][1]
+            ours = rates["streaming"][0]
+            print(f"## Training speed ({n} clips of {args.seconds:g} s, batch 64, "
+                  f"epoch {args.speed_epochs} of {args.speed_epochs}, "
+                  f"{os.cpu_count()} CPU cores)\n")
+            print("| way | training clips/s | asd-keras speed-up |\n|---|---:|---:|")
+            for mode, name in (
+                    ("streaming", "asd-keras: streaming tf.data, jit_compile=auto"),
+                    ("in_memory", "reference way, Keras 3 defaults (XLA)"),
+                    ("in_memory_nojit", "reference way without XLA (as TF 2.3 ran it)")):
+                print(f"| {name} | {rates[mode][0]:.1f} | {ours / rates[mode][0]:.2f}x |")
+            print(f"\nInference (embeddings): {bench_inference(roots[middle], args.seconds):.1f}"
+                  " clips/s\n")
         # TensorFlow's allocator makes single peaks noisy (a few hundred MB
         # either way), so each point is the median of fresh processes.
         by_scale = {}
@@ -202,11 +228,7 @@ def main():
             for mode in ("streaming", "in_memory"):
                 peaks = []
                 for _ in range(args.repeats):
-                    out = subprocess.run(
-                        [sys.executable, __file__, "--worker", mode, "--data", str(root),
-                         "--seconds", str(args.seconds)],
-                        capture_output=True, text=True, check=True)
-                    result = json.loads(out.stdout.strip().splitlines()[-1])
+                    result = _run_worker(mode, root, args.seconds)
                     peaks.append(result["peak_mb"])
                 by_scale.setdefault(scale, {})[mode] = (result["clips"], peaks)
         print(f"## Peak RSS of one training epoch (median of {args.repeats} processes)\n")

@@ -110,6 +110,7 @@ def test_study_cli_runs_resumes_and_refuses_overwrite(synthetic_sets, tmp_path):
     from asd_keras import cli
 
     spec = {"base": {"system": "wilkinghoff", "clip_seconds": 1.0, "epochs": 1,
+                     "branches": "spectrum",
                      "batch_size": 16, "kmeans_clusters": 2,
                      "monitor_compactness": False},
             "conditions": [{"name": "one", "loss": "compactness", "classes": "one"},

@@ -7,6 +7,8 @@ import pandas as pd
 import pytest
 import yaml
 
+from tests.conftest import make_synthetic
+
 from asd_keras.evaluation import search
 from asd_keras.evaluation.comparison import table6
 from asd_keras.evaluation.comparison import table7
@@ -90,7 +92,9 @@ def test_search_resume_and_experiment_tables(synthetic_sets, tmp_path, monkeypat
     from asd_keras import cli
     from asd_keras.models.gan import GANSystem
 
-    dev = str(synthetic_sets["dcase2020"]["dev"])
+    # One machine type keeps the 8 trainings of this test small.
+    dev = str(make_synthetic(tmp_path / "data", "dcase2020", machine_types=("fan",),
+                             eval=False) / "dev_data")
     space_file = tmp_path / "space.yaml"
     space_file.write_text(yaml.safe_dump({
         "base": {"epochs": 1, "batch_size": 64, "hidden_units": 8},
@@ -101,7 +105,7 @@ def test_search_resume_and_experiment_tables(synthetic_sets, tmp_path, monkeypat
     assert cli.main(args) == 0
     trials = pd.read_csv(out / "trials.csv")
     assert sorted(trials["trial"].unique()) == [0, 1]
-    assert set(trials["machine_type"]) == {"fan", "valve"}
+    assert set(trials["machine_type"]) == {"fan"}
     # Selection and report halves are disjoint and together the whole test set.
     n_test = (pd.read_csv(out / "trials" / "trial0000" / "scores.csv")
               .groupby("machine_type").size())
@@ -109,7 +113,7 @@ def test_search_resume_and_experiment_tables(synthetic_sets, tmp_path, monkeypat
     assert (per_type["select_n_test"] + per_type["report_n_test"]).to_dict() == n_test.to_dict()
     assert "holdout" in (out / "best.md").read_text()
     best = yaml.safe_load((out / "best_config.yaml").read_text())
-    assert set(best["machine_overrides"]) == {"fan", "valve"}
+    assert set(best["machine_overrides"]) == {"fan"}
 
     # A repeated call resumes: nothing is trained again.
     def refuse(*a, **k):
@@ -132,7 +136,7 @@ def test_search_resume_and_experiment_tables(synthetic_sets, tmp_path, monkeypat
               "--selection", f"GANomaly={out}"])
     t7 = pd.read_csv(results / "table7.csv")
     assert t7["condition"].tolist() == ["DCASE", "GANomaly"]
-    assert {"fan AUC", "valve pAUC"} <= set(t7.columns)
+    assert {"fan AUC", "fan pAUC"} <= set(t7.columns)
     assert ((t7.drop(columns="condition") >= 0) & (t7.drop(columns="condition") <= 100)).all().all()
     text = (results / "results.md").read_text()
     assert "protocol **holdout**" in text and "no selection on test data" in text

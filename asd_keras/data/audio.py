@@ -9,7 +9,9 @@ other WAV encodings, and resampling, go through soundfile/soxr in a
 load with TensorFlow 2.21.
 """
 
+import re
 import struct
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +20,35 @@ import soundfile
 from tqdm.auto import tqdm
 
 LENGTH_POLICIES = ("none", "truncate", "pad", "tile_crop")
+
+# The loader's assertion text; `nonfinite_audio_error` finds the file in it.
+_NONFINITE = "Non-finite samples (NaN or inf) in"
+_NONFINITE_PATH = re.compile(re.escape(_NONFINITE) + r"\] \[(.*)\] \[- the file")
+
+
+def nonfinite_audio_error(error):
+    """The loader's non-finite-sample assertion as a ValueError naming the file.
+
+    Decoding every clip up front to look for NaN would cost a full pass over
+    the data, so the check runs inside `AudioLoader.load` and fails deep in
+    `tf.data`; this turns that TensorFlow error back into a clear one.
+
+    Args:
+        error: any exception.
+
+    Returns:
+        ValueError, or None when `error` is not that assertion.
+    """
+    tf = sys.modules.get("tensorflow")
+    if tf is None or not isinstance(error, tf.errors.InvalidArgumentError):
+        return None
+    match = _NONFINITE_PATH.search(str(error))
+    if match is None:
+        return None
+    return ValueError(
+        f"'{match.group(1)}' holds non-finite samples (NaN or inf): the file "
+        "is corrupt. Re-export it, or remove it from the data folder."
+    )
 
 
 def _check_riff(path):
@@ -275,7 +306,7 @@ class AudioLoader:
                 tf.debugging.Assert(
                     tf.reduce_all(tf.math.is_finite(audio)),
                     [
-                        "Non-finite samples (NaN or inf) in",
+                        _NONFINITE,
                         path,
                         "- the file is corrupt: re-export or remove it.",
                     ],

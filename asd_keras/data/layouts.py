@@ -14,6 +14,7 @@ Columns of the table returned by `read_dataset`:
 `label` is 0 (normal), 1 (anomaly) or <NA> (unknown, eval test).
 """
 
+import os
 import re
 from pathlib import Path
 
@@ -195,6 +196,112 @@ def _machine_dirs(root):
     )
 
 
+def _is_utf8(path):
+    try:
+        str(path).encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _shown(path):
+    # Python keeps undecodable bytes as lone surrogates, which cannot be
+    # printed; show them as \xNN escapes instead.
+    return os.fsencode(str(path)).decode("utf-8", "backslashreplace")
+
+
+def _examples(paths, limit=5):
+    """'N file(s): [a, b, ...]' for an error message."""
+    paths = list(paths)
+    shown = ", ".join(f"'{_shown(p)}'" for p in paths[:limit])
+    more = f", ... ({len(paths) - limit} more)" if len(paths) > limit else ""
+    return f"{len(paths)} file(s): {shown}{more}"
+
+
+def _check_paths_are_utf8(table, root):
+    """Refuses clip paths that TensorFlow and libsndfile cannot open."""
+    bad = table.loc[~table["path"].map(_is_utf8), "path"]
+    if len(bad):
+        raise ValueError(
+            f"The data folder '{_shown(root)}' holds paths that are not "
+            f"valid UTF-8, which TensorFlow and libsndfile cannot open: "
+            f"{_examples(bad)}. Rename them (e.g. with convmv) to UTF-8 names."
+        )
+
+
+# Which year a clip's name (or its 2021 source_test/target_test folder)
+# belongs to; train names of 2021-2026 fit every section_* year.
+_SCHEMES = {
+    "dcase2020": "DCASE2020 names (normal_id_00_00000000.wav, id_00_00000000.wav)",
+    "section": "section_* names of DCASE2021 and later",
+    "dcase2021": "DCASE2021 test clips (source_test/ and target_test/ folders, "
+    "section_03_source_test_0000.wav)",
+    "dcase2022+": "DCASE2022+ test clips (one test/ folder, e.g. "
+    "section_00_source_test_normal_0000_<attributes>.wav, section_03_0000.wav)",
+}
+
+
+def _check_one_naming_scheme(table, root):
+    """Refuses a folder whose clips follow the naming of different years.
+
+    A single stray clip of another year would otherwise decide the layout
+    of the whole folder (and so the features, metrics and file names).
+    """
+    is_2020 = table["_hint"] == "dcase2020"
+    is_2021 = ~is_2020 & (
+        (table["_hint"] == "dcase2021")
+        | table["_split_dir"].isin(["source_test", "target_test"])
+    )
+    is_2022 = ~is_2020 & ~is_2021 & table["_split_dir"].isin(["test", "supplemental"])
+    for first, second, a, b in (
+        (is_2020, ~is_2020, "dcase2020", "section"),
+        (is_2021, is_2022, "dcase2021", "dcase2022+"),
+    ):
+        if first.any() and second.any():
+            odd = first if first.sum() <= second.sum() else second
+            raise ValueError(
+                f"The data folder '{_shown(root)}' mixes DCASE layouts of "
+                f"different years: {int(first.sum())} clip(s) with "
+                f"{_SCHEMES[a]} and {int(second.sum())} with {_SCHEMES[b]}. "
+                f"The odd {_examples(table.loc[odd, 'path'])}. Move them out "
+                "of this folder (each year's data in a folder of its own)."
+            )
+
+
+def _channel_counts(paths):
+    """Channel count of every file from its header (NaN when unreadable)."""
+    import soundfile
+
+    def channels(path):
+        try:
+            return soundfile.info(path).channels
+        except RuntimeError:
+            return float("nan")  # the audio checks report it with its cause
+
+    return paths.map(channels).astype(float)
+
+
+def _check_one_channel_count(table, root):
+    """Refuses mono and two-channel clips in one folder.
+
+    DCASE 2020-2025 clips are mono and 2026 clips two-channel; a stray file
+    would be read as channel 0 without notice, or switch the layout.
+    """
+    channels = table["_channels"].dropna()
+    counts = channels.value_counts()
+    if len(counts) > 1:
+        odd = channels[channels != counts.index[0]]
+        found = ", ".join(
+            f"{n} with {int(c)} channel(s)" for c, n in counts.items()
+        )
+        raise ValueError(
+            f"The data folder '{_shown(root)}' mixes channel counts ({found}); "
+            "DCASE 2020-2025 clips are mono, DCASE 2026 clips two-channel. "
+            f"The odd {_examples(table.loc[odd.index, 'path'])}. Convert or "
+            "remove them."
+        )
+
+
 def read_dataset(root, layout=None, machine_types=None):
     """Lists every clip of a DCASE-format data folder as a pandas table.
 
@@ -210,15 +317,23 @@ def read_dataset(root, layout=None, machine_types=None):
         sorted by machine type, split and file name.
 
     Raises:
-        FileNotFoundError: if `root` does not exist or holds no clips.
-        ValueError: if a WAV file name fits no DCASE layout, or `layout` is
-            unknown.
+        FileNotFoundError: if `root` does not exist, is a file, or holds no
+            clips.
+        ValueError: if a WAV file name fits no DCASE layout, a path is not
+            valid UTF-8, the clips mix the naming of different years or mix
+            mono and two-channel files, or `layout` is unknown.
     """
     root = Path(root)
     if layout is not None and layout not in LAYOUTS:
         raise ValueError(
             f"Unknown layout {layout!r}. Use one of {LAYOUTS}, or leave it "
             "unset to detect it from the file names."
+        )
+    if root.is_file():
+        raise FileNotFoundError(
+            f"Data folder '{root}' is a file, not a folder. Pass the folder "
+            "of machine-type folders that holds the clips (e.g. dev_data/ or "
+            "dev_data/raw/), not a single file."
         )
     if not root.is_dir():
         raise FileNotFoundError(
@@ -242,8 +357,14 @@ def read_dataset(root, layout=None, machine_types=None):
             )
         machine_dirs = [d for d in machine_dirs if d.name in wanted]
 
+    if not _is_utf8(root):
+        raise ValueError(
+            f"The data folder path '{_shown(root)}' is not valid UTF-8, so "
+            "TensorFlow and libsndfile cannot open the clips in it. Rename "
+            "it (e.g. with convmv) to a UTF-8 name."
+        )
+
     rows = []
-    hints = set()
     for machine_dir in machine_dirs:
         attributes = _read_attribute_csvs(machine_dir)
         for split_dir in sorted(machine_dir.iterdir()):
@@ -260,8 +381,6 @@ def read_dataset(root, layout=None, machine_types=None):
                         "<attributes>.wav, normal_id_00_00000000.wav). "
                         "Rename it or move it out of the data folder."
                     )
-                if parsed["layout_hint"]:
-                    hints.add(parsed["layout_hint"])
                 domain = parsed["domain"]
                 if domain is None and split_dir.name in (
                     "source_test",
@@ -285,6 +404,7 @@ def read_dataset(root, layout=None, machine_types=None):
                         "attribute_string": parsed["attribute_string"],
                         "attributes": attributes.get(path.name, {}),
                         "_split_dir": split_dir.name,
+                        "_hint": parsed["layout_hint"],
                     }
                 )
     if not rows:
@@ -294,23 +414,31 @@ def read_dataset(root, layout=None, machine_types=None):
             "files."
         )
     table = pd.DataFrame(rows)
+    _check_paths_are_utf8(table, root)
+    _check_one_naming_scheme(table, root)
+    table["_channels"] = _channel_counts(table["path"])
+    _check_one_channel_count(table, root)
     if layout is None:
-        layout = detect_layout(table, hints, root)
+        layout = detect_layout(table, root=root)
     table["layout"] = layout
     table["label"] = table["label"].astype("Int64")
     table["domain"] = table["domain"].astype(object)
     table.loc[table["domain"].isna(), "domain"] = None
     table["attribute_string"] = table["attribute_string"].astype(object)
     table.loc[table["attribute_string"].isna(), "attribute_string"] = None
-    table = table.drop(columns="_split_dir")
+    table = table.drop(columns=["_split_dir", "_hint", "_channels"])
     return table.sort_values(
         ["machine_type", "split", "file_name"], ignore_index=True
     )[COLUMNS]
 
 
 def detect_layout(table, hints=(), root=None):
-    """Guesses the layout of a parsed table (see `read_dataset`)."""
-    hints = set(hints)
+    """Guesses the layout of a parsed table (see `read_dataset`).
+
+    Every file counts: `read_dataset` has already refused folders that mix
+    naming schemes or channel counts, so no single file decides the year.
+    """
+    hints = set(hints) | set(table.get("_hint", pd.Series(dtype=object)).dropna())
     if "dcase2020" in hints:
         return "dcase2020"
     if "dcase2021" in hints or table["_split_dir"].isin(
@@ -319,13 +447,11 @@ def detect_layout(table, hints=(), root=None):
         return "dcase2021"
     if set(table["machine_type"]) & _MACHINES_2026:
         return "dcase2026"
-    import soundfile
-
-    try:
-        channels = soundfile.info(table["path"].iloc[0]).channels
-    except RuntimeError:
-        channels = 1  # the audio checks report the unreadable file later
-    if channels == 2:
+    channels = table["_channels"] if "_channels" in table else _channel_counts(
+        table["path"])
+    # Unreadable headers (NaN) are reported by the audio checks later.
+    known = channels.dropna()
+    if len(known) and (known == 2).all():
         return "dcase2026"
     in_raw = root is not None and Path(root).name == "raw"
     if in_raw or set(table["section"]) == {"00"}:
@@ -352,11 +478,19 @@ def require_split(table, split):
     Args:
         table: DataFrame from `read_dataset`.
         split: "train" or "test".
+
+    Raises:
+        ValueError: naming the data folder(s) and machine types when no row
+            belongs to `split`.
     """
     rows = table[table["split"] == split]
     if rows.empty:
+        # path is <data folder>/<machine type>/<split folder>/<clip>.
+        folders = sorted(table["path"].map(lambda p: str(Path(p).parents[2])).unique())
+        machine_types = sorted(table["machine_type"].unique())
         raise ValueError(
-            f"The data folder has no {split}/ clips; point --data at a folder "
-            f"whose machine types have {split}/ subfolders."
+            f"The data folder(s) {folders} have no {split}/ clips (machine "
+            f"types: {machine_types}); point --data at a folder whose machine "
+            f"types have {split}/ subfolders."
         )
     return rows

@@ -54,16 +54,27 @@ def vector_dataset(
 ):
     """Batches of stacked feature vectors for `model.fit`.
 
+    Each clip becomes one `(vectors, dim)` element, cached after the first
+    epoch. Shuffling is two-level: clips through a bounded buffer, then
+    vectors within blocks of about `vector_buffer` vectors (whole clips are
+    gathered into a block and permuted with one gather). The blocks are
+    re-batched to `batch_size` with `Dataset.rebatch`, which carries the
+    remainder of a block into the next batch. No dataset element is ever a
+    single vector: a per-vector `unbatch` + `shuffle` + `batch` costs about
+    as much per epoch as the training steps of the DCASE autoencoder
+    (benchmarks/bench_dense_ae.py). Memory is bounded by the two buffers,
+    whatever the number of clips.
+
     Args:
         paths: list of str.
         loader: `AudioLoader`.
         frontend: object with `vectors(waveform)`, e.g. `LogMelFrontend`.
         batch_size: int.
         shuffle: bool. Shuffle clips (bounded buffer) and vectors.
-        seed: int. Shuffle seed.
+        seed: int. Shuffle seed; every epoch draws a new order from it.
         cache: None, "memory" or a file path prefix for an on-disk cache.
         clip_buffer: int. Clips in the clip shuffle buffer.
-        vector_buffer: int. Vectors in the vector shuffle buffer.
+        vector_buffer: int. About this many vectors are shuffled together.
         extras: list of per-clip arrays, repeated for every vector.
         autoencoder_targets: bool. Yield `(x, x)` pairs (without extras).
         num_vectors: int, optional. Total number of vectors; when given the
@@ -87,10 +98,24 @@ def vector_dataset(
         ds = ds.cache(str(cache))
     if shuffle:
         ds = ds.shuffle(clip_buffer, seed=seed, reshuffle_each_iteration=True)
-    ds = ds.unbatch()
-    if shuffle:
-        ds = ds.shuffle(vector_buffer, seed=seed, reshuffle_each_iteration=True)
-    ds = ds.batch(batch_size)
+        per_clip = (num_vectors / max(1, len(paths))) if num_vectors else 300
+        block = max(1, int(round(int(vector_buffer) / max(1.0, per_clip))))
+        ds = ds.ragged_batch(block)
+        # A fresh stateless seed per block and epoch: reproducible from
+        # `seed`, different every epoch.
+        seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True)
+        ds = tf.data.Dataset.zip((ds, seeds.batch(2)))
+
+        def permute(block_values, pair):
+            parts = block_values if isinstance(block_values, tuple) else (block_values,)
+            flat = [p.values for p in parts]
+            order = tf.random.experimental.stateless_shuffle(
+                tf.range(tf.shape(flat[0])[0]), seed=pair)
+            out = tuple(tf.gather(f, order) for f in flat)
+            return out if len(out) > 1 else out[0]
+
+        ds = ds.map(permute, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    ds = ds.rebatch(batch_size)
     if num_vectors is not None:
         ds = ds.apply(
             tf.data.experimental.assert_cardinality(-(-num_vectors // batch_size))

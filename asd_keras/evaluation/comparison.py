@@ -38,7 +38,7 @@ def run_comparison(conditions, data, out, force=False, keep_models=False):
     """
     from asd_keras.evaluation.study import load_tables
     from asd_keras.models import get_system
-    from asd_keras.utils.runs import set_seed
+    from asd_keras.utils.runs import seed_run
     from asd_keras.utils.runs import write_run_record
 
     names = [c.get("name") for c in conditions]
@@ -61,7 +61,7 @@ def run_comparison(conditions, data, out, force=False, keep_models=False):
             scores = pd.read_csv(folder / "scores.csv", dtype={"section": str})
         else:
             system = get_system(condition["system"])(_config(condition))
-            seed = set_seed(system.config["seed"])
+            seed = seed_run(system.config)
             with staged_dir(folder, force=True, what="condition folder") as stage:
                 write_run_record(stage, {"system": system.name,
                                          "condition": condition["name"],

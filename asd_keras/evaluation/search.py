@@ -142,7 +142,7 @@ def run_search(system, space, data, out, mode="random", budget=20, protocol="hol
     """
     from asd_keras.evaluation.study import load_tables
     from asd_keras.models import get_system
-    from asd_keras.utils.runs import set_seed
+    from asd_keras.utils.runs import seed_run
     from asd_keras.utils.runs import write_run_record
 
     if mode not in MODES:
@@ -195,7 +195,7 @@ def run_search(system, space, data, out, mode="random", budget=20, protocol="hol
             continue
         config = {**base, **point}
         instance = system_cls(config)
-        set_seed(instance.config["seed"])
+        seed_run(instance.config)
         with staged_dir(out / "trials" / f"trial{index:04d}", force=True,
                         what="trial folder") as stage:
             write_run_record(stage, {"system": system, "trial": index,

@@ -22,7 +22,7 @@ from asd_keras.evaluation.metrics import harmonic_means
 from asd_keras.utils.io import atomic_write_dataframe
 from asd_keras.utils.io import atomic_write_text
 from asd_keras.utils.io import staged_dir
-from asd_keras.utils.runs import set_seed
+from asd_keras.utils.runs import seed_run
 from asd_keras.utils.runs import write_run_record
 
 METRIC_COLUMNS = ["AUC (source)", "pAUC (source)", "AUC (target)", "pAUC (target)",
@@ -44,11 +44,13 @@ def _run_trial(condition, trial, base_config, table, folder, definition, keep_mo
     system_name = config.pop("system", "wilkinghoff")
     config["seed"] = int(config.get("seed", 0)) + trial
     system = get_system(system_name)(config)
-    seed = set_seed(system.config["seed"])
+    seed = seed_run(system.config)
     with staged_dir(folder, force=True, what="trial folder") as stage:
-        write_run_record(stage, {"system": system_name, "condition": condition["name"],
-                                 "trial": trial, "params": system.config}, seed)
         system.fit(table, stage / "run", verbose=0)
+        # After fit, so that settings resolved from the data are recorded.
+        write_run_record(stage, {"system": system_name, "condition": condition["name"],
+                                 "trial": trial, "params": system.config}, seed,
+                         extra={"data_choices": getattr(system, "data_choices", {})})
         scores = system.score(table)
         per_section = domain_metrics(scores, definition)
         _, official = evaluate(scores, scores["layout"].iloc[0])

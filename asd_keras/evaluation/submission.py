@@ -78,7 +78,33 @@ def _read_rows(path, value_name):
         )
     frame = frame.iloc[:, :2]
     frame.columns = ["file_name", value_name]
+    _refuse_duplicates(frame, ["file_name"], f"'{path}'")
     return frame
+
+
+def _refuse_duplicates(frame, keys, where, source=None):
+    """Refuses a clip listed twice; it would count twice in AUC and pAUC.
+
+    Args:
+        frame: DataFrame with the `keys` columns (and `source` if given).
+        keys: list of str. Columns that identify a clip.
+        where: str. The file or folder, for the message.
+        source: str, optional. Column naming the file of each row.
+    """
+    repeated = frame[frame.duplicated(keys, keep=False)]
+    if repeated.empty:
+        return
+    clips = repeated.drop_duplicates(keys)["file_name"].tolist()
+    files = ""
+    if source is not None:
+        first = repeated[repeated["file_name"] == clips[0]]
+        files = f" ('{clips[0]}' is in {sorted(first[source].unique())})"
+    raise ValueError(
+        f"{where} lists {len(clips)} clip(s) more than once, e.g. "
+        f"{clips[:5]}{files}. Each clip needs exactly one row: remove the "
+        "duplicates (rewrite score files with 'asd-keras score'; restore "
+        "ground-truth files from the official evaluator)."
+    )
 
 
 def read_submission(folder):
@@ -119,6 +145,7 @@ def read_submission(folder):
                 )
             frame["score"] = frame["score"].astype(float)
             frame["machine_type"], frame["section"], frame["domain"] = key
+            frame["_file"] = path.name
             scores.append(frame)
         else:
             decisions[key] = _read_rows(path, "decision")
@@ -132,6 +159,11 @@ def read_submission(folder):
             f"({sorted(families)}); keep one system's files per folder."
         )
     table = pd.concat(scores, ignore_index=True)
+    # Clip names carry the machine ID or section, so one machine type's
+    # score files must not share a clip.
+    _refuse_duplicates(table, ["machine_type", "file_name"],
+                       f"The score folder '{folder}'", source="_file")
+    table = table.drop(columns="_file")
     table["decision"] = float("nan")
     for key, frame in decisions.items():
         mask = (
@@ -209,7 +241,11 @@ def read_ground_truth(folder):
                         "label": int(parts[2]),
                     }
                 )
-        return pd.DataFrame(rows)
+        frame = pd.DataFrame(rows)
+        if not frame.empty:
+            _refuse_duplicates(frame, ["machine_type", "file_name"],
+                               f"'{list_2020}'")
+        return frame
     data_dir = folder / "ground_truth_data"
     if not data_dir.is_dir():
         raise FileNotFoundError(
@@ -226,6 +262,7 @@ def read_ground_truth(folder):
         frame = _read_rows(path, "label")
         frame["label"] = frame["label"].astype(int)
         frame["machine_type"], frame["section"] = g["machine"], g["section"]
+        frame["_file"] = path.name
         if g["domain"]:
             frame["domain"] = g["domain"]
         else:
@@ -247,7 +284,10 @@ def read_ground_truth(folder):
         frames.append(frame)
     if not frames:
         raise FileNotFoundError(f"No ground_truth_*.csv files in '{data_dir}'.")
-    return pd.concat(frames, ignore_index=True)
+    table = pd.concat(frames, ignore_index=True)
+    _refuse_duplicates(table, ["machine_type", "file_name"], f"'{data_dir}'",
+                       source="_file")
+    return table.drop(columns="_file")
 
 
 def join_scores_and_labels(scores, labels):

@@ -100,3 +100,60 @@ def machine_type_endpoint(machine_types, functions, thresholds):
         return {"anomaly_score": score, "decision": decision}
 
     return serve
+
+
+def log_mel_schema():
+    """Validation rules of the log-mel, pipeline and seed keys of the dense AE and GANs.
+
+    Returns:
+        dict key -> `asd_keras.config.Option`, to merge into a system's schema.
+    """
+    from asd_keras.config import boolean
+    from asd_keras.config import choice
+    from asd_keras.config import integer
+    from asd_keras.config import number
+    from asd_keras.features.spectral import LOG_MODES
+    from asd_keras.features.spectral import PAD_MODES
+
+    return {
+        "sample_rate": integer(min=1),
+        # The vector pipelines take one channel; "both" is for embedding models.
+        "channel": choice(0, 1),
+        "resample": boolean(),
+        "n_fft": integer(min=1),
+        "hop_length": integer(min=1),
+        "n_mels": integer(min=1),
+        "n_frames": integer(min=1),
+        "power": number(gt=0),
+        "log_mode": choice(*LOG_MODES),
+        "pad_mode": choice(*PAD_MODES),
+        # Anything but "disk" or "memory" trains without a cache.
+        "cache": choice("disk", "memory", "none", optional=True),
+        "shuffle_clips": integer(min=1),
+        "shuffle_vectors": integer(min=1),
+        "score_batch_clips": integer(min=1),
+        # NumPy's seeds are 32-bit unsigned.
+        "seed": integer(min=0, max=2**32 - 1),
+        "deterministic": boolean(),
+    }
+
+
+JIT_CHOICES = ("auto", True, False)
+
+
+def resolve_jit_compile(value):
+    """The `jit_compile` argument of `Model.compile` for a `jit_compile` key.
+
+    `"auto"` compiles the training step with XLA only when TensorFlow sees a
+    GPU. On CPU, XLA's convolutions were 2.3x slower than TensorFlow's
+    oneDNN kernels for the Wilkinghoff CNN and XLA gave the dense
+    autoencoder nothing (benchmarks/bench_wilkinghoff.py,
+    benchmarks/bench_dense_ae.py), while Keras' own "auto" turns XLA on
+    wherever a model allows it. `True`/`False` force it.
+    """
+    if value != "auto":
+        return bool(value)
+    import tensorflow as tf
+
+    return bool(tf.config.list_physical_devices("GPU"))
+

@@ -16,18 +16,26 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
+from asd_keras.config import choice
+from asd_keras.config import integer
+from asd_keras.config import number
 from asd_keras.config import resolve_config
+from asd_keras.config import validate_config
 from asd_keras.data.audio import AudioLoader
 from asd_keras.data.layouts import require_split
 from asd_keras.data.pipelines import vector_dataset
 from asd_keras.features.spectral import LogMelFrontend
+from asd_keras.models.common import log_mel_schema
+from asd_keras.models.common import JIT_CHOICES
 from asd_keras.models.common import machine_type_endpoint
+from asd_keras.models.common import resolve_jit_compile
 from asd_keras.models.common import score_clips
 from asd_keras.models.common import training_split
 from asd_keras.scoring.mahalanobis import ResidualCovariance
 from asd_keras.scoring.threshold import gamma_threshold
 from asd_keras.utils.io import atomic_write_dataframe
 from asd_keras.utils.io import atomic_write_text
+from asd_keras.utils.io import load_keras_model
 
 
 def dense_autoencoder(
@@ -97,7 +105,12 @@ DEFAULTS = {
     "shuffle_clips": 32,
     "shuffle_vectors": 8192,
     "score_batch_clips": 8,
+    # Training steps per call into the compiled graph: the model is so
+    # small that Keras' per-step overhead would cost as much as the step.
+    "steps_per_execution": 32,
+    "jit_compile": "auto",
     "seed": 13711,
+    "deterministic": False,
 }
 
 # Differences between the baseline years (reference dcase.md 2.1, 2.3, 2.6).
@@ -112,6 +125,23 @@ VARIANTS = {
 }
 
 SCORES = ("mse", "mahala")
+
+# What each key of DEFAULTS accepts (`asd_keras.config.validate_config`).
+SCHEMA = {
+    "variant": choice(*VARIANTS),
+    "hidden_units": integer(min=1),
+    "latent_dim": integer(min=1),
+    "num_hidden_layers": integer(min=1),
+    "epochs": integer(min=1),
+    "batch_size": integer(min=1),
+    "learning_rate": number(gt=0),
+    "validation_split": number(min=0, lt=1),
+    "score": choice(*SCORES),
+    "threshold_quantile": number(gt=0, lt=1),
+    "steps_per_execution": integer(min=1),
+    "jit_compile": choice(*JIT_CHOICES),
+    **log_mel_schema(),
+}
 
 
 class DenseAutoencoderSystem:
@@ -130,17 +160,8 @@ class DenseAutoencoderSystem:
     name = "dense_ae"
 
     def __init__(self, config=None):
-        self.config = resolve_config(DEFAULTS, dict(config or {}), VARIANTS)
-        if self.config["score"] not in SCORES:
-            raise ValueError(
-                f"score must be one of {SCORES}; received "
-                f"{self.config['score']!r}."
-            )
-        if not 0.0 <= float(self.config["validation_split"]) < 1.0:
-            raise ValueError(
-                "validation_split must be in [0, 1); received "
-                f"{self.config['validation_split']!r}."
-            )
+        self.config = validate_config(
+            resolve_config(DEFAULTS, dict(config or {}), VARIANTS), SCHEMA)
         c = self.config
         self.frontend = LogMelFrontend(
             sample_rate=c["sample_rate"],
@@ -248,7 +269,10 @@ class DenseAutoencoderSystem:
                 name=f"dense_autoencoder_{machine_type}",
             )
             model.compile(
-                optimizer=keras.optimizers.Adam(c["learning_rate"]), loss="mse"
+                optimizer=keras.optimizers.Adam(c["learning_rate"]),
+                loss="mse",
+                steps_per_execution=c["steps_per_execution"],
+                jit_compile=resolve_jit_compile(c["jit_compile"]),
             )
             history = model.fit(
                 train_ds,
@@ -420,8 +444,6 @@ class DenseAutoencoderSystem:
 
     @classmethod
     def load(cls, run_dir, config):
-        import keras
-
         system = cls(config)
         folder = Path(run_dir) / "models"
         paths = sorted(folder.glob("*.keras"))
@@ -432,7 +454,7 @@ class DenseAutoencoderSystem:
             )
         for path in paths:
             machine_type = path.stem
-            system.models[machine_type] = keras.saving.load_model(path)
+            system.models[machine_type] = load_keras_model(path)
             state = json.loads((folder / f"{machine_type}_scoring.json").read_text())
             state["inverse_covariances"] = np.load(
                 folder / f"{machine_type}_inverse_covariances.npy"

@@ -41,6 +41,7 @@ from asd_keras.scoring.gan import ganomaly_score
 from asd_keras.scoring.gan import skip_ganomaly_score
 from asd_keras.utils.io import atomic_write_dataframe
 from asd_keras.utils.io import atomic_write_text
+from asd_keras.utils.io import load_keras_model
 
 ADVERSARIAL = ("feature_matching", "bce")
 STEP_ORDERS = ("generator_first", "discriminator_first")
@@ -523,6 +524,7 @@ GAN_DEFAULTS = {
     "shuffle_vectors": 8192,
     "score_batch_clips": 8,
     "seed": 0,
+    "deterministic": False,
 }
 
 # Feature settings of the DCASE baselines (reference dcase.md 2.1, 2.6).
@@ -532,6 +534,51 @@ GAN_VARIANTS = {
     "dcase2022": {"log_mode": "max", "pad_mode": "constant"},
     "dcase2023": {"log_mode": "max", "pad_mode": "constant"},
 }
+
+
+def _gan_schema():
+    from asd_keras.config import boolean
+    from asd_keras.config import choice
+    from asd_keras.config import integer
+    from asd_keras.config import mapping
+    from asd_keras.config import number
+    from asd_keras.models.blocks import INITIALIZERS
+    from asd_keras.models.common import log_mel_schema
+    from asd_keras.scoring.gan import AGGREGATIONS
+    from asd_keras.scoring.gan import NORMALIZATIONS
+
+    return {
+        "variant": choice(*GAN_VARIANTS),
+        "hidden_units": integer(min=1),
+        "latent_dim": integer(min=1),
+        "num_hidden_layers": integer(min=1),
+        "dropout": number(min=0, lt=1),
+        "initializer": choice(*INITIALIZERS),
+        "epochs": integer(min=1),
+        "batch_size": integer(min=1),
+        "learning_rate": number(gt=0),
+        "beta_1": number(min=0, lt=1),
+        "w_adv": number(min=0),
+        "w_con": number(min=0),
+        "w_enc": number(min=0),
+        "adversarial": choice(*ADVERSARIAL, optional=True),
+        "step_order": choice(*STEP_ORDERS, optional=True),
+        "reinit_threshold": number(min=0, optional=True, also=("default",)),
+        "discriminator_latent_term": boolean(),
+        "score_weight": number(min=0, max=1, optional=True),
+        "score_degree": integer(min=1),
+        "score_method": choice("fm", "cross-e"),
+        "aggregation": choice(*AGGREGATIONS),
+        "normalize": choice(*NORMALIZATIONS),
+        "threshold_quantile": number(gt=0, lt=1),
+        # Each machine type's dict is checked against this schema too.
+        "machine_overrides": mapping(),
+        **log_mel_schema(),
+    }
+
+
+# What each key of GAN_DEFAULTS accepts (`asd_keras.config.validate_config`).
+GAN_SCHEMA = _gan_schema()
 
 _PER_MACHINE_KEYS = ("hidden_units", "latent_dim", "num_hidden_layers", "dropout",
                      "initializer", "epochs", "batch_size", "learning_rate", "beta_1",
@@ -562,25 +609,25 @@ class GANSystem:
 
     def __init__(self, config=None):
         from asd_keras.config import resolve_config
+        from asd_keras.config import validate_config
         from asd_keras.features.spectral import LogMelFrontend
-        from asd_keras.scoring.gan import AGGREGATIONS
-        from asd_keras.scoring.gan import NORMALIZATIONS
 
-        self.config = resolve_config(GAN_DEFAULTS, dict(config or {}), GAN_VARIANTS)
-        c = self.config
-        _choice("aggregation", c["aggregation"], AGGREGATIONS)
-        _choice("normalize", c["normalize"], NORMALIZATIONS)
-        if not isinstance(c["machine_overrides"], dict):
-            raise ValueError("machine_overrides must map machine types to dicts of "
-                             f"keys; received {c['machine_overrides']!r}.")
+        c = validate_config(
+            resolve_config(GAN_DEFAULTS, dict(config or {}), GAN_VARIANTS), GAN_SCHEMA)
+        overrides = {}
         for machine_type, keys in c["machine_overrides"].items():
+            if not isinstance(keys, dict):
+                raise ValueError(
+                    f"machine_overrides[{machine_type!r}] must be a mapping of keys to "
+                    f"values (e.g. {{epochs: 30}}); received {keys!r}.")
             unknown = sorted(set(keys) - set(_PER_MACHINE_KEYS))
             if unknown:
                 raise ValueError(
                     f"machine_overrides[{machine_type!r}] has key(s) {unknown} that "
                     f"cannot differ per machine type; allowed: {list(_PER_MACHINE_KEYS)}.")
-        for machine_type in [None, *c["machine_overrides"]]:
-            self.detector(machine_type)  # validates every option early
+            overrides[machine_type] = validate_config(
+                keys, GAN_SCHEMA, prefix=f"machine_overrides.{machine_type}.")
+        self.config = c = {**c, "machine_overrides": overrides}
         self.frontend = LogMelFrontend(
             sample_rate=c["sample_rate"], n_fft=c["n_fft"], hop_length=c["hop_length"],
             n_mels=c["n_mels"], n_frames=c["n_frames"], power=c["power"],
@@ -643,9 +690,10 @@ class GANSystem:
             run_dir: Path. Folder for models, histories and caches.
             verbose: int. Keras `fit` verbosity.
             checkpoint_dir: Path or None. When given, every epoch is backed up
-                there (`keras.callbacks.BackupAndRestore`) and finished machine
-                types are kept, so a repeated call resumes where an
-                interrupted one stopped.
+                there (`asd_keras.utils.checkpoints.AtomicBackupAndRestore`:
+                atomic writes, the previous backup kept as a fall-back) and
+                finished machine types are kept, so a repeated call resumes
+                where an interrupted one stopped.
 
         Returns:
             dict machine type -> training history DataFrame.
@@ -679,6 +727,7 @@ class GANSystem:
 
     def _fit_one(self, machine_type, group, loader, run_dir, verbose, checkpoint_dir):
         from asd_keras.data.pipelines import vector_dataset
+        from asd_keras.utils.checkpoints import AtomicBackupAndRestore
         from asd_keras.utils.runs import set_seed
 
         c = self.machine_config(machine_type)
@@ -698,9 +747,10 @@ class GANSystem:
         # epoch (deduplicated below) rather than losing its row.
         callbacks.append(keras.callbacks.CSVLogger(str(history_path), append=True))
         if checkpoint_dir is not None:
-            callbacks.append(keras.callbacks.BackupAndRestore(
-                str(checkpoint_dir / "backup"), delete_checkpoint=False,
-                double_checkpoint=True))
+            # Keras' own callback overwrites its backup in place, so Ctrl-C
+            # during a save left a file that no later run could load.
+            callbacks.append(AtomicBackupAndRestore(checkpoint_dir / "backup",
+                                                    delete_checkpoint=False))
         try:
             ds = vector_dataset(
                 paths, loader, self.frontend, int(c["batch_size"]), shuffle=True,
@@ -814,7 +864,7 @@ class GANSystem:
             {k: state[k] for k in ("threshold", "train_min", "train_max")}, indent=2))
 
     def _load_one(self, machine_type, model_path, scoring_path):
-        self.models[machine_type] = keras.saving.load_model(model_path)
+        self.models[machine_type] = load_keras_model(model_path)
         self.scoring[machine_type] = json.loads(Path(scoring_path).read_text())
 
     def save(self, run_dir):

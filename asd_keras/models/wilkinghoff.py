@@ -16,15 +16,28 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from asd_keras.config import boolean
+from asd_keras.config import choice
+from asd_keras.config import integer
+from asd_keras.config import number
 from asd_keras.config import resolve_config
+from asd_keras.config import validate_config
 from asd_keras.data.audio import AudioLoader
 from asd_keras.data.layouts import require_split
 from asd_keras.data.labels import ClassEncoder
 from asd_keras.data.labels import GRANULARITIES
 from asd_keras.data.labels import section_keys
+from asd_keras.layers.heads import SCALE_RULES
+from asd_keras.layers.mixup import LABEL_RULES
+from asd_keras.models.common import JIT_CHOICES
+from asd_keras.models.common import resolve_jit_compile
+from asd_keras.scoring.embedding import BACKENDS
+from asd_keras.scoring.embedding import DISTANCES
+from asd_keras.scoring.embedding import KMEANS_DOMAINS
 from asd_keras.scoring.embedding import backend_from_config
 from asd_keras.utils.io import atomic_write_dataframe
 from asd_keras.utils.io import atomic_write_text
+from asd_keras.utils.io import load_keras_model
 
 BLOCK2_BN = ("shortcut", "residual")
 BRANCHES = ("both", "spectrogram", "spectrum")
@@ -291,8 +304,9 @@ DEFAULTS = {
     "epochs": 10,
     "batch_size": 64,
     "learning_rate": 1e-3,
-    "clip_seconds": 10.0,
-    "length_policy": "truncate",
+    # "auto": from the training clips (see `WilkinghoffSystem.fit_clip_length`).
+    "clip_seconds": "auto",
+    "length_policy": "auto",
     "sample_rate": 16000,
     "channel": 0,
     "resample": False,
@@ -309,7 +323,9 @@ DEFAULTS = {
     "monitor_clips": 256,
     "score_batch_clips": 16,
     "pipeline_ram_mb": 256,
+    "jit_compile": "auto",
     "seed": 1234,
+    "deterministic": False,
 }
 
 # "paper": the TASLP text (k-means on the source domain only).
@@ -320,6 +336,52 @@ VARIANTS = {
     "icassp2023": {"kmeans_domains": "all"},
     "dcase2023": {"clip_seconds": 18.0, "length_policy": "tile_crop",
                   "mixup_probability": 0.5, "mixup_label": "standard"},
+}
+
+# What each key of DEFAULTS accepts (`asd_keras.config.validate_config`).
+SCHEMA = {
+    "variant": choice(*VARIANTS),
+    "loss": choice(*LOSSES),
+    "classes": choice(*GRANULARITIES),
+    "domain_in_class": boolean(),
+    "num_subclusters": integer(min=1),
+    "trainable_centers": boolean(),
+    "scale_rule": choice(*SCALE_RULES),
+    "arcface_scale": number(gt=0),
+    "arcface_margin": number(min=0),
+    "cce_weight": number(min=0),
+    "mixup_probability": number(min=0, max=1),
+    "mixup_label": choice(*LABEL_RULES),
+    "mixup_in": choice("model", "pipeline"),
+    "block2_bn": choice(*BLOCK2_BN),
+    "branches": choice(*BRANCHES),
+    "embedding_dim": integer(min=1),
+    "l2": number(min=0),
+    "epochs": integer(min=1),
+    "batch_size": integer(min=1),
+    "learning_rate": number(gt=0),
+    "clip_seconds": number(gt=0, also=("auto",)),
+    "length_policy": choice(*LENGTH_POLICIES, "auto"),
+    "sample_rate": integer(min=1),
+    "channel": choice(0, 1),
+    "resample": boolean(),
+    "ensemble_size": integer(min=1),
+    "backend": choice(*BACKENDS),
+    # None: every training embedding is a reference (no k-means).
+    "kmeans_clusters": integer(min=1, optional=True),
+    "kmeans_n_init": integer(min=1),
+    "kmeans_domains": choice(*KMEANS_DOMAINS),
+    "distance": choice(*DISTANCES),
+    "density_k": integer(min=1),
+    "density_clusters": integer(min=1, optional=True),
+    "threshold_quantile": number(gt=0, lt=1),
+    "monitor_compactness": boolean(),
+    "monitor_clips": integer(min=1),
+    "score_batch_clips": integer(min=1),
+    "pipeline_ram_mb": integer(min=1),
+    "jit_compile": choice(*JIT_CHOICES),
+    "seed": integer(min=0, max=2**32 - 1),
+    "deterministic": boolean(),
 }
 
 
@@ -339,19 +401,13 @@ class WilkinghoffSystem:
     name = "wilkinghoff"
 
     def __init__(self, config=None):
-        self.config = resolve_config(DEFAULTS, dict(config or {}), VARIANTS)
-        c = self.config
-        for key, allowed in (("loss", LOSSES), ("classes", GRANULARITIES),
-                             ("length_policy", LENGTH_POLICIES),
-                             ("mixup_in", ("model", "pipeline")),
-                             ("branches", BRANCHES), ("block2_bn", BLOCK2_BN)):
-            if c[key] not in allowed:
-                raise ValueError(f"{key} must be one of {allowed}; received {c[key]!r}.")
-        if int(c["ensemble_size"]) < 1:
-            raise ValueError(f"ensemble_size must be >= 1; received {c['ensemble_size']!r}.")
-        self.num_samples = int(round(float(c["clip_seconds"]) * int(c["sample_rate"])))
+        self.config = c = validate_config(
+            resolve_config(DEFAULTS, dict(config or {}), VARIANTS), SCHEMA)
+        self.num_samples = None
+        self.data_choices = {}
+        if c["clip_seconds"] != "auto":
+            self.num_samples = int(round(float(c["clip_seconds"]) * int(c["sample_rate"])))
         self.backend_config = self._backend_config()
-        backend_from_config(self.backend_config)  # validates the options
         # members[r] = {"groups": {group: embedding model}, "encoders": {...},
         #               "backend": fitted backend}
         self.members = []
@@ -369,8 +425,59 @@ class WilkinghoffSystem:
             f"backend must be 'kmeans' or 'local_density'; received {c['backend']!r}."
         )
 
+    def fit_clip_length(self, paths):
+        """Resolves `clip_seconds="auto"` / `length_policy="auto"` from clips.
+
+        The model's input length is fixed, but DCASE 2023-2025 clip lengths
+        vary by machine type (6-18 s). With `"auto"` the length is the
+        longest training clip and shorter clips are tiled and cropped, as the
+        DCASE 2023 system does (tiled to 18 s, the longest clip; reference
+        wilkinghoff.md section 1); when every clip has the same length this
+        is plain truncation, the ICASSP 2023 setting on DCASE 2022 (10 s).
+        An explicit `length_policy="truncate"` with `clip_seconds="auto"`
+        takes the shortest clip instead, so no clip is too short. The
+        choice is stored in the configuration (so `config.yaml` holds
+        numbers) and described in `data_choices`.
+
+        Args:
+            paths: the training clips.
+        """
+        from asd_keras.data.audio import inspect_audio
+
+        c = self.config
+        if c["clip_seconds"] != "auto" and c["length_policy"] != "auto":
+            return
+        info = inspect_audio(paths, progress=False)
+        rate = int(c["sample_rate"])
+        lengths = (info["frames"] * rate // info["sample_rate"]).to_numpy()
+        shortest, longest = int(lengths.min()), int(lengths.max())
+        reasons = []
+        if c["clip_seconds"] == "auto":
+            n = shortest if c["length_policy"] == "truncate" else longest
+            c["clip_seconds"] = n / rate
+            reasons.append(f"clip_seconds={n / rate:g} from the training clips "
+                           f"({shortest / rate:g}-{longest / rate:g} s)")
+        n = int(round(float(c["clip_seconds"]) * rate))
+        if c["length_policy"] == "auto":
+            c["length_policy"] = "truncate" if shortest >= n else "tile_crop"
+            reasons.append(
+                f"length_policy={c['length_policy']} (every clip holds at least "
+                f"{n / rate:g} s)" if shortest >= n else
+                f"length_policy=tile_crop (clips of {shortest / rate:g} s are shorter "
+                f"than {n / rate:g} s)")
+        self.num_samples = n
+        self.data_choices = {"clip_seconds": c["clip_seconds"],
+                             "length_policy": c["length_policy"],
+                             "why": "; ".join(reasons)}
+        print(f"Clip length: {self.data_choices['why']}.")
+
     def loader(self, training=False):
         c = self.config
+        if self.num_samples is None or c["length_policy"] == "auto":
+            raise ValueError(
+                "clip_seconds/length_policy are 'auto' and no training clips have "
+                "been seen yet; call fit() (or fit_clip_length(paths)) first, or set "
+                "clip_seconds and length_policy.")
         policy = c["length_policy"]
         return AudioLoader(
             sample_rate=c["sample_rate"],
@@ -476,7 +583,7 @@ class WilkinghoffSystem:
                           name="mixup")
         model = training_model(embedding_model, head, encoder.num_classes, mixup)
         model.compile(optimizer=keras.optimizers.Adam(float(c["learning_rate"])),
-                      loss=loss)
+                      loss=loss, jit_compile=resolve_jit_compile(c["jit_compile"]))
         paths = list(group["path"])
         train_ds = self.training_dataset(paths, labels, encoder.num_classes,
                                          loaders["train"], True, seed)
@@ -515,6 +622,7 @@ class WilkinghoffSystem:
         """
         run_dir = Path(run_dir)
         train = require_split(table, "train")
+        self.fit_clip_length(train["path"])
         # check() also picks the decoder, so the checked loaders are reused.
         loaders = {"train": self.loader(training=True), "eval": self.loader()}
         loaders["train"].check(train["path"])
@@ -700,8 +808,6 @@ class WilkinghoffSystem:
 
     @classmethod
     def load(cls, run_dir, config):
-        import keras
-
         # Registers the custom layers for deserialisation.
         import asd_keras.layers  # noqa: F401
 
@@ -715,7 +821,7 @@ class WilkinghoffSystem:
         for folder in folders:
             classes = json.loads((folder / "classes.json").read_text())
             system.members.append({
-                "groups": {g: keras.saving.load_model(folder / f"{g}.keras")
+                "groups": {g: load_keras_model(folder / f"{g}.keras")
                            for g in classes},
                 "encoders": {g: ClassEncoder.from_config(v) for g, v in classes.items()},
                 "backend": backend_from_config(system.backend_config)

@@ -63,6 +63,8 @@ def check_output_dir(path, force=False, what="output folder"):
 
     Raises:
         FileExistsError: if `path` exists, is non-empty and `force` is False.
+        ValueError: if the folder cannot be created: an existing parent is a
+            file, or the nearest existing parent is not writable.
     """
     path = Path(path)
     if path.exists() and not path.is_dir():
@@ -70,11 +72,71 @@ def check_output_dir(path, force=False, what="output folder"):
             f"The {what} '{path}' exists and is not a folder. Choose another "
             "path."
         )
+    # Checked before any work: a parent that is a file or read-only would
+    # otherwise fail only when the results are moved into place.
+    parent = next(p for p in path.absolute().parents if p.exists())
+    if not parent.is_dir():
+        raise ValueError(
+            f"Cannot create the {what} '{path}': '{parent}' is a file, not a "
+            "folder. Choose another path, or move that file away."
+        )
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise ValueError(
+            f"Cannot create the {what} '{path}': the folder '{parent}' is not "
+            "writable. Choose another path, or fix the folder's permissions."
+        )
     if path.is_dir() and any(path.iterdir()) and not force:
         raise FileExistsError(
             f"The {what} '{path}' already exists and is not empty. Choose "
             "another folder, or pass --force to replace it."
         )
+
+
+def _process_is_running(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's live process
+        return True
+    except (OverflowError, ValueError):  # not a pid this system can have
+        return False
+    return True
+
+
+def remove_stale_staging(path):
+    """Removes `<name>.partial-<pid>` / `<name>.replaced-<pid>` left by dead processes.
+
+    `staged_dir` removes its staging folder itself, but a process killed
+    outright (SIGKILL, power loss) cannot; its folder, which may hold a
+    large tf.data cache, would stay for ever. Folders of processes that are
+    still running (another command writing the same result) are kept. A
+    `.replaced-` folder only exists while `--force` swaps a result in, so
+    the user had already asked for it to go.
+
+    Args:
+        path: str or Path. The final folder whose siblings are checked.
+
+    Returns:
+        list of Path, the folders removed.
+    """
+    import re
+
+    path = Path(path)
+    if not path.parent.is_dir():
+        return []
+    pattern = re.compile(re.escape(path.name) + r"\.(?:partial|replaced)-(\d+)")
+    removed = []
+    for sibling in path.parent.iterdir():
+        match = pattern.fullmatch(sibling.name)
+        if match is None or not sibling.is_dir() or sibling.is_symlink():
+            continue
+        pid = int(match.group(1))
+        if pid == os.getpid() or _process_is_running(pid):
+            continue
+        shutil.rmtree(sibling, ignore_errors=True)
+        removed.append(sibling)
+    return removed
 
 
 @contextlib.contextmanager
@@ -85,6 +147,8 @@ def staged_dir(path, force=False, what="output folder"):
     finishes without an exception is the staging folder renamed to `path`
     (replacing an existing one only when `force` is True). A failure removes
     the staging folder, so no half-written result is ever left at `path`.
+    Staging folders of processes that died without cleaning up are removed
+    first (`remove_stale_staging`).
 
     Args:
         path: str or Path. Final folder.
@@ -96,6 +160,7 @@ def staged_dir(path, force=False, what="output folder"):
     """
     path = Path(path)
     check_output_dir(path, force=force, what=what)
+    remove_stale_staging(path)
     staging = path.with_name(f"{path.name}.partial-{os.getpid()}")
     if staging.exists():
         shutil.rmtree(staging)
@@ -112,3 +177,42 @@ def staged_dir(path, force=False, what="output folder"):
     os.replace(staging, path)
     if backup is not None:
         shutil.rmtree(backup, ignore_errors=True)
+
+
+def load_keras_model(path):
+    """Loads a `.keras` model file of a run, naming the file when it is bad.
+
+    Keras reports a damaged archive as "File not found" although the file
+    exists, so the archive is checked first.
+
+    Args:
+        path: str or Path. A `.keras` file written by `asd-keras train`.
+
+    Returns:
+        The `keras.Model`.
+
+    Raises:
+        FileNotFoundError: if the file is missing.
+        ValueError: if the file is not a complete `.keras` (zip) archive.
+    """
+    import zipfile
+
+    import keras
+
+    path = Path(path)
+    fix = ("Train the run again with 'asd-keras train', or restore the file "
+           "from a backup.")
+    if not path.is_file():
+        raise FileNotFoundError(f"The model file '{path}' is missing. {fix}")
+    try:
+        with zipfile.ZipFile(path) as archive:
+            bad = archive.testzip()
+        problem = None if bad is None else f"its part '{bad}' fails the CRC check"
+    except (zipfile.BadZipFile, EOFError, OSError) as error:
+        problem = f"not a complete .keras archive: {error}"
+    if problem is not None:
+        raise ValueError(
+            f"The model file '{path}' is damaged or truncated "
+            f"({path.stat().st_size} bytes; {problem}). {fix}"
+        )
+    return keras.saving.load_model(path)

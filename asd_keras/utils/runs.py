@@ -28,15 +28,38 @@ _PACKAGES = (
 )
 
 
-def set_seed(seed):
-    """Seeds Python, NumPy, TensorFlow and Keras once, at the start of a run."""
+def set_seed(seed, deterministic=False):
+    """Seeds Python, NumPy, TensorFlow and Keras once, at the start of a run.
+
+    Args:
+        seed: int.
+        deterministic: bool. Also make TensorFlow's ops deterministic
+            (`tf.config.experimental.enable_op_determinism`), so that the
+            same command on the same machine gives identical results. It
+            costs speed: Keras then runs without XLA, and some kernels pick
+            slower deterministic algorithms. Results still differ between
+            machines (other CPU instruction sets round differently). The
+            setting lasts for the rest of the process.
+
+    Returns:
+        int, the seed.
+    """
     import keras
 
     seed = int(seed)
     random.seed(seed)
     np.random.seed(seed)
     keras.utils.set_random_seed(seed)
+    if deterministic:
+        import tensorflow as tf
+
+        tf.config.experimental.enable_op_determinism()
     return seed
+
+
+def seed_run(config):
+    """`set_seed` with a system configuration's `seed` and `deterministic`."""
+    return set_seed(config["seed"], bool(config.get("deterministic", False)))
 
 
 def _git_commit():
@@ -71,7 +94,17 @@ def environment_summary():
         "cpu_count": os.cpu_count(),
         "packages": versions,
         "keras_backend": os.environ.get("KERAS_BACKEND", "tensorflow"),
+        "op_determinism": _op_determinism(),
     }
+
+
+def _op_determinism():
+    """Whether TensorFlow's op determinism is on (None before TF is loaded)."""
+    if "tensorflow" not in sys.modules:
+        return None
+    from tensorflow.python.framework import config
+
+    return bool(config.is_op_determinism_enabled())
 
 
 def write_run_record(folder, config, seed, command=None, extra=None):

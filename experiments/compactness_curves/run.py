@@ -18,7 +18,7 @@ from asd_keras.models import WilkinghoffSystem
 from asd_keras.utils.io import atomic_write_dataframe
 from asd_keras.utils.io import atomic_write_text
 from asd_keras.utils.io import staged_dir
-from asd_keras.utils.runs import set_seed
+from asd_keras.utils.runs import seed_run
 from asd_keras.utils.runs import write_run_record
 
 CONDITIONS = {
@@ -45,7 +45,7 @@ def main(argv=None):
         histories = {}
         for number, (title, overrides) in enumerate(CONDITIONS.items(), start=2):
             system = WilkinghoffSystem({**base, **overrides})
-            seed = set_seed(system.config["seed"])
+            seed = seed_run(system.config)
             run = stage / f"fig{number}"
             write_run_record(run, {"figure": title, "params": system.config}, seed)
             system.fit(table, run, verbose=2)

@@ -15,7 +15,7 @@ from asd_keras.evaluation.study import load_tables
 from asd_keras.models import WilkinghoffSystem
 from asd_keras.utils.io import atomic_write_text
 from asd_keras.utils.io import staged_dir
-from asd_keras.utils.runs import set_seed
+from asd_keras.utils.runs import seed_run
 from asd_keras.utils.runs import write_run_record
 from asd_keras.visualisation.plots import plot_importance
 
@@ -49,7 +49,7 @@ def main(argv=None):
         systems = {}
         for number, (name, overrides) in enumerate(MODELS.items()):
             system = WilkinghoffSystem({**base, **overrides})
-            seed = set_seed(system.config["seed"])
+            seed = seed_run(system.config)
             run = stage / f"model{number}"
             write_run_record(run, {"model": name, "params": system.config}, seed)
             system.fit(table, run, verbose=2)
