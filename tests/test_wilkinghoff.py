@@ -8,6 +8,7 @@ import keras
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 
 from asd_keras.data.labels import ClassEncoder
 from asd_keras.data.labels import class_keys
@@ -325,3 +326,32 @@ def test_float_wav_files_train_and_score(synthetic_sets, tmp_path):
     system = WilkinghoffSystem(dict(FAST, classes="section"))
     system.fit(table, tmp_path / "run", verbose=0)
     assert np.isfinite(system.score(table)["score"]).all()
+
+
+def test_clip_length_comes_from_dcase2023_data_of_varying_lengths(tmp_path):
+    """DCASE 2023 clip lengths vary by machine type: no length setting needed."""
+    import shutil
+
+    from asd_keras import cli
+    from tests.conftest import make_synthetic
+
+    short = make_synthetic(tmp_path / "short", "dcase2023", machine_types=("fan",),
+                           seconds=1.0, train=3, target_train=1, test=1, eval=False)
+    long = make_synthetic(tmp_path / "long", "dcase2023", machine_types=("valve",),
+                          seconds=1.5, train=3, target_train=1, test=1, eval=False)
+    data = short / "dev_data" / "raw"
+    shutil.copytree(long / "dev_data" / "raw" / "valve", data / "valve")
+    run = tmp_path / "run"
+    overrides = [f"{k}={v}" for k, v in FAST.items() if k != "clip_seconds"]
+    assert cli.main(["train", "--system", "wilkinghoff", "--data", str(data), "--out",
+                     str(run), "--verbose", "0", *overrides]) == 0
+    config = yaml.safe_load((run / "config.yaml").read_text())["params"]
+    assert config["clip_seconds"] == 1.5 and config["length_policy"] == "tile_crop"
+    choices = json.loads((run / "run.json").read_text())["data_choices"]
+    assert "1-1.5 s" in choices["why"] and "tile_crop" in choices["why"]
+    assert cli.main(["score", "--run", str(run), "--data", str(data),
+                     "--out", str(tmp_path / "scores")]) == 0
+    # Clips of one length: the ICASSP 2023 setting, plain truncation.
+    system = WilkinghoffSystem({"branches": "spectrum"})
+    system.fit_clip_length(sorted((data / "fan" / "train").glob("*.wav")))
+    assert (system.num_samples, system.config["length_policy"]) == (16000, "truncate")
