@@ -145,11 +145,10 @@ def resolve_jit_compile(value):
     """The `jit_compile` argument of `Model.compile` for a `jit_compile` key.
 
     `"auto"` compiles the training step with XLA only when TensorFlow sees a
-    GPU. On CPU, XLA's convolutions were 2.3x slower than TensorFlow's
-    oneDNN kernels for the Wilkinghoff CNN and XLA gave the dense
-    autoencoder nothing (benchmarks/bench_wilkinghoff.py,
-    benchmarks/bench_dense_ae.py), while Keras' own "auto" turns XLA on
-    wherever a model allows it. `True`/`False` force it.
+    GPU. On 2 CPU cores the Wilkinghoff CNN trained at 18.2 clips/s with
+    XLA against 21.8 without (benchmarks/bench_wilkinghoff.py), and XLA
+    did not speed up the dense autoencoder's steps, while Keras' own "auto"
+    turns XLA on wherever a model allows it. `True`/`False` force it.
     """
     if value != "auto":
         return bool(value)

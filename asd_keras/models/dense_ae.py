@@ -232,11 +232,10 @@ class DenseAutoencoderSystem:
                 f"for validation_split={c['validation_split']}."
             )
         cache_root = Path(tempfile.mkdtemp(prefix="cache-", dir=run_dir))
-        cache = None
-        if c["cache"] == "disk":
-            cache = cache_root / "train"
-        elif c["cache"] == "memory":
-            cache = "memory"
+
+        def cache(name):
+            return {"disk": cache_root / name, "memory": "memory"}.get(c["cache"])
+
         frames = loader.check(paths, progress=False).set_index("path")["frames"]
 
         def count(subset):
@@ -250,16 +249,18 @@ class DenseAutoencoderSystem:
                 c["batch_size"],
                 shuffle=True,
                 seed=c["seed"],
-                cache=cache,
+                cache=cache("train"),
                 clip_buffer=c["shuffle_clips"],
                 vector_buffer=c["shuffle_vectors"],
                 num_vectors=count(train_paths),
             )
             val_ds = None
             if val_paths:
+                # Cached too: its features would otherwise be recomputed
+                # at the end of every epoch.
                 val_ds = vector_dataset(
                     val_paths, loader, self.frontend, c["batch_size"],
-                    num_vectors=count(val_paths),
+                    cache=cache("validation"), num_vectors=count(val_paths),
                 )
             model = dense_autoencoder(
                 self.frontend.vector_dim,

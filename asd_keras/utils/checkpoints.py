@@ -9,7 +9,6 @@ writes every backup to a temporary file that is renamed into place, keeps
 the previous good backup, and on restore falls back to it.
 """
 
-import contextlib
 import json
 import os
 import re
@@ -18,6 +17,7 @@ from pathlib import Path
 
 import keras
 
+from asd_keras.utils.io import atomic_path
 from asd_keras.utils.io import atomic_write_text
 
 _NAME = re.compile(r"ckpt-(\d+)-(\d+)\.weights\.h5")
@@ -115,16 +115,8 @@ class AtomicBackupAndRestore(keras.callbacks.BackupAndRestore):
     def _save_model(self):
         epoch, batch = self._current_epoch, self._last_batch_seen
         final = Path(self.backup_dir) / f"ckpt-{epoch:06d}-{batch:06d}.weights.h5"
-        tmp = self._temporary()
-        try:
+        with atomic_path(final, prefix=".tmp-", suffix=".weights.h5") as tmp:
             self.model.save_weights(tmp, overwrite=True)
-            with open(tmp, "rb+") as f:
-                os.fsync(f.fileno())
-            os.replace(tmp, final)
-        except BaseException:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(tmp)
-            raise
         atomic_write_text(self._training_metadata_path, json.dumps(
             {"epoch": epoch, "batch": batch, "weights": final.name}))
         # Pruned only after the new backup is in place.

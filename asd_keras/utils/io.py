@@ -9,29 +9,50 @@ import tempfile
 from pathlib import Path
 
 
-def atomic_write_text(path, text):
-    """Writes `text` to `path` so that readers never see a partial file.
+@contextlib.contextmanager
+def atomic_path(path, prefix=None, suffix=""):
+    """A temporary path beside `path` that replaces it when the block ends.
 
-    The text goes to a temporary file in the same folder, which is then
-    renamed over `path` (an atomic operation on POSIX file systems).
+    Whatever the block writes to the yielded path is synced to disk and
+    renamed over `path` (atomic on POSIX file systems); an exception, Ctrl-C
+    included, removes it and leaves `path` as it was.
 
     Args:
         path: str or Path. Destination file.
-        text: str. Full file contents.
+        prefix: str, optional. Name prefix of the temporary file; defaults
+            to `.<name>.` (hidden).
+        suffix: str. Name suffix, for writers that check extensions (e.g.
+            Keras' `.weights.h5`).
+
+    Yields:
+        str, the temporary path to write.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=prefix or f".{path.name}.",
+                               suffix=suffix)
+    os.close(fd)
     try:
-        with os.fdopen(fd, "w", newline="") as f:
-            f.write(text)
-            f.flush()
+        yield tmp
+        with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+
+
+def atomic_write_text(path, text):
+    """Writes `text` to `path` so that readers never see a partial file.
+
+    Args:
+        path: str or Path. Destination file.
+        text: str. Full file contents.
+    """
+    with atomic_path(path) as tmp:
+        with open(tmp, "w", newline="") as f:
+            f.write(text)
 
 
 def atomic_write_rows(path, rows):
