@@ -8,7 +8,11 @@ process, one after the other:
   clip in one NumPy array, then `model.fit(x, x, validation_split=0.1,
   shuffle=True)` with Keras' defaults (reference dcase.md 2.3);
 - asd-keras: `DenseAutoencoderSystem.fit`, streaming `tf.data` with an
-  on-disk feature cache, block shuffling and the system's step settings.
+  on-disk feature cache, block shuffling and the system's step settings
+  (`jit_compile="auto"`: no XLA on a CPU), and again with XLA forced on.
+
+The baseline runs with TensorFlow's own oneDNN choice for the CPU, as its
+original code would; asd-keras with the oneDNN default it sets on import.
 
 Printed: seconds per epoch (median over the epochs after the first), the
 whole training call (features, all epochs and, for asd-keras, the MAHALA
@@ -33,6 +37,13 @@ import time
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+from _workers import onednn_label  # noqa: E402  (before asd_keras is imported)
+from _workers import worker_env  # noqa: E402
+
+# The baseline runs as its original code would (TensorFlow's oneDNN choice
+# for this CPU); asd-keras as it sets itself up on import.
+ONEDNN = {"baseline": "tf_default", "asd_keras": "asd_keras", "asd_keras_xla": "asd_keras"}
 
 BATCH = 512
 # Multiply-adds per 640-dim vector through the baseline model (forward).
@@ -107,7 +118,10 @@ def worker(mode, data, epochs):
             return original(model, *args, **kwargs)
 
         keras.Model.fit = fit  # the system's fit() takes no callbacks yet
-        system = DenseAutoencoderSystem({"epochs": epochs, "batch_size": BATCH})
+        config = {"epochs": epochs, "batch_size": BATCH}
+        if mode == "asd_keras_xla":
+            config["jit_compile"] = True
+        system = DenseAutoencoderSystem(config)
         with tempfile.TemporaryDirectory() as run:
             system.fit(table, run, verbose=0)
         keras.Model.fit = original
@@ -128,7 +142,8 @@ def worker(mode, data, epochs):
 
 def _run_worker(mode, data, epochs):
     out = subprocess.run([sys.executable, __file__, "--worker", mode, "--data", str(data),
-                          "--epochs", str(epochs)], capture_output=True, text=True)
+                          "--epochs", str(epochs)], capture_output=True, text=True,
+                         env=worker_env(ONEDNN[mode]))
     if out.returncode != 0:
         raise RuntimeError(f"{mode} worker failed:\n{out.stderr[-3000:]}")
     return json.loads(out.stdout.strip().splitlines()[-1])
@@ -152,7 +167,7 @@ def main():
     parser.add_argument("--scales", default="1,4",
                         help="multiples of --clips for the memory table")
     parser.add_argument("--memory-epochs", type=int, default=2)
-    parser.add_argument("--worker", choices=("baseline", "asd_keras"))
+    parser.add_argument("--worker", choices=tuple(ONEDNN))
     parser.add_argument("--data")
     args = parser.parse_args()
     if args.worker:
@@ -161,21 +176,26 @@ def main():
     peak, clock, lanes = peak_gflops()
     with tempfile.TemporaryDirectory() as tmp:
         data = _make_data(Path(tmp) / "x1", args.clips, args.seconds)
-        results = {mode: _run_worker(mode, data, args.epochs)
-                   for mode in ("baseline", "asd_keras")}
+        results = {mode: _run_worker(mode, data, args.epochs) for mode in ONEDNN}
         base, ours = results["baseline"], results["asd_keras"]
         print(f"## Dense AE training: {base['clips']} clips of {args.seconds:g} s, "
               f"{args.epochs} epochs, batch {BATCH}, {os.cpu_count()} CPU cores\n")
-        print("| way | s/epoch | first epoch (s) | whole training call (s) "
+        print("| way | oneDNN | s/epoch | first epoch (s) | whole training call (s) "
               "| GFLOP/s in epochs | share of peak |")
-        print("|---|---:|---:|---:|---:|---:|")
-        for name, r in (("baseline: NumPy array + model.fit", base),
-                        ("asd-keras: DenseAutoencoderSystem.fit", ours)):
+        print("|---|---|---:|---:|---:|---:|---:|")
+        for mode, name in (("baseline", "baseline: NumPy array + model.fit"),
+                           ("asd_keras", "asd-keras: DenseAutoencoderSystem.fit"),
+                           ("asd_keras_xla", "asd-keras, jit_compile=true")):
+            r = results[mode]
             rate = 6 * MACS * r["train_vectors"] / r["epoch_s"] / 1e9
-            print(f"| {name} | {r['epoch_s']:.3f} | {r['first_epoch_s']:.2f} "
+            print(f"| {name} | {onednn_label(worker_env(ONEDNN[mode]))} "
+                  f"| {r['epoch_s']:.3f} | {r['first_epoch_s']:.2f} "
                   f"| {r['total_s']:.1f} | {rate:.1f} | {rate / peak:.1%} |")
-        print(f"\nSpeed-up per epoch: **{base['epoch_s'] / ours['epoch_s']:.2f}x**; "
+        xla = results["asd_keras_xla"]
+        print(f"\nSpeed-up per epoch: **{base['epoch_s'] / ours['epoch_s']:.2f}x** "
+              f"({base['epoch_s'] / xla['epoch_s']:.2f}x with XLA); "
               f"whole training call: {base['total_s'] / ours['total_s']:.2f}x "
+              f"({base['total_s'] / xla['total_s']:.2f}x with XLA) "
               "(asd-keras's call also fits the MAHALA covariances and scores every "
               "training clip for the threshold).")
         print(f"Peak: {peak:.0f} GFLOP/s = {os.cpu_count()} cores x {clock:.2f} GHz x "

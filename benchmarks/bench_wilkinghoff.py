@@ -28,6 +28,16 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
+from _workers import onednn_label  # noqa: E402  (before asd_keras is imported)
+from _workers import worker_env  # noqa: E402
+
+# oneDNN setting of each worker: asd-keras as it imports itself, the
+# reference ways as TensorFlow chooses for this CPU (off on AVX2-only
+# CPUs), plus the no-XLA reference with oneDNN forced on, which shows how
+# much of the speed-up is the runtime setting and how much the pipeline.
+ONEDNN = {"streaming": "asd_keras", "in_memory": "tf_default",
+          "in_memory_nojit": "tf_default", "in_memory_nojit_onednn": "on"}
+
 
 def _make_data(root, clips, seconds):
     from asd_keras.data.synthetic import SynthConfig
@@ -97,9 +107,9 @@ def worker(mode, data, seconds, epochs=1):
         model = training_model(wilkinghoff_embedding_model(system.num_samples), head,
                                encoder.num_classes)
         # in_memory: Keras 3's defaults (XLA wherever the model allows it);
-        # in_memory_nojit: no XLA, as the reference's TF 2.3 ran it.
+        # in_memory_nojit(_onednn): no XLA, as the reference's TF 2.3 ran it.
         model.compile(optimizer="adam", loss=loss,
-                      jit_compile=False if mode == "in_memory_nojit" else "auto")
+                      jit_compile="auto" if mode == "in_memory" else False)
         model.fit({"waveform": waveforms, "label": labels}, labels, batch_size=64,
                   epochs=epochs, verbose=0, callbacks=[Timer()])
     seconds_taken = time.perf_counter() - start
@@ -112,7 +122,7 @@ def _run_worker(mode, root, seconds, epochs=1):
     out = subprocess.run(
         [sys.executable, __file__, "--worker", mode, "--data", str(root),
          "--seconds", str(seconds), "--epochs", str(epochs)],
-        capture_output=True, text=True)
+        capture_output=True, text=True, env=worker_env(ONEDNN[mode]))
     if out.returncode != 0:
         raise RuntimeError(f"{mode} worker failed:\n{out.stderr[-3000:]}")
     return json.loads(out.stdout.strip().splitlines()[-1])
@@ -150,7 +160,7 @@ def trace_steps(data, seconds, epochs):
 def bench_speed(data, seconds, epochs):
     """Training clips/s of the last of `epochs` epochs, each way in a fresh process."""
     rates = {}
-    for mode in ("streaming", "in_memory", "in_memory_nojit"):
+    for mode in ONEDNN:
         result = _run_worker(mode, data, seconds, epochs)
         rates[mode] = (result["clips"] / result["last_epoch_s"], result["clips"])
     return rates
@@ -185,7 +195,7 @@ def main():
     parser.add_argument("--speed-epochs", type=int, default=2,
                         help="epochs per speed run; the last one is timed")
     parser.add_argument("--epochs", type=int, default=1, help=argparse.SUPPRESS)
-    parser.add_argument("--worker", choices=("streaming", "in_memory", "in_memory_nojit"))
+    parser.add_argument("--worker", choices=tuple(ONEDNN))
     parser.add_argument("--data")
     args = parser.parse_args()
     import numpy as np
@@ -213,12 +223,15 @@ def main():
             print(f"## Training speed ({n} clips of {args.seconds:g} s, batch 64, "
                   f"epoch {args.speed_epochs} of {args.speed_epochs}, "
                   f"{os.cpu_count()} CPU cores)\n")
-            print("| way | training clips/s | asd-keras speed-up |\n|---|---:|---:|")
+            print("| way | oneDNN | training clips/s | asd-keras speed-up |\n"
+                  "|---|---|---:|---:|")
             for mode, name in (
                     ("streaming", "asd-keras: streaming tf.data, jit_compile=auto"),
                     ("in_memory", "reference way, Keras 3 defaults (XLA)"),
-                    ("in_memory_nojit", "reference way without XLA (as TF 2.3 ran it)")):
-                print(f"| {name} | {rates[mode][0]:.1f} | {ours / rates[mode][0]:.2f}x |")
+                    ("in_memory_nojit", "reference way without XLA (as TF 2.3 ran it)"),
+                    ("in_memory_nojit_onednn", "reference way without XLA, oneDNN forced")):
+                print(f"| {name} | {onednn_label(worker_env(ONEDNN[mode]))} "
+                      f"| {rates[mode][0]:.1f} | {ours / rates[mode][0]:.2f}x |")
             print(f"\nInference (embeddings): {bench_inference(roots[middle], args.seconds):.1f}"
                   " clips/s\n")
         # TensorFlow's allocator makes single peaks noisy (a few hundred MB

@@ -95,7 +95,20 @@ def environment_summary():
         "packages": versions,
         "keras_backend": os.environ.get("KERAS_BACKEND", "tensorflow"),
         "op_determinism": _op_determinism(),
+        "onednn": _onednn_enabled(),
     }
+
+
+def _onednn_enabled():
+    """Whether TensorFlow runs its oneDNN CPU kernels (None before TF loads).
+
+    Recorded because oneDNN changes CPU speed and the last bits of results.
+    """
+    if "tensorflow" not in sys.modules:
+        return None
+    from tensorflow.python.util import _pywrap_util_port
+
+    return bool(_pywrap_util_port.IsMklEnabled())
 
 
 def _op_determinism():
