@@ -1,0 +1,10 @@
+"""Feature extractors: clips to per-clip feature vectors (see `base`).
+
+Importing this package registers every extractor below.
+"""
+
+from asd_keras.extractors.base import EXTRACTORS
+from asd_keras.extractors.base import FeatureExtractor
+from asd_keras.extractors.base import get_extractor
+from asd_keras.extractors.base import load_extractor
+from asd_keras.extractors.base import register_extractor

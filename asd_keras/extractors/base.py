@@ -1,0 +1,100 @@
+"""The feature-extractor protocol: clips to per-clip feature vectors.
+
+An extractor turns the clips of a dataset table (`asd_keras.data.layouts.
+read_dataset`) into one or more named feature sets, each a `(clips, dim)`
+float32 array (for example one set per encoder layer). Trained extractors
+learn in `fit`; training-free and frozen ones ignore it. `serving_model`
+gives a Keras model from a batch of waveforms to the same named features,
+which the shared export composes with a backend's scoring layer, so that a
+SavedModel computes exactly what `transform` computes.
+
+Subclasses implement `transform`, `serving_model` and `get_config` (plain
+constructor arguments), and for trained extractors `fit`, `_save_weights`
+and `_load_weights`. `save(folder)` writes `extractor.json` atomically;
+`load_extractor(folder)` rebuilds any registered extractor.
+"""
+
+import json
+from pathlib import Path
+
+from asd_keras.utils.io import atomic_write_text
+from asd_keras.utils.registry import Registry
+
+EXTRACTORS = Registry("extractor")
+register_extractor = EXTRACTORS.register
+CONFIG_FILE = "extractor.json"
+
+
+def get_extractor(name, **config):
+    """A new, unfitted extractor from its registry name and config keys."""
+    return EXTRACTORS.create(name, **config)
+
+
+class FeatureExtractor:
+    """Base class of the feature extractors (see the module docstring).
+
+    Class attributes:
+        name: str. Registry name (set by `register_extractor`).
+        trainable: bool. Whether `fit` learns anything.
+    """
+
+    name = None
+    trainable = False
+
+    def fit(self, table, run_dir=None, verbose=1):
+        """Learns from the training clips of `table`; returns a history
+        DataFrame or None. A no-op for training-free extractors."""
+        del table, run_dir, verbose
+        return None
+
+    def transform(self, table, verbose=0):
+        """Named feature sets of the clips of `table`, in its row order.
+
+        Returns:
+            dict of str -> float32 array `(clips, dim)`.
+        """
+        raise NotImplementedError
+
+    def serving_model(self, num_samples):
+        """A Keras model from `(batch, num_samples)` waveforms to the dict of
+        named features that `transform` returns."""
+        raise NotImplementedError
+
+    def get_config(self):
+        return {}
+
+    def _save_weights(self, folder):
+        """Trained extractors write their weights into `folder`."""
+
+    def _load_weights(self, folder):
+        """Trained extractors read what `_save_weights` wrote."""
+
+    def save(self, folder):
+        """Writes `extractor.json` (and any weights) into `folder`."""
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        self._save_weights(folder)
+        atomic_write_text(folder / CONFIG_FILE, json.dumps(
+            {"name": self.name, "config": self.get_config()}, indent=2, sort_keys=True))
+
+
+def load_extractor(folder):
+    """An extractor from a folder written by `FeatureExtractor.save`.
+
+    Raises:
+        FileNotFoundError: when `extractor.json` is missing.
+        ValueError: for an unknown extractor or a damaged file.
+    """
+    folder = Path(folder)
+    path = folder / CONFIG_FILE
+    if not path.is_file():
+        raise FileNotFoundError(f"No {CONFIG_FILE} in {str(folder)!r}; is it a folder "
+                                "written by FeatureExtractor.save?")
+    try:
+        record = json.loads(path.read_text())
+    except ValueError as error:
+        raise ValueError(f"{str(path)!r} is damaged ({error}); retrain or re-save the "
+                         "extractor.") from error
+    extractor = get_extractor(record["name"], **record["config"])
+    extractor._load_weights(folder)
+    return extractor
