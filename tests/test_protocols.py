@@ -14,7 +14,6 @@ from asd_keras.extractors import load_extractor
 from asd_keras.extractors import register_extractor
 
 
-
 @register_backend("test_mean_distance")
 class MeanDistanceBackend(ScoringBackend):
     required_columns = ("domain",)
