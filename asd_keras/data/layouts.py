@@ -12,6 +12,13 @@ Columns of the table returned by `read_dataset`:
 `section` is the 2-digit section, or the 2-digit machine ID for 2020.
 `domain` is "source", "target" or None (2020, 2022+ eval test).
 `label` is 0 (normal), 1 (anomaly) or <NA> (unknown, eval test).
+
+The "plain" layout holds users' own recordings under any file names:
+`<machine type>/train/*.wav` (normal clips) and `<machine type>/test/*.wav`
+(clips to score), with optional metadata in `<machine type>/labels.csv`
+(see `read_dataset`). It is detected when no clip name fits a DCASE scheme
+and every machine-type folder has train/ and test/ clips; otherwise pass
+`layout="plain"`.
 """
 
 import os
@@ -21,6 +28,12 @@ from pathlib import Path
 import pandas as pd
 
 LAYOUTS = ("dcase2020", "dcase2021", "dcase2022", "dcase2023", "dcase2026")
+# Not in LAYOUTS: those are the DCASE years, which synthetic data can imitate.
+PLAIN_LAYOUT = "plain"
+PLAIN_METADATA = "labels.csv"
+_PLAIN_SPLITS = ("train", "test")
+_PLAIN_COLUMNS = ("file_name", "label", "domain", "section")
+_PLAIN_LABELS = {"normal": 0, "0": 0, "anomaly": 1, "1": 1}
 
 # Reference dcase.md section 1.5/1.6: 2023-2025 share one naming scheme.
 _YEAR_TO_LAYOUT = {
@@ -308,9 +321,18 @@ def read_dataset(root, layout=None, machine_types=None):
     Args:
         root: str or Path. A folder of machine-type folders (DCASE
             `dev_data/`, `dev_data/raw/`, `eval_data/raw/`, ...).
-        layout: str, optional. One of `LAYOUTS`; detected from the file
-            names when None.
+        layout: str, optional. One of `LAYOUTS` or `"plain"`; detected from
+            the file names when None.
         machine_types: list of str, optional. Restrict to these folders.
+
+    The plain layout reads `<machine type>/train/*.wav` (normal, label 0)
+    and `<machine type>/test/*.wav` (label unknown) under any names, all in
+    section "00" and domain "source" unless `<machine type>/labels.csv`
+    says otherwise. That CSV has a `file_name` column (a name, or
+    `train/<name>`/`test/<name>` when both folders hold that name) and any
+    of `label` (normal/anomaly or 0/1), `domain` (source/target), `section`
+    (0-99); every other column is an attribute. Empty cells keep the
+    defaults; clips without a row keep them too.
 
     Returns:
         pandas.DataFrame with the columns listed in the module docstring,
@@ -319,15 +341,18 @@ def read_dataset(root, layout=None, machine_types=None):
     Raises:
         FileNotFoundError: if `root` does not exist, is a file, or holds no
             clips.
-        ValueError: if a WAV file name fits no DCASE layout, a path is not
-            valid UTF-8, the clips mix the naming of different years or mix
-            mono and two-channel files, or `layout` is unknown.
+        ValueError: if a WAV file name fits no DCASE layout (and the
+            folder is not a plain one), a path is not valid UTF-8, the clips
+            mix the naming of different years or mix mono and two-channel
+            files, `layout` is unknown, or a plain layout's `labels.csv`
+            names a missing clip, a clip twice, or a bad value.
     """
     root = Path(root)
-    if layout is not None and layout not in LAYOUTS:
+    if layout is not None and layout not in LAYOUTS + (PLAIN_LAYOUT,):
         raise ValueError(
-            f"Unknown layout {layout!r}. Use one of {LAYOUTS}, or leave it "
-            "unset to detect it from the file names."
+            f"Unknown layout {layout!r}. Use one of {LAYOUTS}, "
+            f"{PLAIN_LAYOUT!r} for recordings of your own, or leave it unset "
+            "to detect it from the file names."
         )
     if root.is_file():
         raise FileNotFoundError(
@@ -363,8 +388,10 @@ def read_dataset(root, layout=None, machine_types=None):
             "TensorFlow and libsndfile cannot open the clips in it. Rename "
             "it (e.g. with convmv) to a UTF-8 name."
         )
+    if layout == PLAIN_LAYOUT:
+        return _read_plain(root, machine_dirs)
 
-    rows = []
+    rows, unparsed = [], []
     for machine_dir in machine_dirs:
         attributes = _read_attribute_csvs(machine_dir)
         for split_dir in sorted(machine_dir.iterdir()):
@@ -375,12 +402,9 @@ def read_dataset(root, layout=None, machine_types=None):
                     continue
                 parsed = parse_file_name(path.name)
                 if parsed is None:
-                    raise ValueError(
-                        f"The file '{path}' fits no DCASE Task 2 naming "
-                        "scheme (e.g. section_00_source_train_normal_0000_"
-                        "<attributes>.wav, normal_id_00_00000000.wav). "
-                        "Rename it or move it out of the data folder."
-                    )
+                    # Decided after the loop: all-unparsed may be plain.
+                    unparsed.append(path)
+                    continue
                 domain = parsed["domain"]
                 if domain is None and split_dir.name in (
                     "source_test",
@@ -407,6 +431,16 @@ def read_dataset(root, layout=None, machine_types=None):
                         "_hint": parsed["layout_hint"],
                     }
                 )
+    if unparsed:
+        if layout is None and not rows and _looks_plain(machine_dirs):
+            return _read_plain(root, machine_dirs)
+        raise ValueError(
+            f"The file '{unparsed[0]}' fits no DCASE Task 2 naming scheme "
+            "(e.g. section_00_source_train_normal_0000_<attributes>.wav, "
+            "normal_id_00_00000000.wav). Rename it or move it out of the data "
+            "folder; for recordings of your own, use layout='plain' (any "
+            "names in <machine type>/train/ and <machine type>/test/)."
+        )
     if not rows:
         raise FileNotFoundError(
             f"No WAV clips found under '{root}'. Expected machine-type "
@@ -420,16 +454,183 @@ def read_dataset(root, layout=None, machine_types=None):
     _check_one_channel_count(table, root)
     if layout is None:
         layout = detect_layout(table, root=root)
+    table = table.drop(columns=["_split_dir", "_hint", "_channels"])
+    return _finish_table(table, layout)
+
+
+def _finish_table(table, layout):
+    """Column types, order and row order shared by every layout."""
     table["layout"] = layout
     table["label"] = table["label"].astype("Int64")
     table["domain"] = table["domain"].astype(object)
     table.loc[table["domain"].isna(), "domain"] = None
     table["attribute_string"] = table["attribute_string"].astype(object)
     table.loc[table["attribute_string"].isna(), "attribute_string"] = None
-    table = table.drop(columns=["_split_dir", "_hint", "_channels"])
     return table.sort_values(
         ["machine_type", "split", "file_name"], ignore_index=True
     )[COLUMNS]
+
+
+def _plain_clips(machine_dir, split):
+    folder = machine_dir / split
+    if not folder.is_dir():
+        return []
+    return sorted(
+        p for p in folder.iterdir() if p.suffix.lower() == ".wav" and p.is_file()
+    )
+
+
+def _looks_plain(machine_dirs):
+    """Whether every machine-type folder has train/ and test/ clips.
+
+    Names alone cannot tell a plain folder from a misnamed DCASE one, so a
+    folder is read as plain unasked only when it has the plain structure.
+    """
+    return all(
+        _plain_clips(d, split) for d in machine_dirs for split in _PLAIN_SPLITS
+    )
+
+
+def _read_plain(root, machine_dirs):
+    """The table of a plain-layout folder (see `read_dataset`)."""
+    rows = []
+    for machine_dir in machine_dirs:
+        clips = []
+        for split in _PLAIN_SPLITS:
+            for index, path in enumerate(_plain_clips(machine_dir, split)):
+                clips.append(
+                    {
+                        "path": str(path),
+                        "file_name": path.name,
+                        "machine_type": machine_dir.name,
+                        "section": "00",
+                        "domain": "source",
+                        "split": split,
+                        # train/ holds normal clips by definition.
+                        "label": 0 if split == "train" else None,
+                        "index": index,
+                        "attribute_string": None,
+                        "attributes": {},
+                    }
+                )
+        _apply_plain_metadata(machine_dir, clips)
+        rows += clips
+    if not rows:
+        raise FileNotFoundError(
+            f"No WAV clips found under '{root}'. The plain layout expects "
+            "<machine type>/train/*.wav and <machine type>/test/*.wav."
+        )
+    table = pd.DataFrame(rows)
+    _check_paths_are_utf8(table, root)
+    return _finish_table(table, PLAIN_LAYOUT)
+
+
+def _plain_value(value, allowed, what, name, csv_path, line):
+    """Maps a metadata cell through `allowed`; None for an empty cell."""
+    key = value.strip().lower()
+    if not key:
+        return None
+    if key not in allowed:
+        raise ValueError(
+            f"'{csv_path}' line {line}: {what} {value!r} for '{name}' is not "
+            f"one of {sorted(set(allowed))}. Fix the value, or leave the cell "
+            "empty for the default."
+        )
+    return allowed[key]
+
+
+def _plain_section(value, name, csv_path, line):
+    value = value.strip()
+    if not value:
+        return None
+    if not value.isdigit() or int(value) > 99:
+        raise ValueError(
+            f"'{csv_path}' line {line}: section {value!r} for '{name}' is not "
+            "a number from 0 to 99 (submission files write it as two digits). "
+            "Fix the value, or leave the cell empty for section 00."
+        )
+    return f"{int(value):02d}"
+
+
+def _apply_plain_metadata(machine_dir, clips):
+    """Updates `clips` (rows of one machine type) from its `labels.csv`."""
+    csv_path = machine_dir / PLAIN_METADATA
+    if not csv_path.is_file():
+        return
+    try:
+        frame = pd.read_csv(csv_path, dtype=str, keep_default_na=False)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError,
+            UnicodeDecodeError) as error:
+        raise ValueError(
+            f"Cannot read the metadata file '{csv_path}': {error}. Write it "
+            "as UTF-8 CSV with a header row that includes file_name."
+        ) from None
+    frame = frame.fillna("")  # short rows leave NaN even with keep_default_na
+    if "file_name" not in frame.columns:
+        raise ValueError(
+            f"The metadata file '{csv_path}' has no 'file_name' column "
+            f"(columns: {list(frame.columns)}). Add a header row naming "
+            "file_name and any of label, domain, section."
+        )
+    by_relative = {f"{c['split']}/{c['file_name']}": c for c in clips}
+    by_name = {}
+    for clip in clips:
+        by_name.setdefault(clip["file_name"], []).append(clip)
+    attribute_columns = [c for c in frame.columns if c not in _PLAIN_COLUMNS]
+    seen = {}
+    # Line numbers as an editor shows them: the header is line 1.
+    for line, record in enumerate(frame.to_dict("records"), start=2):
+        name = record["file_name"].strip().replace("\\", "/")
+        if "/" in name:
+            found = [by_relative[name]] if name in by_relative else []
+        else:
+            found = by_name.get(name, [])
+        if not found:
+            raise ValueError(
+                f"'{csv_path}' line {line} names '{name}', which is not a WAV "
+                f"file in '{machine_dir / 'train'}' or "
+                f"'{machine_dir / 'test'}'. Fix the name or remove the row."
+            )
+        if len(found) > 1:
+            raise ValueError(
+                f"'{csv_path}' line {line} names '{name}', which is in both "
+                f"train/ and test/ of '{machine_dir}'. Write 'train/{name}' or "
+                f"'test/{name}' instead."
+            )
+        clip = found[0]
+        relative = f"{clip['split']}/{clip['file_name']}"
+        if relative in seen:
+            raise ValueError(
+                f"'{csv_path}' lists '{relative}' twice (lines {seen[relative]} "
+                f"and {line}). Keep one row per clip."
+            )
+        seen[relative] = line
+        label = _plain_value(record.get("label", ""), _PLAIN_LABELS, "label",
+                             relative, csv_path, line)
+        if label == 1 and clip["split"] == "train":
+            raise ValueError(
+                f"'{csv_path}' line {line} labels '{relative}' an anomaly, but "
+                "train/ holds normal clips only. Move the clip to test/ or fix "
+                "its label."
+            )
+        if label is not None:
+            clip["label"] = label
+        domain = _plain_value(record.get("domain", ""),
+                              {"source": "source", "target": "target"},
+                              "domain", relative, csv_path, line)
+        if domain is not None:
+            clip["domain"] = domain
+        section = _plain_section(record.get("section", ""), relative, csv_path, line)
+        if section is not None:
+            clip["section"] = section
+        attributes = {
+            c: record[c].strip() for c in attribute_columns if record[c].strip()
+        }
+        clip["attributes"] = attributes
+        # Spelled like the attribute part of DCASE names, so attribute
+        # classes (asd_keras.data.labels) work for plain data too.
+        clip["attribute_string"] = "_".join(
+            f"{k}_{v}" for k, v in attributes.items()) or None
 
 
 def detect_layout(table, hints=(), root=None):

@@ -9,3 +9,5 @@ from asd_keras.layers.mixup import Mixup
 from asd_keras.layers.spectral import ClipSpectrum
 from asd_keras.layers.spectral import LinearSpectrogram
 from asd_keras.layers.spectral import TemporalMeanNormalization
+from asd_keras.layers.statistics import LogMelSpectrogram
+from asd_keras.layers.statistics import LogMelStatistics

@@ -1,0 +1,131 @@
+"""Training-free clip features: log-mel band statistics over time."""
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from asd_keras.data.audio import AudioLoader
+from asd_keras.data.audio import nonfinite_audio_error
+from asd_keras.data.pipelines import clip_dataset
+from asd_keras.extractors.base import FeatureExtractor
+from asd_keras.extractors.base import register_extractor
+from asd_keras.features.spectral import LogMelFrontend
+from asd_keras.layers.statistics import STATISTICS
+from asd_keras.layers.statistics import LogMelSpectrogram
+from asd_keras.layers.statistics import LogMelStatistics
+
+# Clips per feature batch pulled from the pipeline; only bounds the Python
+# loop overhead, every clip is computed on its own.
+_BATCH = 64
+
+
+@register_extractor("logmel_stats")
+class LogMelStatsExtractor(FeatureExtractor):
+    """Per-band mean and standard deviation over time of the log-mel.
+
+    The log-mel spectrogram is the DCASE baselines' (`LogMelFrontend`);
+    each clip gives the mean and the population standard deviation of every
+    mel band over its frames, so clips of any length give one vector.
+    Multichannel files give the features of their first channel.
+
+    Args:
+        sample_rate: int. Defaults to `16000`.
+        n_fft: int. Defaults to `1024`.
+        hop_length: int. Defaults to `512`.
+        n_mels: int. Defaults to `128`.
+        power: float. Defaults to `2.0`.
+        log_mode: str. `"max"` (2021+) or `"offset"` (2020).
+        pad_mode: str. `"constant"` (2022+) or `"reflect"` (2020/2021).
+        statistics: str. `"mean_std"` (`2 * n_mels` values: means, then
+            standard deviations), `"mean"` or `"std"`.
+
+    Example:
+    >>> extractor = LogMelStatsExtractor()
+    >>> extractor.transform(table)["logmel_stats"].shape  # doctest: +SKIP
+    (clips, 256)
+    """
+
+    trainable = False
+
+    def __init__(
+        self,
+        sample_rate=16000,
+        n_fft=1024,
+        hop_length=512,
+        n_mels=128,
+        power=2.0,
+        log_mode="max",
+        pad_mode="constant",
+        statistics="mean_std",
+    ):
+        if statistics not in STATISTICS:
+            raise ValueError(
+                f"statistics must be one of {STATISTICS}; received {statistics!r}."
+            )
+        # LogMelFrontend validates and normalises the arguments.
+        self._frontend_config = LogMelFrontend(
+            sample_rate, n_fft, hop_length, n_mels, power=power,
+            log_mode=log_mode, pad_mode=pad_mode,
+        ).get_config()
+        del self._frontend_config["n_frames"]
+        self.statistics = statistics
+
+    @property
+    def dim(self):
+        n_mels = self._frontend_config["n_mels"]
+        return 2 * n_mels if self.statistics == "mean_std" else n_mels
+
+    def get_config(self):
+        return {**self._frontend_config, "statistics": self.statistics}
+
+    def _layers(self):
+        """New (weightless) layers: the spectrogram, then the statistics."""
+        return (LogMelSpectrogram(**self._frontend_config),
+                LogMelStatistics(self.statistics))
+
+    def transform(self, table, verbose=0):
+        """`{"logmel_stats": (clips, dim)}` for the clips of `table["path"]`.
+
+        Raises:
+            FileNotFoundError, ValueError: naming a missing, unreadable,
+                wrongly sampled or corrupt clip.
+        """
+        paths = [str(p) for p in table["path"]]
+        if not paths:
+            return {self.name: np.zeros((0, self.dim), np.float32)}
+        spectrogram, statistics = self._layers()
+        frontend = spectrogram.frontend
+        # Reflect padding needs more samples than the pad of n_fft // 2.
+        min_samples = frontend.n_fft // 2 + 1 if frontend.pad_mode == "reflect" else 1
+        loader = AudioLoader(frontend.sample_rate, min_samples=min_samples)
+        loader.check(paths, progress=bool(verbose))
+
+        def features(waveform):
+            # One clip at a time: clips may differ in length, and padding
+            # them to a batch would change their statistics.
+            return statistics(spectrogram(waveform[None]))[0]
+
+        import tensorflow as tf
+
+        ds = clip_dataset(paths, loader, features).batch(_BATCH).prefetch(tf.data.AUTOTUNE)
+        parts = []
+        with tqdm(total=len(paths), desc="Log-mel statistics", unit="clip",
+                  disable=not verbose, leave=False) as bar:
+            try:
+                for batch in ds:
+                    parts.append(batch.numpy())
+                    bar.update(len(parts[-1]))
+            except tf.errors.InvalidArgumentError as error:
+                clear = nonfinite_audio_error(error)
+                if clear is None:
+                    raise
+                raise clear from None
+        return {self.name: np.concatenate(parts).astype(np.float32)}
+
+    def serving_model(self, num_samples):
+        """Waveforms `(batch, num_samples)` to `{"logmel_stats": (batch, dim)}`."""
+        import keras
+
+        spectrogram, statistics = self._layers()
+        waveform = keras.Input((int(num_samples),), name="waveform")
+        features = statistics(spectrogram(waveform))
+        return keras.Model(waveform, {self.name: features}, name=self.name)
