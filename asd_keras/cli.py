@@ -61,12 +61,39 @@ def cmd_synth(args):
 # ----------------------------------------------------------------------
 
 
+def cmd_systems(args):
+    from asd_keras.backends import BACKENDS
+    from asd_keras.extractors import EXTRACTORS
+    from asd_keras.systems import SYSTEMS
+    from asd_keras.systems import describe_system
+    from asd_keras.utils.registry import defaults
+
+    def show(key, value):
+        return f"    {key} = {value!r}"
+
+    for name in args.names or SYSTEMS.names():
+        cls = SYSTEMS.get(name)
+        doc = (cls.__doc__ or "").strip().splitlines()
+        print(f"system {name}: {doc[0] if doc else ''}")
+        for key, value in describe_system(cls).items():
+            print(show(key, value))
+    if args.names:
+        return
+    for kind, registry in (("extractor", EXTRACTORS), ("backend", BACKENDS)):
+        for name in registry.names():
+            cls = registry.get(name)
+            doc = (cls.__doc__ or "").strip().splitlines()
+            print(f"{kind} {name}: {doc[0] if doc else ''}")
+            for key, value in defaults(cls).items():
+                print(show(key, value))
+
+
 def cmd_train(args):
     from asd_keras.config import load_config_file
     from asd_keras.config import parse_overrides
     from asd_keras.data.layouts import describe
     from asd_keras.data.layouts import read_dataset
-    from asd_keras.models import get_system
+    from asd_keras.systems import get_system
     from asd_keras.utils.io import atomic_write_dataframe
     from asd_keras.utils.io import check_output_dir
     from asd_keras.utils.io import staged_dir
@@ -148,7 +175,7 @@ def _checkpoint_dir(out, record, force):
 
 def _load_run(run_dir):
     from asd_keras.config import read_yaml_mapping
-    from asd_keras.models import get_system
+    from asd_keras.systems import get_system
 
     run_dir = Path(run_dir)
     config_path = run_dir / "config.yaml"
@@ -379,7 +406,9 @@ def cmd_download(args):
 
 def build_parser():
     from asd_keras.data.layouts import LAYOUTS
+    from asd_keras.data.layouts import PLAIN_LAYOUT
 
+    readable = tuple(LAYOUTS) + (PLAIN_LAYOUT,)  # plain: the user's own recordings
     parser = argparse.ArgumentParser(
         prog="asd-keras",
         description="Machine-sound anomaly detection (DCASE Task 2) in Keras 3.",
@@ -403,6 +432,11 @@ def build_parser():
     p.add_argument("--force", action="store_true")
     p.set_defaults(func=cmd_synth)
 
+    p = sub.add_parser("systems", help="list systems, extractors and backends with "
+                                         "their configuration keys and defaults")
+    p.add_argument("names", nargs="*", help="only these systems (default: all)")
+    p.set_defaults(func=cmd_systems)
+
     p = sub.add_parser("train", help="train a system")
     p.add_argument("--system", required=True)
     p.add_argument("--data", required=True, nargs="+",
@@ -410,7 +444,7 @@ def build_parser():
     p.add_argument("--out", required=True, help="new run folder")
     p.add_argument("--epochs", type=int)
     p.add_argument("--config", help="YAML file of configuration keys")
-    p.add_argument("--layout", choices=LAYOUTS)
+    p.add_argument("--layout", choices=readable)
     p.add_argument("--machines", nargs="+")
     p.add_argument("--verbose", type=int, default=1, choices=(0, 1, 2))
     p.add_argument("--force", action="store_true")
@@ -421,7 +455,7 @@ def build_parser():
     p.add_argument("--run", required=True)
     p.add_argument("--data", required=True)
     p.add_argument("--out", required=True)
-    p.add_argument("--layout", choices=LAYOUTS)
+    p.add_argument("--layout", choices=readable)
     p.add_argument("--force", action="store_true")
     p.set_defaults(func=cmd_score)
 

@@ -60,7 +60,7 @@ def main(argv=None):
     import numpy as np
     import tensorflow as tf
 
-    from asd_keras.models import get_system
+    from asd_keras.systems import get_system
     from asd_keras.models.dense_ae import DenseAutoencoderSystem
     from asd_keras.models.dense_ae import dense_autoencoder
 

@@ -21,7 +21,7 @@ from asd_keras.evaluation.submission import labels_from_data
 from asd_keras.evaluation.submission import read_ground_truth
 from asd_keras.evaluation.submission import read_submission
 from asd_keras.evaluation.submission import write_submission
-from asd_keras.models import get_system
+from asd_keras.systems import get_system
 from asd_keras.utils.io import check_output_dir
 
 from tests.conftest import make_synthetic

@@ -15,7 +15,7 @@ from asd_keras import cli
 from asd_keras.config import resolve_config
 from asd_keras.data.layouts import read_dataset
 from asd_keras.data.synthetic import synthetic_data_root
-from asd_keras.models import get_system
+from asd_keras.systems import get_system
 from tests.conftest import make_synthetic
 
 REPO = Path(__file__).resolve().parents[1]

@@ -5,7 +5,7 @@ import pytest
 from asd_keras.data.layouts import read_dataset
 from asd_keras.models import DenseAutoencoderSystem
 from asd_keras.models import dense_autoencoder
-from asd_keras.models import get_system
+from asd_keras.systems import get_system
 
 
 def test_architecture_and_parameter_count():
@@ -55,7 +55,7 @@ def test_variants_and_bad_config():
         DenseAutoencoderSystem({"score": "l1"})
     with pytest.raises(ValueError, match="Valid keys"):
         DenseAutoencoderSystem({"epoch": 3})
-    with pytest.raises(ValueError, match="available"):
+    with pytest.raises(ValueError, match="known systems"):
         get_system("resnet")
 
 

@@ -11,7 +11,7 @@ from asd_keras.losses.adversarial import AdversarialCrossEntropy
 from asd_keras.losses.adversarial import FeatureMatching
 from asd_keras.losses.adversarial import adversarial_crossentropy
 from asd_keras.losses.adversarial import feature_matching
-from asd_keras.models import get_system
+from asd_keras.systems import get_system
 from asd_keras.models.blocks import dense_decoder
 from asd_keras.models.blocks import dense_discriminator
 from asd_keras.models.blocks import dense_encoder

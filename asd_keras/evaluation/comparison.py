@@ -37,7 +37,7 @@ def run_comparison(conditions, data, out, force=False, keep_models=False):
         section, file_name, label, score.
     """
     from asd_keras.evaluation.study import load_tables
-    from asd_keras.models import get_system
+    from asd_keras.systems import get_system
     from asd_keras.utils.runs import seed_run
     from asd_keras.utils.runs import write_run_record
 

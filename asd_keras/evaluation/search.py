@@ -141,7 +141,7 @@ def run_search(system, space, data, out, mode="random", budget=20, protocol="hol
         DataFrame of the best trial per machine type.
     """
     from asd_keras.evaluation.study import load_tables
-    from asd_keras.models import get_system
+    from asd_keras.systems import get_system
     from asd_keras.utils.runs import seed_run
     from asd_keras.utils.runs import write_run_record
 

@@ -38,7 +38,7 @@ def load_tables(data):
 
 
 def _run_trial(condition, trial, base_config, table, folder, definition, keep_models):
-    from asd_keras.models import get_system
+    from asd_keras.systems import get_system
 
     config = {**base_config, **{k: v for k, v in condition.items() if k != "name"}}
     system_name = config.pop("system", "wilkinghoff")

@@ -55,9 +55,10 @@ class FeatureExtractor:
         """
         raise NotImplementedError
 
-    def serving_model(self, num_samples):
+    def serving_model(self, num_samples=None):
         """A Keras model from `(batch, num_samples)` waveforms to the dict of
-        named features that `transform` returns."""
+        named features that `transform` returns (`None`: any length, where
+        the extractor allows it)."""
         raise NotImplementedError
 
     def get_config(self):

@@ -121,11 +121,16 @@ class LogMelStatsExtractor(FeatureExtractor):
                 raise clear from None
         return {self.name: np.concatenate(parts).astype(np.float32)}
 
-    def serving_model(self, num_samples):
-        """Waveforms `(batch, num_samples)` to `{"logmel_stats": (batch, dim)}`."""
+    def serving_model(self, num_samples=None):
+        """Waveforms `(batch, num_samples)` to `{"logmel_stats": (batch, dim)}`.
+
+        `num_samples=None` accepts clips of any length (the statistics are
+        over time), which is what the exported SavedModel serves.
+        """
         import keras
 
         spectrogram, statistics = self._layers()
-        waveform = keras.Input((int(num_samples),), name="waveform")
+        length = None if num_samples is None else int(num_samples)
+        waveform = keras.Input((length,), name="waveform")
         features = statistics(spectrogram(waveform))
         return keras.Model(waveform, {self.name: features}, name=self.name)

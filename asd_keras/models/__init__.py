@@ -10,21 +10,3 @@ from asd_keras.models.gan import SkipGANomaly
 from asd_keras.models.gan import SkipGANomalySystem
 from asd_keras.models.wilkinghoff import WilkinghoffSystem
 from asd_keras.models.wilkinghoff import wilkinghoff_embedding_model
-
-SYSTEMS = {
-    DenseAutoencoderSystem.name: DenseAutoencoderSystem,
-    WilkinghoffSystem.name: WilkinghoffSystem,
-    GANomalySystem.name: GANomalySystem,
-    SkipGANomalySystem.name: SkipGANomalySystem,
-    EGBADSystem.name: EGBADSystem,
-}
-
-
-def get_system(name):
-    """Returns the system class registered under `name`."""
-    try:
-        return SYSTEMS[name]
-    except KeyError:
-        raise ValueError(
-            f"Unknown system {name!r}; available: {sorted(SYSTEMS)}."
-        ) from None
