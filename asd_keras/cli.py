@@ -300,6 +300,42 @@ def cmd_evaluate(args):
 
 
 # ----------------------------------------------------------------------
+# probe
+# ----------------------------------------------------------------------
+
+
+def cmd_probe(args):
+    import pandas as pd
+
+    from asd_keras.data.layouts import read_dataset
+    from asd_keras.runners.probe import probe
+    from asd_keras.runners.probe import summary
+    from asd_keras.utils.io import atomic_write_dataframe
+    from asd_keras.utils.io import atomic_write_text
+    from asd_keras.utils.io import check_output_dir
+    from asd_keras.utils.io import staged_dir
+    from asd_keras.utils.runs import set_seed
+    from asd_keras.utils.runs import write_run_record
+
+    out = Path(args.out) if args.out else Path(str(Path(args.run)) + "-probe")
+    check_output_dir(out, args.force, what="probe folder")
+    system, record = _load_run(args.run)
+    table = read_dataset(args.data, layout=args.layout)
+    seed = set_seed(args.seed, False)
+    per_section = probe(system, table, seed=args.seed)
+    result = pd.concat([per_section, summary(per_section)], ignore_index=True)
+    _print_table(result)
+    with staged_dir(out, force=args.force, what="probe folder") as stage:
+        atomic_write_dataframe(stage / "probe.csv", result)
+        atomic_write_text(stage / "probe.md", result.to_markdown(index=False, floatfmt=".4f"))
+        write_run_record(stage, {"run": str(Path(args.run).resolve()),
+                                 "system": record["system"],
+                                 "data": str(Path(args.data).resolve())}, seed)
+    print(f"Probe results written to '{out}' (an evaluation of the representation: it "
+          "uses test labels, so no submission file is written).")
+
+
+# ----------------------------------------------------------------------
 # export
 # ----------------------------------------------------------------------
 
@@ -436,6 +472,16 @@ def build_parser():
                                          "their configuration keys and defaults")
     p.add_argument("names", nargs="*", help="only these systems (default: all)")
     p.set_defaults(func=cmd_systems)
+
+    p = sub.add_parser("probe", help="linear-probe and global-Mahalanobis AUCs of a "
+                                       "run's features (uses test labels)")
+    p.add_argument("--run", required=True)
+    p.add_argument("--data", required=True, help="data with training and labelled test clips")
+    p.add_argument("--out", help="result folder (default: RUN-probe)")
+    p.add_argument("--layout", choices=readable)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--force", action="store_true")
+    p.set_defaults(func=cmd_probe)
 
     p = sub.add_parser("train", help="train a system")
     p.add_argument("--system", required=True)

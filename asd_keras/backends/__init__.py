@@ -8,3 +8,5 @@ from asd_keras.backends.base import ScoringBackend
 from asd_keras.backends.base import get_backend
 from asd_keras.backends.base import load_backend
 from asd_keras.backends.base import register_backend
+from asd_keras.backends import linear_probe  # noqa: F401
+from asd_keras.backends import mahalanobis  # noqa: F401

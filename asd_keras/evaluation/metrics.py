@@ -135,6 +135,11 @@ def evaluate(table, layout):
         for domain in ("source", "target"):
             # Reference 4.2: each domain's normals against ALL anomalies.
             normals = group[(group["label"] == 0) & (group["domain"] == domain)]
+            if layout == "plain" and normals.empty:
+                # A user's own recordings need not have a target domain:
+                # the value is absent, not an error (DCASE data must have it).
+                row[f"AUC ({domain})"] = np.nan
+                continue
             subset = pd.concat([normals, anomalies])
             row[f"AUC ({domain})"] = auc(
                 subset["label"], subset["score"], f"{what} {domain}"
@@ -143,6 +148,8 @@ def evaluate(table, layout):
         if has_decision:
             for domain in ("source", "target"):
                 part = group[group["domain"] == domain]
+                if part.empty:
+                    continue
                 p, r, f = decision_metrics(part["label"], part["decision"])
                 row.update(
                     {
@@ -153,11 +160,9 @@ def evaluate(table, layout):
                 )
         rows.append(row)
     per_unit = pd.DataFrame(rows)
-    official = official_score(
-        list(per_unit["AUC (source)"])
-        + list(per_unit["AUC (target)"])
-        + list(per_unit["pAUC"])
-    )
+    values = (list(per_unit["AUC (source)"]) + list(per_unit["AUC (target)"])
+              + list(per_unit["pAUC"]))
+    official = official_score([v for v in values if not np.isnan(v)])
     return per_unit, official
 
 

@@ -11,3 +11,4 @@ from asd_keras.layers.spectral import LinearSpectrogram
 from asd_keras.layers.spectral import TemporalMeanNormalization
 from asd_keras.layers.statistics import LogMelSpectrogram
 from asd_keras.layers.statistics import LogMelStatistics
+from asd_keras.layers.mahalanobis import MahalanobisDistance

@@ -377,6 +377,27 @@ class DenseAutoencoderSystem:
         return score_clips(paths, loader, fn, keys,
                            self.config["score_batch_clips"], desc)
 
+    def features(self, table, verbose=0):
+        """Per-clip features of any rows: the clip-mean element-wise squared
+        reconstruction error of the clip's machine-type model, `(rows, 640)`
+        (what `asd-keras probe` scores with the linear probe and global MD).
+        """
+        del verbose
+        missing = sorted(set(table["machine_type"]) - set(self.models))
+        if missing:
+            raise ValueError(f"The run has no model for machine type(s) {missing} "
+                             f"(trained: {sorted(self.models)}).")
+        loader = self._loader()
+        out = np.zeros((len(table), self.frontend.vector_dim), np.float32)
+        positions = np.arange(len(table))
+        for machine_type, rows in table.groupby("machine_type").indices.items():
+            result = self._score_paths(
+                self.models[machine_type], self.scoring[machine_type],
+                list(table["path"].iloc[rows]), loader,
+                desc=f"Features {machine_type}", with_error_vectors=True)
+            out[positions[rows]] = np.stack(result["error_vector"])
+        return out
+
     def score(self, table, with_error_vectors=False):
         """Scores every test clip of the table.
 

@@ -662,6 +662,11 @@ class WilkinghoffSystem:
     # Embeddings and scores
     # ------------------------------------------------------------------
 
+    def features(self, table, verbose=0):
+        """Per-clip features of any rows: the first member's embeddings
+        (what `asd-keras probe` scores with the linear probe and global MD)."""
+        return self.embed(table, verbose)[0]
+
     def embed(self, table, verbose=0):
         """Embeddings of every row, one `(rows, dim)` array per member."""
         loader = self.loader()

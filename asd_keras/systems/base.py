@@ -216,6 +216,14 @@ class AnomalySystem:
                              "threshold needs at least 3 (or use threshold=percentile).")
         return gamma_threshold(scores, quantile)
 
+    def features(self, table, verbose=0):
+        """Per-clip features of any rows from the first member's extractor
+        (what `asd-keras probe` scores)."""
+        if not self.members:
+            raise ValueError("The system is not trained; call fit() or load().")
+        return self._features(self.members[0]["extractor"], table.reset_index(drop=True),
+                              verbose)
+
     # -- score -------------------------------------------------------------
 
     def score(self, table, verbose=0):

@@ -1,0 +1,137 @@
+"""The shared system layer (extractor x backend) end to end through the CLI,
+on the plain layout of a user's own recordings."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+import soundfile
+
+from asd_keras.cli import main
+from asd_keras.systems import SYSTEMS
+from asd_keras.systems import AnomalySystem
+from asd_keras.systems import get_system
+
+
+def _clip(path, freq, rng, seconds=1.0):
+    t = np.arange(int(16000 * seconds)) / 16000
+    wave = 0.3 * np.sin(2 * np.pi * freq * t) + 0.05 * rng.standard_normal(t.size)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    soundfile.write(path, wave.astype(np.float32), 16000, subtype="PCM_16")
+
+
+@pytest.fixture(scope="module")
+def recordings(tmp_path_factory):
+    """pump/: 12 normal training clips (440 Hz) and 6 + 6 labelled test clips,
+    the anomalies with an extra 3 kHz whine; arbitrary file names."""
+    root = tmp_path_factory.mktemp("own")
+    rng = np.random.default_rng(0)
+    for i in range(12):
+        _clip(root / "pump" / "train" / f"rec {i}.wav", 440 + rng.uniform(-5, 5), rng)
+    rows = ["file_name,label"]
+    for i in range(6):
+        _clip(root / "pump" / "test" / f"n{i}.wav", 440, rng)
+        rows.append(f"n{i}.wav,normal")
+        name = root / "pump" / "test" / f"a{i}.wav"
+        _clip(name, 440, rng)
+        wave, sr = soundfile.read(name)
+        t = np.arange(wave.size) / sr
+        soundfile.write(name, (wave + 0.2 * np.sin(2 * np.pi * 3000 * t)).astype(np.float32),
+                        sr, subtype="PCM_16")
+        rows.append(f"a{i}.wav,anomaly")
+    (root / "pump" / "labels.csv").write_text("\n".join(rows) + "\n")
+    return root
+
+
+def _run(*args):
+    return main([str(a) for a in args])
+
+
+@pytest.mark.parametrize("overrides", [[], ["backend=mahalanobis_domain", "covariance=oas"]])
+def test_train_score_evaluate_own_recordings(recordings, tmp_path, overrides):
+    run, scores = tmp_path / "run", tmp_path / "scores"
+    assert _run("train", "--system", "logmel_stats", "--data", recordings, "--out", run,
+                *overrides) == 0
+    assert (run / "members" / "member0" / "backends" / "pump_section_00"
+            / "arrays.npz").is_file()
+    assert _run("score", "--run", run, "--data", recordings, "--out", scores) == 0
+    table = pd.read_csv(scores / "scores.csv")
+    assert len(table) == 12 and np.isfinite(table["score"]).all()
+    anomalous = table["file_name"].str.startswith("a")
+    # The whine is far outside the training statistics.
+    assert table.loc[anomalous, "score"].min() > table.loc[~anomalous, "score"].max()
+    assert _run("evaluate", "--scores", scores, "--data", recordings) == 0
+    result = pd.read_csv(scores / "evaluation" / "result.csv")
+    assert result["AUC (source)"].iloc[0] == pytest.approx(1.0)
+
+
+def test_export_matches_in_process_scores(recordings, tmp_path):
+    run, scores, export = tmp_path / "run", tmp_path / "scores", tmp_path / "export"
+    assert _run("train", "--system", "logmel_stats", "--data", recordings, "--out", run) == 0
+    assert _run("score", "--run", run, "--data", recordings, "--out", scores) == 0
+    assert _run("export", "--run", run, "--out", export) == 0
+    expected = pd.read_csv(scores / "scores.csv")
+    paths = [str(recordings / "pump" / "test" / n) for n in expected["file_name"]]
+    code = (
+        "import json, sys, numpy as np, soundfile, tensorflow as tf\n"
+        "paths = json.loads(sys.argv[2])\n"
+        "wave = np.stack([soundfile.read(p, dtype='float32')[0] for p in paths])\n"
+        "model = tf.saved_model.load(sys.argv[1])\n"
+        "out = model.signatures['serving_default'](waveform=tf.constant(wave),"
+        " machine_type=tf.constant('pump'), section=tf.constant('00'))\n"
+        "print(json.dumps([out['anomaly_score'].numpy().tolist(),"
+        " out['decision'].numpy().tolist()]))\n")
+    result = subprocess.run([sys.executable, "-c", code, str(export), json.dumps(paths)],
+                            capture_output=True, text=True, check=True)
+    served, decisions = json.loads(result.stdout.strip().splitlines()[-1])
+    np.testing.assert_allclose(served, expected["score"], rtol=1e-5, atol=1e-5)
+    assert decisions == expected["decision"].tolist()
+
+
+def test_config_errors_before_any_work(recordings, tmp_path, capsys):
+    cls = get_system("logmel_stats")
+    with pytest.raises(ValueError, match=r"Unknown configuration key\(s\) \['kk'\]"):
+        cls({"kk": 1})
+    with pytest.raises(ValueError, match="Unknown backend 'nope'"):
+        cls({"backend": "nope"})
+    with pytest.raises(ValueError, match="grouping"):
+        cls({"grouping": "machine"})
+    assert _run("train", "--system", "logmel_stats", "--data", recordings,
+                "--out", tmp_path / "run", "n_mels=0") == 2
+    assert not (tmp_path / "run").exists()
+    capsys.readouterr()
+
+
+def test_systems_verb_lists_every_system_and_component(capsys):
+    assert _run("systems") == 0
+    out = capsys.readouterr().out
+    for name in SYSTEMS.names():
+        assert f"system {name}:" in out
+    assert "extractor logmel_stats:" in out and "backend mahalanobis:" in out
+    assert "    grouping = 'section'" in out
+    assert issubclass(get_system("logmel_stats"), AnomalySystem)
+
+
+def test_probe_writes_lp_and_md_aucs_and_no_submission(recordings, tmp_path, capsys):
+    run, out = tmp_path / "run", tmp_path / "probe"
+    assert _run("train", "--system", "logmel_stats", "--data", recordings, "--out", run) == 0
+    assert _run("probe", "--run", run, "--data", recordings, "--out", out) == 0
+    result = pd.read_csv(out / "probe.csv")
+    row = result[result["machine_type"] == "pump"].iloc[0]
+    assert row["n_test"] == 12
+    assert row["md_auc"] == pytest.approx(1.0)
+    assert 0.0 <= row["lp_in_domain_auc"] <= 1.0
+    assert np.isnan(row["lp_out_domain_auc"])  # one section: nothing to leave out
+    assert not list(out.glob("anomaly_score_*"))
+    # Unlabelled test clips cannot be probed.
+    bare = tmp_path / "bare"
+    for split in ("train", "test"):
+        (bare / "pump" / split).mkdir(parents=True)
+        for f in (recordings / "pump" / split).glob("*.wav"):
+            (bare / "pump" / split / f.name).write_bytes(f.read_bytes())
+    capsys.readouterr()
+    assert _run("probe", "--run", run, "--data", bare, "--out", tmp_path / "p2") == 2
+    assert "labelled test clips" in capsys.readouterr().err
