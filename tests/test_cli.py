@@ -41,6 +41,17 @@ def test_run_folder_records_what_produced_it(pipeline):
     assert not list(run.parent.glob("run.partial-*"))
 
 
+def test_probe_on_the_dense_ae_error_vectors(pipeline):
+    base, data, run = pipeline
+    out = base / "probe"
+    assert _run("probe", "--run", run, "--data", data / "dev_data", "--out", out) == 0
+    probe = pd.read_csv(out / "probe.csv", dtype={"section": str})
+    assert list(probe["machine_type"]) == ["fan"] * 3 + ["valve"] * 3 + ["mean"]
+    values = probe[["lp_in_domain_auc", "lp_out_domain_auc", "md_auc"]].to_numpy()
+    assert ((values >= 0) & (values <= 1)).all()
+    assert not list(out.glob("anomaly_score_*"))
+
+
 def test_existing_run_is_not_overwritten(pipeline, capsys):
     _, data, run = pipeline
     before = (run / "run.json").read_text()

@@ -256,6 +256,13 @@ def test_cli_train_score_evaluate_export(synthetic_sets, tmp_path):
     assert {"score", "score_source", "score_target", "decision"} <= set(scores.columns)
     assert cli.main(["evaluate", "--scores", str(scores_dir), "--data", dev]) == 0
     assert (scores_dir / "evaluation" / "official_score.json").is_file()
+    # The representation probe on the embeddings: LP and global MD per section.
+    assert cli.main(["probe", "--run", str(run), "--data", dev,
+                     "--out", str(tmp_path / "probe")]) == 0
+    probe = pd.read_csv(tmp_path / "probe" / "probe.csv", dtype={"section": str})
+    assert len(probe) == 7  # 2 types x 3 sections + the mean
+    values = probe[["lp_in_domain_auc", "lp_out_domain_auc", "md_auc"]].to_numpy()
+    assert ((values >= 0) & (values <= 1)).all()
 
     export = tmp_path / "export"
     assert cli.main(["export", "--run", str(run), "--out", str(export)]) == 0
