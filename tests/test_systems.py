@@ -50,7 +50,8 @@ def _run(*args):
     return main([str(a) for a in args])
 
 
-@pytest.mark.parametrize("overrides", [[], ["backend=mahalanobis_domain", "covariance=oas"]])
+@pytest.mark.parametrize("overrides", [[], ["backend=mahalanobis_domain", "covariance=oas"],
+                                       ["backend=knn", "k=2", "local_density=ratio"]])
 def test_train_score_evaluate_own_recordings(recordings, tmp_path, overrides):
     run, scores = tmp_path / "run", tmp_path / "scores"
     assert _run("train", "--system", "logmel_stats", "--data", recordings, "--out", run,
@@ -68,9 +69,11 @@ def test_train_score_evaluate_own_recordings(recordings, tmp_path, overrides):
     assert result["AUC (source)"].iloc[0] == pytest.approx(1.0)
 
 
-def test_export_matches_in_process_scores(recordings, tmp_path):
+@pytest.mark.parametrize("backend", ["mahalanobis", "knn"])
+def test_export_matches_in_process_scores(recordings, tmp_path, backend):
     run, scores, export = tmp_path / "run", tmp_path / "scores", tmp_path / "export"
-    assert _run("train", "--system", "logmel_stats", "--data", recordings, "--out", run) == 0
+    assert _run("train", "--system", "logmel_stats", "--data", recordings, "--out", run,
+                f"backend={backend}") == 0
     assert _run("score", "--run", run, "--data", recordings, "--out", scores) == 0
     assert _run("export", "--run", run, "--out", export) == 0
     expected = pd.read_csv(scores / "scores.csv")

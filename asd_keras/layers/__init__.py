@@ -12,3 +12,4 @@ from asd_keras.layers.spectral import TemporalMeanNormalization
 from asd_keras.layers.statistics import LogMelSpectrogram
 from asd_keras.layers.statistics import LogMelStatistics
 from asd_keras.layers.mahalanobis import MahalanobisDistance
+from asd_keras.layers.knn import NearestNeighbourDistance

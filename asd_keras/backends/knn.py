@@ -1,0 +1,176 @@
+"""kNN memory-bank backend: GenRep's banks and MemMixup, optional local density.
+
+- Banks (reference methods.md §B): a source bank of the source-domain
+  training clips and a target bank of the target-domain ones; a clip's score
+  is the minimum over the domains of the mean distance to its `k` nearest
+  references (`domains="both"`), or one bank of all clips (`"pooled"`).
+- MemMixup (§B): for each target training clip `t`, its `memmixup_neighbours`
+  nearest source clips `s` (Euclidean) give `alpha * t + (1 - alpha) * s`,
+  added to the target bank; the originals stay. GenRep's best setting is
+  990 neighbours with alpha 0.9.
+- Local density (§F, "Keeping the balance"): each reference's density is the
+  mean distance to its `density_k` nearest other references among all
+  references of both domains; distances are divided by it (`"ratio"`) or
+  reduced by it (`"difference"`) before the minimum.
+- GenRep's per-domain z-normalisation uses the TEST clips' own statistics,
+  so it is transductive: it is not part of `score`; `domain_distances` and
+  `transductive_domain_zscore` reproduce it for comparisons, labelled as such.
+"""
+
+import numpy as np
+
+from asd_keras.backends.base import ScoringBackend
+from asd_keras.backends.base import register_backend
+from asd_keras.layers.knn import METRICS
+from asd_keras.layers.knn import NORMALISATIONS
+
+DOMAINS = ("both", "pooled")
+
+
+def _distances(x, y, metric):
+    from scipy.spatial.distance import cdist
+
+    if metric == "cosine":
+        return 0.5 * cdist(x, y, "cosine")  # scipy's cosine distance is 1 - cos
+    return cdist(x, y, "euclidean")
+
+
+@register_backend("knn")
+class KNNBackend(ScoringBackend):
+    """Memory banks scored by the mean distance to the k nearest references.
+
+    Args:
+        k: int. Neighbours averaged. Defaults to 1 (GenRep's `top_k`).
+        metric: str. `"euclidean"` (GenRep) or `"cosine"` (0.5 (1 - cos)).
+        domains: str. `"both"`: source and target banks, minimum over them;
+            `"pooled"`: one bank.
+        memmixup_neighbours: int. Source neighbours mixed with each target
+            clip (0: off).
+        memmixup_alpha: float in (0, 1]. Weight of the target clip.
+        local_density: str. `"none"`, `"ratio"` or `"difference"`.
+        density_k: int. Neighbours of a reference's density.
+    """
+
+    def __init__(self, k=1, metric="euclidean", domains="both", memmixup_neighbours=0,
+                 memmixup_alpha=0.9, local_density="none", density_k=1):
+        super().__init__()
+        for name, value, allowed in (("metric", metric, METRICS),
+                                     ("domains", domains, DOMAINS),
+                                     ("local_density", local_density, NORMALISATIONS)):
+            if value not in allowed:
+                raise ValueError(f"{name} must be one of {allowed}; received {value!r}.")
+        if int(k) < 1 or int(density_k) < 1 or int(memmixup_neighbours) < 0:
+            raise ValueError(f"k and density_k must be >= 1 and memmixup_neighbours >= 0; "
+                             f"received {k!r}, {density_k!r}, {memmixup_neighbours!r}.")
+        if not 0 < float(memmixup_alpha) <= 1:
+            raise ValueError(f"memmixup_alpha must be in (0, 1]; received {memmixup_alpha!r}.")
+        self.k, self.metric, self.domains = int(k), metric, domains
+        self.memmixup_neighbours = int(memmixup_neighbours)
+        self.memmixup_alpha = float(memmixup_alpha)
+        self.local_density, self.density_k = local_density, int(density_k)
+
+    @property
+    def required_columns(self):
+        return ("domain",) if self.domains == "both" else ()
+
+    def _banks(self, features, metadata):
+        if self.domains == "pooled":
+            return {"pooled": features}
+        domains = metadata["domain"].astype(str).to_numpy()
+        source, target = features[domains == "source"], features[domains == "target"]
+        if len(source) == 0:
+            raise ValueError("domains='both' needs source-domain training clips; none "
+                             "were given (use domains='pooled').")
+        if self.memmixup_neighbours and len(target):
+            ks = min(self.memmixup_neighbours, len(source))
+            nearest = np.argsort(_distances(target, source, "euclidean"), axis=1)[:, :ks]
+            mixed = (self.memmixup_alpha * target[:, None, :]
+                     + (1 - self.memmixup_alpha) * source[nearest])
+            target = np.concatenate([target, mixed.reshape(-1, features.shape[1])])
+        return {"source": source, "target": target} if len(target) else {"source": source}
+
+    def _fit_arrays(self, features, metadata):
+        banks = self._banks(features, metadata)
+        for name, bank in banks.items():
+            if len(bank) < self.k:
+                raise ValueError(f"The {name} bank holds {len(bank)} clip(s), fewer than "
+                                 f"k={self.k}.")
+        arrays = {}
+        if self.local_density != "none":
+            everything = np.concatenate(list(banks.values()))
+            if len(everything) <= self.density_k:
+                raise ValueError(f"Local density needs more than density_k={self.density_k} "
+                                 f"references; the banks hold {len(everything)}.")
+            d = np.sort(_distances(everything, everything, self.metric), axis=1)
+            # Column 0 is each reference's distance to itself (§F drops it).
+            density = np.maximum(d[:, 1:self.density_k + 1].mean(axis=1), 1e-12)
+            start = 0
+            for name, bank in banks.items():
+                arrays[f"{name}_density"] = density[start:start + len(bank)]
+                start += len(bank)
+        for name, bank in banks.items():
+            arrays[f"{name}_bank"] = bank.astype(np.float32)
+            arrays.setdefault(f"{name}_density", np.ones(len(bank)))
+            arrays[f"{name}_density"] = arrays[f"{name}_density"].astype(np.float32)
+        return arrays
+
+    def _bank_names(self):
+        return [n for n in ("pooled", "source", "target") if f"{n}_bank" in self.arrays]
+
+    def _bank_layer(self, name):
+        from asd_keras.layers.knn import NearestNeighbourDistance
+
+        bank = self.arrays[f"{name}_bank"]
+        layer = NearestNeighbourDistance(len(bank), bank.shape[1], self.k, self.metric,
+                                         self.local_density, name=f"knn_{name}")
+        layer.build((None, bank.shape[1]))
+        layer.bank.assign(bank)
+        layer.density.assign(self.arrays[f"{name}_density"])
+        return layer
+
+    def scoring_layer(self):
+        import keras
+
+        dim = self.input_dim
+        inputs = keras.Input((dim,))
+        distances = [self._bank_layer(n)(inputs) for n in self._bank_names()]
+        output = distances[0]
+        for other in distances[1:]:
+            output = keras.ops.minimum(output, other)
+        return keras.Model(inputs, output, name="knn_scorer")
+
+    @property
+    def input_dim(self):
+        return int(self.arrays[f"{self._bank_names()[0]}_bank"].shape[1])
+
+    def domain_distances(self, features):
+        """Each bank's kNN distance per clip: dict bank name -> `(clips,)`."""
+        import keras
+
+        from asd_keras.backends.base import check_features
+
+        features = check_features(features)
+        return {n: keras.ops.convert_to_numpy(self._bank_layer(n)(features)).astype(float)
+                for n in self._bank_names()}
+
+    def get_config(self):
+        return {"k": self.k, "metric": self.metric, "domains": self.domains,
+                "memmixup_neighbours": self.memmixup_neighbours,
+                "memmixup_alpha": self.memmixup_alpha,
+                "local_density": self.local_density, "density_k": self.density_k}
+
+
+def transductive_domain_zscore(distances):
+    """GenRep's domain normalisation: `min_d (x_d - mean_d) / std_d` with each
+    bank's statistics taken over the scored (test) clips themselves,
+    population std (reference methods.md §B). Transductive: it uses the test
+    set, so it is never part of a backend's `score`.
+
+    Args:
+        distances: dict bank name -> `(clips,)` array (`KNNBackend.domain_distances`).
+
+    Returns:
+        `(clips,)` array.
+    """
+    z = [(d - d.mean()) / max(d.std(), 1e-12) for d in distances.values()]
+    return np.min(np.stack(z), axis=0)

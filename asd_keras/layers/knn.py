@@ -1,0 +1,86 @@
+"""Distance to a memory bank: the mean of the k nearest references."""
+
+import keras
+from keras import ops
+
+METRICS = ("euclidean", "cosine")
+NORMALISATIONS = ("none", "ratio", "difference")
+
+
+@keras.saving.register_keras_serializable(package="asd_keras")
+class NearestNeighbourDistance(keras.layers.Layer):
+    """Mean distance to the `k` nearest rows of a memory bank.
+
+    Distances: Euclidean (GenRep's `calc_dist_matrix`, reference methods.md
+    §B) or `0.5 * (1 - cos)` (reference methods.md §F). With local-density
+    normalisation each reference's distance is divided by (`"ratio"`) or
+    reduced by (`"difference"`) its density before the nearest ones are
+    taken, so the nearest normalised reference can differ from the nearest
+    raw one (§F). The bank and densities are non-trainable weights set
+    after fitting (`asd_keras.backends.knn`).
+
+    Args:
+        bank_size: int. References in the bank.
+        dim: int. Feature size.
+        k: int. Neighbours averaged. Defaults to 1.
+        metric: str. `"euclidean"` or `"cosine"`.
+        normalisation: str. `"none"`, `"ratio"` or `"difference"`.
+
+    Call arguments:
+        features: float tensor `(batch, dim)`.
+
+    Returns:
+        float tensor `(batch,)`.
+    """
+
+    def __init__(self, bank_size: int, dim: int, k: int = 1, metric: str = "euclidean",
+                 normalisation: str = "none", **kwargs):
+        super().__init__(**kwargs)
+        if metric not in METRICS:
+            raise ValueError(f"metric must be one of {METRICS}; received {metric!r}.")
+        if normalisation not in NORMALISATIONS:
+            raise ValueError(f"normalisation must be one of {NORMALISATIONS}; received "
+                             f"{normalisation!r}.")
+        if not 1 <= int(k) <= int(bank_size):
+            raise ValueError(f"k must be between 1 and the bank size {bank_size}; "
+                             f"received {k!r}.")
+        self.bank_size, self.dim, self.k = int(bank_size), int(dim), int(k)
+        self.metric, self.normalisation = metric, normalisation
+
+    def build(self, input_shape):
+        self.bank = self.add_weight(shape=(self.bank_size, self.dim), initializer="zeros",
+                                    trainable=False, name="bank")
+        self.density = self.add_weight(shape=(self.bank_size,), initializer="ones",
+                                       trainable=False, name="density")
+
+    def call(self, features):
+        if self.metric == "cosine":
+            x = features / ops.maximum(ops.norm(features, axis=-1, keepdims=True), 1e-12)
+            y = self.bank / ops.maximum(ops.norm(self.bank, axis=-1, keepdims=True), 1e-12)
+            distances = 0.5 * (1.0 - ops.matmul(x, ops.transpose(y)))
+        else:
+            # |x|^2 + |y|^2 - 2<x, y> after moving the origin to the bank's
+            # centre: with raw log-mel levels (|x|^2 ~ 1e6) float32 would
+            # lose the small distances to cancellation, and differently for
+            # each batch shape.
+            centre = ops.mean(self.bank, axis=0, keepdims=True)
+            x, y = features - centre, self.bank - centre
+            squared = (ops.sum(ops.square(x), axis=-1, keepdims=True)
+                       + ops.sum(ops.square(y), axis=-1)[None, :]
+                       - 2.0 * ops.matmul(x, ops.transpose(y)))
+            distances = ops.sqrt(ops.maximum(squared, 0.0))
+        if self.normalisation == "ratio":
+            distances = distances / self.density[None, :]
+        elif self.normalisation == "difference":
+            distances = distances - self.density[None, :]
+        nearest, _ = ops.top_k(-distances, self.k)
+        return -ops.mean(nearest, axis=-1)
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0],)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(bank_size=self.bank_size, dim=self.dim, k=self.k, metric=self.metric,
+                      normalisation=self.normalisation)
+        return config
