@@ -173,6 +173,14 @@ def _checkpoint_dir(out, record, force):
     return folder
 
 
+def _check_out_is_not_run(out, run, what):
+    """`--out` must not be the run folder or hold it: `--force` would delete it."""
+    out, run = Path(out).resolve(), Path(run).resolve()
+    if out == run or out in run.parents:
+        raise ValueError(f"The {what} '{out}' is (or holds) the run folder '{run}'; "
+                         "--force would delete the run. Choose another folder.")
+
+
 def _load_run(run_dir):
     from asd_keras.config import read_yaml_mapping
     from asd_keras.systems import get_system
@@ -211,6 +219,7 @@ def cmd_score(args):
     from asd_keras.utils.runs import seed_run
     from asd_keras.utils.runs import write_run_record
 
+    _check_out_is_not_run(args.out, args.run, "score folder")
     check_output_dir(args.out, args.force, what="score folder")
     system, record = _load_run(args.run)
     seed = seed_run(system.config)
@@ -318,6 +327,7 @@ def cmd_probe(args):
     from asd_keras.utils.runs import write_run_record
 
     out = Path(args.out) if args.out else Path(str(Path(args.run)) + "-probe")
+    _check_out_is_not_run(out, args.run, "probe folder")
     check_output_dir(out, args.force, what="probe folder")
     system, record = _load_run(args.run)
     table = read_dataset(args.data, layout=args.layout)
@@ -345,6 +355,7 @@ def cmd_export(args):
     from asd_keras.utils.io import check_output_dir
     from asd_keras.utils.io import staged_dir
 
+    _check_out_is_not_run(args.out, args.run, "export folder")
     check_output_dir(args.out, args.force, what="export folder")
     system, record = _load_run(args.run)
     with staged_dir(args.out, force=args.force, what="export folder") as stage:

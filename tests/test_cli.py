@@ -1,14 +1,13 @@
 """End to end through the command-line program, as a user runs it."""
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 from tests.helpers import assert_decisions_match
+from tests.helpers import serve_in_fresh_process
 
 from asd_keras.cli import main
 
@@ -117,21 +116,7 @@ def test_export_reloads_in_a_fresh_process(pipeline):
     expected = pd.read_csv(scores / "scores.csv")
     fan = expected[expected["machine_type"] == "fan"].head(6)
     paths = [str(next((data / "dev_data" / "fan").rglob(n))) for n in fan["file_name"]]
-    code = (
-        "import json, sys, numpy as np, soundfile, tensorflow as tf\n"
-        "paths = json.loads(sys.argv[2])\n"
-        "wave = np.stack([soundfile.read(p, dtype='float32')[0] for p in paths])\n"
-        "model = tf.saved_model.load(sys.argv[1])\n"
-        "out = model.signatures['serving_default'](waveform=tf.constant(wave),"
-        " machine_type=tf.constant('fan'))\n"
-        "print(json.dumps([out['anomaly_score'].numpy().tolist(),"
-        " out['decision'].numpy().tolist()]))\n"
-    )
-    result = subprocess.run(
-        [sys.executable, "-c", code, str(export), json.dumps(paths)],
-        capture_output=True, text=True, check=True,
-    )
-    served, decisions = json.loads(result.stdout.strip().splitlines()[-1])
+    served, decisions = serve_in_fresh_process(export, paths, machine_type="fan")
     np.testing.assert_allclose(served, fan["score"], rtol=1e-5, atol=1e-5)
     threshold = json.loads((Path(run) / "models" / "fan_scoring.json").read_text())
     assert_decisions_match(decisions, fan["decision"], fan["score"],

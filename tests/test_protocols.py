@@ -48,6 +48,14 @@ class ConstantExtractor(FeatureExtractor):
     def transform(self, table, verbose=0):
         return {"all": np.full((len(table), 3), self.value, np.float32)}
 
+    def serving_model(self, num_samples=None):
+        import keras
+
+        waveform = keras.Input((num_samples,))
+        value = self.value
+        return keras.Model(waveform, {"all": keras.layers.Lambda(
+            lambda w: keras.ops.zeros_like(w[:, :3]) + value)(waveform)})
+
     def get_config(self):
         return {"value": self.value}
 
@@ -101,6 +109,15 @@ def test_load_errors(tmp_path):
         load_backend(tmp_path)
     with pytest.raises(FileNotFoundError, match="extractor.json"):
         load_extractor(tmp_path)
+
+
+def test_an_incomplete_component_cannot_be_built():
+    class NoLayer(ScoringBackend):
+        def _fit_arrays(self, features, metadata):
+            return {}
+
+    with pytest.raises(TypeError, match="scoring_layer"):
+        NoLayer()
 
 
 def test_extractor_save_load(tmp_path):

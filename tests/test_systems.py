@@ -1,10 +1,6 @@
 """The shared system layer (extractor x backend) end to end through the CLI,
 on the plain layout of a user's own recordings."""
 
-import json
-import subprocess
-import sys
-
 import numpy as np
 import pandas as pd
 import pytest
@@ -14,6 +10,7 @@ from asd_keras.cli import main
 from asd_keras.systems import SYSTEMS
 from asd_keras.systems import AnomalySystem
 from asd_keras.systems import get_system
+from tests.helpers import serve_in_fresh_process
 
 
 def _clip(path, freq, rng, seconds=1.0):
@@ -78,18 +75,8 @@ def test_export_matches_in_process_scores(recordings, tmp_path, backend):
     assert _run("export", "--run", run, "--out", export) == 0
     expected = pd.read_csv(scores / "scores.csv")
     paths = [str(recordings / "pump" / "test" / n) for n in expected["file_name"]]
-    code = (
-        "import json, sys, numpy as np, soundfile, tensorflow as tf\n"
-        "paths = json.loads(sys.argv[2])\n"
-        "wave = np.stack([soundfile.read(p, dtype='float32')[0] for p in paths])\n"
-        "model = tf.saved_model.load(sys.argv[1])\n"
-        "out = model.signatures['serving_default'](waveform=tf.constant(wave),"
-        " machine_type=tf.constant('pump'), section=tf.constant('00'))\n"
-        "print(json.dumps([out['anomaly_score'].numpy().tolist(),"
-        " out['decision'].numpy().tolist()]))\n")
-    result = subprocess.run([sys.executable, "-c", code, str(export), json.dumps(paths)],
-                            capture_output=True, text=True, check=True)
-    served, decisions = json.loads(result.stdout.strip().splitlines()[-1])
+    served, decisions = serve_in_fresh_process(export, paths, machine_type="pump",
+                                               section="00")
     np.testing.assert_allclose(served, expected["score"], rtol=1e-5, atol=1e-5)
     assert decisions == expected["decision"].tolist()
 
@@ -129,6 +116,12 @@ def test_probe_writes_lp_and_md_aucs_and_no_submission(recordings, tmp_path, cap
     assert 0.0 <= row["lp_in_domain_auc"] <= 1.0
     assert np.isnan(row["lp_out_domain_auc"])  # one section: nothing to leave out
     assert not list(out.glob("anomaly_score_*"))
+    # --force must never delete the run it reads.
+    for verb, extra in (("probe", ["--data", recordings]), ("score", ["--data", recordings]),
+                        ("export", [])):
+        assert _run(verb, "--run", run, *extra, "--out", run, "--force") == 2
+        assert "would delete the run" in capsys.readouterr().err
+    assert (run / "thresholds.json").is_file()
     # Unlabelled test clips cannot be probed.
     bare = tmp_path / "bare"
     for split in ("train", "test"):

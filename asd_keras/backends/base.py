@@ -24,6 +24,7 @@ constructor arguments plain (int, float, str, bool), returned by
 atomically, and `load_backend(folder)` rebuilds any registered backend.
 """
 
+import abc
 import json
 from pathlib import Path
 
@@ -61,7 +62,7 @@ def check_features(features, what="features"):
     return array
 
 
-class ScoringBackend:
+class ScoringBackend(abc.ABC):
     """Base class of the scoring backends (see the module docstring).
 
     Class attributes:
@@ -81,13 +82,13 @@ class ScoringBackend:
 
     # -- to implement ---------------------------------------------------------
 
+    @abc.abstractmethod
     def _fit_arrays(self, features, metadata):
         """Returns the fitted state as a dict of NumPy arrays."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def scoring_layer(self):
         """A Keras layer `(batch, dim) -> (batch,)` holding `self.arrays`."""
-        raise NotImplementedError
 
     def get_config(self):
         """The constructor arguments, JSON-serialisable."""

@@ -15,6 +15,8 @@ Approximating Shrinkage estimator, `empirical` the plain maximum-likelihood
 covariance with a pseudo-inverse precision (sklearn's `EmpiricalCovariance`).
 """
 
+import abc
+
 import numpy as np
 
 from asd_keras.backends.base import ScoringBackend
@@ -39,9 +41,9 @@ class _MahalanobisBase(ScoringBackend):
         self.covariance = covariance
         self.squared = bool(squared)
 
+    @abc.abstractmethod
     def _components(self, features, metadata):
         """List of (name, features) to fit one Gaussian each."""
-        raise NotImplementedError
 
     def _fit_arrays(self, features, metadata):
         means, precisions = [], []

@@ -14,6 +14,7 @@ and `_load_weights`. `save(folder)` writes `extractor.json` atomically;
 `load_extractor(folder)` rebuilds any registered extractor.
 """
 
+import abc
 import json
 from pathlib import Path
 
@@ -30,7 +31,7 @@ def get_extractor(name, **config):
     return EXTRACTORS.create(name, **config)
 
 
-class FeatureExtractor:
+class FeatureExtractor(abc.ABC):
     """Base class of the feature extractors (see the module docstring).
 
     Class attributes:
@@ -47,19 +48,19 @@ class FeatureExtractor:
         del table, run_dir, verbose
         return None
 
+    @abc.abstractmethod
     def transform(self, table, verbose=0):
         """Named feature sets of the clips of `table`, in its row order.
 
         Returns:
             dict of str -> float32 array `(clips, dim)`.
         """
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def serving_model(self, num_samples=None):
         """A Keras model from `(batch, num_samples)` waveforms to the dict of
         named features that `transform` returns (`None`: any length, where
         the extractor allows it)."""
-        raise NotImplementedError
 
     def get_config(self):
         return {}

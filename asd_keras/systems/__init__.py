@@ -38,5 +38,4 @@ def describe_system(cls):
     merged = {**SYSTEM_DEFAULTS, **cls.DEFAULTS}
     keys = {**defaults(EXTRACTORS.get(merged["extractor"])),
             **defaults(BACKENDS.get(merged["backend"]))}
-    return {**merged, **{k: v for k, v in keys.items() if k not in merged},
-            **{k: v for k, v in cls.DEFAULTS.items()}}
+    return {**merged, **{k: v for k, v in keys.items() if k not in merged}}
