@@ -7,6 +7,7 @@ replaced without --force.
 
 import argparse
 import json
+import logging
 import os
 import shutil
 import sys
@@ -363,11 +364,12 @@ def cmd_export(args):
         manifest.update(system=record["system"], run=str(Path(args.run).resolve()))
         atomic_write_text(stage / "asd_keras_export.json",
                           json.dumps(manifest, indent=2))
-    inputs = "machine_type string"
-    if "sections" in manifest:
-        inputs += ", section string"
+    names = manifest.get("inputs") or ["waveform", "machine_type"] + (
+        ["section"] if "sections" in manifest else [])
+    inputs = ", ".join(["waveform [clips, samples] float32"]
+                       + [f"{name} string" for name in names[1:]])
     print(f"SavedModel written to '{args.out}' (signature serving_default: "
-          f"waveform [clips, samples] float32, {inputs} -> anomaly_score, decision).")
+          f"{inputs} -> anomaly_score, decision).")
 
 
 # ----------------------------------------------------------------------
@@ -596,6 +598,22 @@ def _handle_sigterm():
     return signal.SIG_DFL if previous is None else previous
 
 
+class _StdoutHandler(logging.Handler):
+    """Prints the library's log messages to the current `sys.stdout` (looked
+    up at each message, so redirections apply)."""
+
+    def emit(self, record):
+        print(self.format(record), file=sys.stdout, flush=True)
+
+
+def _configure_logging():
+    """The library reports progress through `logging`; the program shows it."""
+    logger = logging.getLogger("asd_keras")
+    if not any(isinstance(h, _StdoutHandler) for h in logger.handlers):
+        logger.addHandler(_StdoutHandler(logging.INFO))
+    logger.setLevel(logging.INFO)
+
+
 def main(argv=None):
     """Runs the program; returns its exit code.
 
@@ -606,6 +624,7 @@ def main(argv=None):
     import signal
 
     args = build_parser().parse_args(argv)
+    _configure_logging()
     previous = _handle_sigterm()
     try:
         args.func(args)

@@ -7,7 +7,7 @@ process, one after the other:
 - baseline: the DCASE baselines' way, every stacked log-mel vector of every
   clip in one NumPy array, then `model.fit(x, x, validation_split=0.1,
   shuffle=True)` with Keras' defaults (reference dcase.md 2.3);
-- asd-keras: `DenseAutoencoderSystem.fit`, streaming `tf.data` with an
+- asd-keras: the `dense_ae` system's `fit`, streaming `tf.data` with an
   on-disk feature cache, block shuffling and the system's step settings
   (`jit_compile="auto"`: no XLA on a CPU), and again with XLA forced on.
 
@@ -109,25 +109,18 @@ def worker(mode, data, epochs):
                   validation_split=0.1, verbose=0, callbacks=[timer])
         train_vectors = len(vectors) - int(len(vectors) * 0.1)
     else:
-        from asd_keras.models.dense_ae import DenseAutoencoderSystem
+        from asd_keras.systems import get_system
 
-        original = keras.Model.fit
-
-        def fit(model, *args, **kwargs):
-            kwargs["callbacks"] = list(kwargs.get("callbacks") or []) + [timer]
-            return original(model, *args, **kwargs)
-
-        keras.Model.fit = fit  # the system's fit() takes no callbacks yet
         config = {"epochs": epochs, "batch_size": BATCH}
         if mode == "asd_keras_xla":
             config["jit_compile"] = True
-        system = DenseAutoencoderSystem(config)
+        system = get_system("dense_ae")(config)
         with tempfile.TemporaryDirectory() as run:
-            system.fit(table, run, verbose=0)
-        keras.Model.fit = original
+            system.fit(table, run, verbose=0, callbacks=[timer])
+        extractor = system.members[0]["extractors"]["fan"]
         paths = sorted(train["path"])
-        frames = system._loader().check(paths, progress=False)["frames"]
-        counts = [system.frontend.num_vectors(f) for f in frames]
+        frames = extractor.loader().check(paths, progress=False)["frames"]
+        counts = [extractor.frontend.num_vectors(f) for f in frames]
         n_val = int(len(paths) * 0.1)
         train_vectors = int(sum(counts[: len(paths) - n_val]))
     total = time.perf_counter() - start
@@ -184,7 +177,7 @@ def main():
               "| GFLOP/s in epochs | share of peak |")
         print("|---|---|---:|---:|---:|---:|---:|")
         for mode, name in (("baseline", "baseline: NumPy array + model.fit"),
-                           ("asd_keras", "asd-keras: DenseAutoencoderSystem.fit"),
+                           ("asd_keras", "asd-keras: dense_ae system fit"),
                            ("asd_keras_xla", "asd-keras, jit_compile=true")):
             r = results[mode]
             rate = 6 * MACS * r["train_vectors"] / r["epoch_s"] / 1e9

@@ -61,7 +61,7 @@ def main(argv=None):
     import tensorflow as tf
 
     from asd_keras.systems import get_system
-    from asd_keras.models.dense_ae import DenseAutoencoderSystem
+    from asd_keras.extractors import get_extractor
     from asd_keras.models.dense_ae import dense_autoencoder
 
     keras.utils.set_random_seed(0)
@@ -74,7 +74,13 @@ def main(argv=None):
     # The baseline runs twice (first and last) so that TensorFlow's start-up
     # warm-up does not count against it; the faster run is kept.
     base = _timed_epoch(ae, x, args.batch, x, args.repeats)
-    fn = DenseAutoencoderSystem().score_function(ae, np.stack([np.eye(128)] * 2))
+    extractor = get_extractor("dense_ae")
+    extractor.model = ae
+    features = extractor.serving_model(None)
+
+    def fn(waveforms):
+        return features(waveforms, training=False)["squared_error"]
+
     base_clips = _timed_scoring(fn, waves, args.repeats)
     for name in ("egbad", "ganomaly", "skip_ganomaly"):
         system = get_system(name)({"batch_size": args.batch})

@@ -219,7 +219,7 @@ def test_nan_samples_end_in_a_clear_cli_error(trained_run, dev_sets, tmp_path, c
 
 def test_truncated_model_file(trained_run, dev_sets, tmp_path, capsys):
     run = _copy(trained_run, tmp_path / "run")
-    model = run / "models" / "fan.keras"
+    model = run / "members" / "member0" / "extractors" / "fan" / "model.keras"
     model.write_bytes(model.read_bytes()[: model.stat().st_size // 2])
     assert _run("score", "--run", run, "--data", dev_sets["dcase2023"],
                 "--out", tmp_path / "scores") == 2

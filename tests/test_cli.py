@@ -35,7 +35,7 @@ def test_run_folder_records_what_produced_it(pipeline):
     assert record["environment"]["packages"]["tensorflow"].startswith("2.21")
     config = (run / "config.yaml").read_text()
     assert "hidden_units: 32" in config and "system: dense_ae" in config
-    assert (run / "models" / "fan.keras").is_file()
+    assert (run / "members" / "member0" / "extractors" / "fan" / "model.keras").is_file()
     assert (run / "data_summary.csv").is_file()
     assert not list(run.parent.glob("run.partial-*"))
 
@@ -111,6 +111,7 @@ def test_export_reloads_in_a_fresh_process(pipeline):
     assert _run("export", "--run", run, "--out", export) == 0
     manifest = json.loads((export / "asd_keras_export.json").read_text())
     assert manifest["machine_types"] == ["fan", "valve"]
+    assert manifest["inputs"] == ["waveform", "machine_type"]
     scores = base / "scores_for_export"
     assert _run("score", "--run", run, "--data", data / "dev_data", "--out", scores) == 0
     expected = pd.read_csv(scores / "scores.csv")
@@ -118,6 +119,5 @@ def test_export_reloads_in_a_fresh_process(pipeline):
     paths = [str(next((data / "dev_data" / "fan").rglob(n))) for n in fan["file_name"]]
     served, decisions = serve_in_fresh_process(export, paths, machine_type="fan")
     np.testing.assert_allclose(served, fan["score"], rtol=1e-5, atol=1e-5)
-    threshold = json.loads((Path(run) / "models" / "fan_scoring.json").read_text())
-    assert_decisions_match(decisions, fan["decision"], fan["score"],
-                           threshold["threshold_mse"])
+    threshold = json.loads((Path(run) / "thresholds.json").read_text())
+    assert_decisions_match(decisions, fan["decision"], fan["score"], threshold["fan"])

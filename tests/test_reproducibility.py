@@ -46,8 +46,8 @@ def test_deterministic_runs_give_identical_scores(runs):
     assert len(a) == len(b) > 0
     # Same machine, same command, op determinism on: bit-identical.
     pd.testing.assert_frame_equal(a, b, check_exact=True)
-    history_a = pd.read_csv(runs / "a" / "run" / "history" / "fan.csv")
-    history_b = pd.read_csv(runs / "b" / "run" / "history" / "fan.csv")
+    history_a = pd.read_csv(runs / "a" / "run" / "history" / "member0_fan.csv")
+    history_b = pd.read_csv(runs / "b" / "run" / "history" / "member0_fan.csv")
     pd.testing.assert_frame_equal(history_a, history_b, check_exact=True)
     for name in ("a", "b"):
         record = json.loads((runs / name / "run" / "run.json").read_text())

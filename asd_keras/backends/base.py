@@ -70,11 +70,15 @@ class ScoringBackend(abc.ABC):
         required_columns: tuple of str. Metadata columns `fit` needs.
         uses_test_labels: bool. True for evaluation protocols that are fitted
             on labelled test clips; such a backend is never a detector.
+        fits_on_frames: bool. The backend prefers frame-level features
+            (`fit_frames`) when the extractor gives them; it still fits on
+            clip features otherwise.
     """
 
     name = None
     required_columns = ()
     uses_test_labels = False
+    fits_on_frames = False
 
     def __init__(self):
         self.arrays = None
@@ -134,6 +138,31 @@ class ScoringBackend(abc.ABC):
         features = check_features(features)
         metadata = self._check_metadata(metadata, len(features), self.required_columns)
         arrays = self._fit_arrays(features, metadata)
+        self.arrays = {k: np.asarray(v) for k, v in arrays.items()}
+        self._layer = None
+        return self
+
+    def _fit_frames(self, batches, metadata):
+        """Returns the fitted state from frame-level batches (see `fit_frames`)."""
+        raise ValueError(f"Backend {self.name!r} does not fit on frame-level features.")
+
+    def fit_frames(self, batches, metadata=None):
+        """Fits the backend on frame-level features of normal training clips.
+
+        Args:
+            batches: iterable of `(values, rows)`: `values` `(n, k, dim)`
+                frame-level features, `rows` `(n,)` the metadata rows of the
+                clips they come from.
+            metadata: DataFrame with one row per clip.
+
+        Returns:
+            self.
+        """
+        if metadata is None:
+            raise ValueError(f"Backend {self.name!r} needs the clips' metadata to fit "
+                             "on frames; received None.")
+        metadata = self._check_metadata(metadata, len(metadata), self.required_columns)
+        arrays = self._fit_frames(batches, metadata)
         self.arrays = {k: np.asarray(v) for k, v in arrays.items()}
         self._layer = None
         return self

@@ -6,7 +6,13 @@
   target); the score is the minimum over domains, the rule of the DCASE
   baselines' MAHALA score applied to clip features.
 
-The covariance estimator comes from scikit-learn. The default is
+- `mahala`: the DCASE 2023+ baseline's selective Mahalanobis score
+  (reference dcase.md 3), reproduced with its quirks: zero-mean residual
+  chunks, covariances accumulated over shuffled batches of frame-level
+  residuals, each batch centred by its own mean, divided by the number of
+  stacked vectors, plain inverses; the minimum over the two domains.
+
+The covariance estimator of the first two comes from scikit-learn. The default is
 Ledoit-Wolf shrinkage (`sklearn.covariance.LedoitWolf`): clip features often
 have more dimensions than there are clips (e.g. 768-dim embeddings of ~1000
 clips, or 10 target clips per section), where the empirical covariance is
@@ -30,6 +36,18 @@ def _estimator(name):
 
     return {"ledoit_wolf": covariance.LedoitWolf, "oas": covariance.OAS,
             "empirical": covariance.EmpiricalCovariance}[name]()
+
+
+def _distance_layer(arrays, squared):
+    """A `MahalanobisDistance` layer holding fitted means and precisions."""
+    from asd_keras.layers.mahalanobis import MahalanobisDistance
+
+    means, precisions = arrays["means"], arrays["precisions"]
+    layer = MahalanobisDistance(len(means), means.shape[1], squared)
+    layer.build((None, means.shape[1]))
+    layer.means.assign(means)
+    layer.precisions.assign(precisions)
+    return layer
 
 
 class _MahalanobisBase(ScoringBackend):
@@ -58,14 +76,7 @@ class _MahalanobisBase(ScoringBackend):
                 "precisions": np.asarray(precisions, np.float32)}
 
     def scoring_layer(self):
-        from asd_keras.layers.mahalanobis import MahalanobisDistance
-
-        means, precisions = self.arrays["means"], self.arrays["precisions"]
-        layer = MahalanobisDistance(len(means), means.shape[1], self.squared)
-        layer.build((None, means.shape[1]))
-        layer.means.assign(means)
-        layer.precisions.assign(precisions)
-        return layer
+        return _distance_layer(self.arrays, self.squared)
 
     @property
     def input_dim(self):
@@ -103,3 +114,133 @@ class DomainMahalanobisBackend(_MahalanobisBase):
         domains = metadata["domain"].astype(str).to_numpy()
         return [(f"{d} domain", features[domains == d])
                 for d in ("source", "target") if (domains == d).any()]
+
+
+@register_backend("mahala")
+class SelectiveMahalanobisBackend(ScoringBackend):
+    """The DCASE baselines' MAHALA: min over domains of d^T inv(S_domain) d.
+
+    Fitted on frame-level residual chunks when the extractor gives them
+    (`dense_ae`), otherwise on the clip features themselves (each clip one
+    "vector"). Scores the clip-mean feature `d` against each domain's
+    zero-mean Gaussian (reference dcase.md 3).
+    """
+
+    required_columns = ("domain",)
+    fits_on_frames = True
+
+    def _fit_frames(self, batches, metadata):
+        from tqdm.auto import tqdm
+
+        is_target = (metadata["domain"].astype(str) == "target").to_numpy()
+        accumulator = None
+        for values, rows in tqdm(batches, desc="MAHALA covariance", unit="batch",
+                                 leave=False, disable=None):
+            values = np.asarray(values)
+            if accumulator is None:
+                accumulator = ResidualCovariance(values.shape[-1])
+            accumulator.update(values.reshape(len(values), -1), is_target[rows])
+        if accumulator is None:
+            raise ValueError("MAHALA received no training features.")
+        inverses = accumulator.inverses()
+        return {"means": np.zeros(inverses.shape[:2], np.float32), "precisions": inverses}
+
+    def _fit_arrays(self, features, metadata):
+        return self._fit_frames([(features[:, None, :], np.arange(len(features)))],
+                                metadata)
+
+    def scoring_layer(self):
+        # Squared, as the baseline's d^T inv(S) d.
+        return _distance_layer(self.arrays, squared=True)
+
+    @property
+    def input_dim(self):
+        return int(self.arrays["means"].shape[1])
+
+
+class ResidualCovariance:
+    """Accumulates the per-domain residual covariance of the 2023+ baseline.
+
+    Args:
+        chunk_dim: int. Size of one residual chunk (`n_mels`, 128).
+
+    Example:
+    >>> acc = ResidualCovariance(128)
+    >>> acc.update(residual_batch, is_target_batch)  # doctest: +SKIP
+    >>> inverses = acc.inverses()  # (2, 128, 128): source, target
+    """
+
+    def __init__(self, chunk_dim=128):
+        self.chunk_dim = int(chunk_dim)
+        self._sums = np.zeros((2, self.chunk_dim, self.chunk_dim))
+        self._counts = np.zeros(2, dtype=np.int64)
+
+    def update(self, residuals, is_target):
+        """Adds one batch of residual vectors (`k * chunk_dim` values each)
+        with their domain flags."""
+        residuals = np.asarray(residuals, dtype=np.float64)
+        is_target = np.asarray(is_target, dtype=bool)
+        if residuals.ndim != 2 or residuals.shape[1] % self.chunk_dim:
+            raise ValueError(
+                "residuals must be (batch, k * chunk_dim); received shape "
+                f"{residuals.shape} with chunk_dim={self.chunk_dim}.")
+        for domain in (0, 1):
+            part = residuals[is_target == bool(domain)]
+            if len(part) == 0:
+                continue
+            chunks = part.reshape(-1, self.chunk_dim)
+            centred = chunks - chunks.mean(axis=0, keepdims=True)
+            self._sums[domain] += centred.T @ centred
+            # Counts stacked vectors, not chunks: the baseline's divisor.
+            self._counts[domain] += len(part)
+
+    def covariances(self):
+        """(2, d, d) source and target covariances.
+
+        Without target vectors the target covariance is the source one, as
+        in the baseline.
+        """
+        if self._counts[0] < 2:
+            raise ValueError("MAHALA needs at least 2 source-domain training vectors; "
+                             f"received {self._counts[0]}.")
+        covs = np.empty_like(self._sums)
+        covs[0] = self._sums[0] / (self._counts[0] - 1)
+        if self._counts[1] >= 2:
+            covs[1] = self._sums[1] / (self._counts[1] - 1)
+        else:
+            covs[1] = covs[0]
+        return covs
+
+    def inverses(self):
+        """(2, d, d) inverse covariances, float32."""
+        try:
+            inverses = np.linalg.inv(self.covariances())
+        except np.linalg.LinAlgError:
+            raise ValueError(
+                "A residual covariance is singular (too few or identical training "
+                "clips). Train on more clips or use score=mse.") from None
+        return inverses.astype(np.float32)
+
+
+@register_backend("feature_mean")
+class FeatureMeanBackend(ScoringBackend):
+    """The mean of a clip's feature vector as its score.
+
+    With the `dense_ae` extractor's `squared_error` features this is the
+    DCASE baselines' MSE score (reference dcase.md 2.4). Nothing is fitted
+    but the feature size.
+    """
+
+    def _fit_arrays(self, features, metadata):
+        return {"dim": np.asarray(features.shape[1], np.int64)}
+
+    def scoring_layer(self):
+        from asd_keras.layers.reconstruction import FeatureMean
+
+        layer = FeatureMean()
+        layer.build((None, self.input_dim))  # export tracks built layers only
+        return layer
+
+    @property
+    def input_dim(self):
+        return int(self.arrays["dim"])

@@ -9,3 +9,4 @@ from asd_keras.extractors.base import get_extractor
 from asd_keras.extractors.base import load_extractor
 from asd_keras.extractors.base import register_extractor
 from asd_keras.extractors import logmel_stats  # noqa: F401
+from asd_keras.extractors import autoencoder  # noqa: F401

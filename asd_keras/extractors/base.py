@@ -10,7 +10,13 @@ SavedModel computes exactly what `transform` computes.
 
 Subclasses implement `transform`, `serving_model` and `get_config` (plain
 constructor arguments), and for trained extractors `fit`, `_save_weights`
-and `_load_weights`. `save(folder)` writes `extractor.json` atomically;
+and `_load_weights`. A trained extractor builds its models inside
+`context.scope()` and trains them with `context.fit` (`asd_keras.utils.
+training.TrainingContext`), which adds the run's callbacks, TensorBoard,
+resumable backups and the `tf.distribute` strategy. An extractor whose
+features are clip means of frame-level values may also give those frames
+(`frame_sets`, `frame_batches`) to backends that fit on frames.
+`save(folder)` writes `extractor.json` atomically;
 `load_extractor(folder)` rebuilds any registered extractor.
 """
 
@@ -37,16 +43,30 @@ class FeatureExtractor(abc.ABC):
     Class attributes:
         name: str. Registry name (set by `register_extractor`).
         trainable: bool. Whether `fit` learns anything.
+        frame_sets: tuple of str. Feature sets `frame_batches` can give.
     """
 
     name = None
     trainable = False
+    frame_sets = ()
 
-    def fit(self, table, run_dir=None, verbose=1):
+    def fit(self, table, context, name=None):
         """Learns from the training clips of `table`; returns a history
-        DataFrame or None. A no-op for training-free extractors."""
-        del table, run_dir, verbose
+        DataFrame or None. A no-op for training-free extractors.
+
+        Args:
+            table: DataFrame of the (normal) training rows.
+            context: `TrainingContext` of the run.
+            name: str. Unique name of this model within the run.
+        """
+        del table, context, name
         return None
+
+    def frame_batches(self, table, feature_set):
+        """Batches `(values (n, k, dim), rows (n,))` of frame-level features
+        whose clip means make `feature_set` (see `frame_sets`)."""
+        raise ValueError(f"Extractor {self.name!r} gives no frame-level features "
+                         f"(feature set {feature_set!r}).")
 
     @abc.abstractmethod
     def transform(self, table, verbose=0):

@@ -11,5 +11,8 @@ from asd_keras.layers.spectral import LinearSpectrogram
 from asd_keras.layers.spectral import TemporalMeanNormalization
 from asd_keras.layers.statistics import LogMelSpectrogram
 from asd_keras.layers.statistics import LogMelStatistics
+from asd_keras.layers.statistics import LogMelVectors
+from asd_keras.layers.reconstruction import FeatureMean
+from asd_keras.layers.reconstruction import FrameReconstruction
 from asd_keras.layers.mahalanobis import MahalanobisDistance
 from asd_keras.layers.knn import NearestNeighbourDistance

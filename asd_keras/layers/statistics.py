@@ -129,3 +129,47 @@ class LogMelStatistics(keras.layers.Layer):
         config = super().get_config()
         config.update(statistics=self.statistics)
         return config
+
+
+@keras.saving.register_keras_serializable(package="asd_keras")
+class LogMelVectors(LogMelSpectrogram):
+    """Stacked log-mel vectors of the DCASE autoencoders (`LogMelFrontend.vectors`).
+
+    Vector t concatenates frames t .. t + n_frames - 1 of the log-mel
+    spectrogram, frame-major (reference dcase.md 2.1).
+
+    Args:
+        n_frames: int. Frames per vector. Defaults to `5`.
+        **kwargs: the arguments of `LogMelSpectrogram`.
+
+    Call arguments:
+        waveform: float tensor `(batch, samples)`.
+
+    Returns:
+        float tensor `(batch, vectors, n_frames * n_mels)`.
+
+    Example:
+    >>> LogMelVectors()(np.zeros((2, 16000), "float32")).shape
+    TensorShape([2, 28, 640])
+    """
+
+    def __init__(self, n_frames=5, **kwargs):
+        super().__init__(**kwargs)
+        if isinstance(n_frames, bool) or not isinstance(n_frames, int) or n_frames < 1:
+            raise ValueError(f"n_frames must be an integer >= 1; received {n_frames!r}.")
+        self.n_frames = n_frames
+
+    def call(self, waveform):
+        from asd_keras.features.spectral import stack_frames
+
+        return stack_frames(self.frontend.spectrogram(waveform), self.n_frames)
+
+    def compute_output_shape(self, input_shape):
+        *lead, frames, bins = super().compute_output_shape(input_shape)
+        vectors = None if frames is None else frames - self.n_frames + 1
+        return (*lead, vectors, self.n_frames * bins)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(n_frames=self.n_frames)
+        return config

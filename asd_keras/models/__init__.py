@@ -1,6 +1,5 @@
 """Anomaly detection systems, one module per system family."""
 
-from asd_keras.models.dense_ae import DenseAutoencoderSystem
 from asd_keras.models.dense_ae import dense_autoencoder
 from asd_keras.models.gan import EGBAD
 from asd_keras.models.gan import EGBADSystem

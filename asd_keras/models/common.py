@@ -22,7 +22,7 @@ def training_split(table, run_dir, loader):
     return train
 
 
-def score_clips(paths, loader, score_fn, keys, batch_clips=8, desc="Scoring"):
+def score_clips(paths, loader, score_fn, keys, batch_clips=8, desc="Scoring", progress=True):
     """Runs a waveform-to-scores function over clips, batching equal lengths.
 
     Args:
@@ -34,6 +34,7 @@ def score_clips(paths, loader, score_fn, keys, batch_clips=8, desc="Scoring"):
             per clip are checked to be finite.
         batch_clips: int. Clips per call.
         desc: str. Progress bar label.
+        progress: bool. Show the progress bar.
 
     Returns:
         dict key -> array with one row per path, in the order of `paths`.
@@ -45,7 +46,7 @@ def score_clips(paths, loader, score_fn, keys, batch_clips=8, desc="Scoring"):
     frames = info["frames"].to_numpy()
     order = np.argsort(frames, kind="stable")
     out = {}
-    bar = tqdm(total=len(paths), desc=desc, unit="clip", leave=False)
+    bar = tqdm(total=len(paths), desc=desc, unit="clip", leave=False, disable=not progress)
     for length in np.unique(frames):
         idx = order[frames[order] == length]
         ds = clip_dataset([paths[i] for i in idx], loader).batch(int(batch_clips))

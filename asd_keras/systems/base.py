@@ -6,25 +6,35 @@ preset (`register_system`). Its configuration is flat, as on the command
 line (`asd-keras train --system logmel_stats backend=knn k=3`):
 
 - the system's own keys (`SYSTEM_DEFAULTS`): `extractor`, `backend`,
-  `grouping`, `feature_set`, `ensemble_size`, `threshold`,
-  `threshold_quantile`, `seed`, `deterministic`;
+  `extractor_grouping`, `grouping`, `feature_set`, `ensemble_size`,
+  `threshold`, `threshold_quantile`, `seed`, `deterministic`,
+  `tensorboard`, `distribute`;
+- a preset's named options (`OPTIONS`, e.g. the dense AE's `score=mahala`),
+  each value standing for a set of other keys;
 - every other key goes to the extractor or the backend whose constructor
   takes it (a key both take, or none, is an error naming the key).
 
 The run folder (one layout for every system):
 
-    members/member<r>/extractor/            FeatureExtractor.save
+    members/member<r>/extractors/<group>/   FeatureExtractor.save
     members/member<r>/backends/<group>/     ScoringBackend.save
+    history/<member>_<group>.csv            training histories (trained extractors)
+    tensorboard/<member>_<group>/           with tensorboard=true
     thresholds.json                         group -> decision threshold
     train_scores.csv                        training clips' scores
 
-The extractor is fitted once per ensemble member on all training clips; the
-backend once per member and group (`grouping`: one per machine type, per
-section of a machine type, or one for all clips). A clip's score is the sum
-over members of its group's backend score, as the Wilkinghoff ensembles.
+Each ensemble member fits one extractor per `extractor_grouping` group (all
+clips, each machine type or each section) and one backend per `grouping`
+group, which must be as fine or finer. A clip's score is the sum over
+members of its group's backend score, as the Wilkinghoff ensembles.
+
+`fit` takes Keras callbacks and a checkpoint folder: finished extractors
+are kept there and an unfinished Keras training is backed up every epoch,
+so a repeated `fit` after an interruption resumes where it stopped.
 """
 
 import json
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -46,14 +56,19 @@ from asd_keras.utils.io import atomic_write_dataframe
 from asd_keras.utils.io import atomic_write_text
 from asd_keras.utils.registry import Registry
 from asd_keras.utils.registry import defaults
+from asd_keras.utils.training import DISTRIBUTE
+from asd_keras.utils.training import TrainingContext
+
+logger = logging.getLogger(__name__)
 
 SYSTEMS = Registry("system")
-GROUPINGS = ("machine_type", "section", "all")
+GROUPINGS = ("all", "machine_type", "section")  # coarse to fine
 THRESHOLDS = ("gamma", "percentile")
 
 SYSTEM_DEFAULTS = {
     "extractor": "logmel_stats",
     "backend": "mahalanobis",
+    "extractor_grouping": "all",
     "grouping": "section",
     "feature_set": None,
     "ensemble_size": 1,
@@ -61,17 +76,23 @@ SYSTEM_DEFAULTS = {
     "threshold_quantile": 0.9,
     "seed": 0,
     "deterministic": False,
+    "tensorboard": False,
+    "distribute": "none",
 }
 SYSTEM_SCHEMA = {
     "extractor": string(),
     "backend": string(),
+    "extractor_grouping": choice(*GROUPINGS),
     "grouping": choice(*GROUPINGS),
     "feature_set": string(optional=True),
     "ensemble_size": integer(min=1),
     "threshold": choice(*THRESHOLDS),
     "threshold_quantile": number(gt=0, lt=1),
-    "seed": integer(min=0),
+    # NumPy's seeds are 32-bit unsigned.
+    "seed": integer(min=0, max=2**32 - 1),
     "deterministic": boolean(),
+    "tensorboard": boolean(),
+    "distribute": choice(*DISTRIBUTE),
 }
 
 
@@ -98,10 +119,12 @@ def _metadata(table):
 
 
 class AnomalySystem:
-    """Extractor x backend x grouping x ensemble x threshold rule.
+    """Extractor x backend x groupings x ensemble x threshold rule.
 
     Presets subclass it with `DEFAULTS` (values of the system keys and of
-    the component keys) and register with `register_system`.
+    the component keys) and optionally `OPTIONS` (`{key: {value: {other
+    keys}}}`: a named choice standing for several keys), and register with
+    `register_system`.
 
     Args:
         config: dict of flat configuration keys (see the module docstring).
@@ -109,48 +132,79 @@ class AnomalySystem:
 
     name = None
     DEFAULTS = {}
-    resumable = False
+    OPTIONS = {}
 
     def __init__(self, config=None):
         user = dict(config or {})
-        merged = {**SYSTEM_DEFAULTS, **self.DEFAULTS, **user}
+        options = self._expand_options(user)
+        preset = {k: v for k, v in self.DEFAULTS.items() if k not in self.OPTIONS}
+        merged = {**SYSTEM_DEFAULTS, **preset, **user}
         extractor_cls = EXTRACTORS.get(merged["extractor"])
         backend_cls = BACKENDS.get(merged["backend"])
         extractor_keys, backend_keys = defaults(extractor_cls), defaults(backend_cls)
         # Preset values meant for another extractor or backend (chosen by the
         # user) are dropped; the user's own keys must fit somewhere.
-        components = {k: v for k, v in {**self.DEFAULTS, **user}.items()
+        components = {k: v for k, v in {**preset, **user}.items()
                       if k not in SYSTEM_DEFAULTS and (
                           k in user or k in extractor_keys or k in backend_keys)}
         unknown = sorted(k for k in components
                          if k not in extractor_keys and k not in backend_keys)
         if unknown:
+            valid = set(SYSTEM_DEFAULTS) | set(self.OPTIONS) | set(extractor_keys) | set(
+                backend_keys)
             raise ValueError(
                 f"Unknown configuration key(s) {unknown} for system {self.name!r} with "
                 f"extractor {merged['extractor']!r} and backend {merged['backend']!r}. "
-                f"Valid keys: {sorted(set(SYSTEM_DEFAULTS) | set(extractor_keys) | set(backend_keys))}.")
-        both = sorted(k for k in components if k in extractor_keys and k in backend_keys
-                      and k != "seed")
+                f"Valid keys: {sorted(valid)}.")
+        both = sorted(k for k in components if k in extractor_keys and k in backend_keys)
         if both:
             raise ValueError(f"Configuration key(s) {both} are taken by both the extractor "
                              f"{merged['extractor']!r} and the backend {merged['backend']!r}.")
         system = validate_config({k: merged[k] for k in SYSTEM_DEFAULTS}, SYSTEM_SCHEMA)
+        if GROUPINGS.index(system["grouping"]) < GROUPINGS.index(system["extractor_grouping"]):
+            raise ValueError(
+                f"grouping={system['grouping']!r} is coarser than extractor_grouping="
+                f"{system['extractor_grouping']!r}: each backend group must lie within "
+                "one extractor group. Choose a grouping at least as fine.")
         self.extractor_config = {k: v for k, v in components.items() if k in extractor_keys}
         self.backend_config = {k: v for k, v in components.items() if k in backend_keys}
-        # Build once now: the components validate their own values before
-        # any audio is read.
-        EXTRACTORS.create(system["extractor"], **self._seeded(self.extractor_config,
-                                                              extractor_keys, 0))
-        BACKENDS.create(system["backend"], **self._seeded(self.backend_config,
-                                                          backend_keys, 0))
-        self.config = {**system, **self.extractor_config, **self.backend_config}
+        self.config = system
+        # Built once now: the components validate their own values before
+        # any audio is read, and the run records every resolved value.
+        extractor = self._new_extractor(0)
+        backend = self._new_backend(0)
+        resolved = {**extractor.get_config(), **backend.get_config()}
+        resolved.pop("seed", None)  # the system's seed (+ member) is used
+        self.config = {**options, **system, **resolved}
         self.members = []
         self.thresholds = {}
         self.data_choices = {}
 
+    def _expand_options(self, user):
+        """Replaces the preset's named options in `user` by the keys they stand
+        for; returns the options' values."""
+        values = {}
+        for key, choices in self.OPTIONS.items():
+            value = user.pop(key, self.DEFAULTS.get(key))
+            if value not in choices:
+                raise ValueError(f"{key} must be one of {tuple(choices)}; received "
+                                 f"{value!r}.")
+            values[key] = value
+            for name, implied in choices[value].items():
+                if name in user and user[name] != implied:
+                    raise ValueError(f"{key}={value} means {name}={implied!r}, but "
+                                     f"{name}={user[name]!r} was given; drop one of them.")
+                user[name] = implied
+        return values
+
+    @property
+    def resumable(self):
+        """Whether `fit` trains anything that a checkpoint folder can resume."""
+        return bool(EXTRACTORS.get(self.config["extractor"]).trainable)
+
     @staticmethod
     def _seeded(config, keys, seed):
-        return {**config, "seed": seed} if "seed" in keys and "seed" not in config else config
+        return {**config, "seed": seed} if "seed" in keys else config
 
     def _new_extractor(self, member):
         keys = defaults(EXTRACTORS.get(self.config["extractor"]))
@@ -162,50 +216,112 @@ class AnomalySystem:
         return BACKENDS.create(self.config["backend"], **self._seeded(
             self.backend_config, keys, self.config["seed"] + member))
 
-    def _features(self, extractor, table, verbose):
-        sets = extractor.transform(table, verbose=verbose)
+    def _set_name(self, sets):
         name = self.config["feature_set"]
         if name is None:
             if len(sets) != 1:
                 raise ValueError(f"Extractor {self.config['extractor']!r} gives the feature "
                                  f"sets {sorted(sets)}; choose one with feature_set=NAME.")
-            name = next(iter(sets))
+            return next(iter(sets))
         if name not in sets:
             raise ValueError(f"feature_set={name!r} is not one of the extractor's sets "
                              f"{sorted(sets)}.")
-        return sets[name]
+        return name
+
+    def _transform(self, extractors, table, verbose):
+        """The chosen feature set of every row, each row by its group's extractor."""
+        keys = _group_keys(table, self.config["extractor_grouping"])
+        unseen = sorted(set(keys) - set(extractors))
+        if unseen:
+            raise ValueError(
+                f"No trained extractor for {unseen} (extractor_grouping="
+                f"{self.config['extractor_grouping']!r}); trained: {sorted(extractors)}.")
+        out = None
+        for group in sorted(keys.unique()):
+            rows = (keys == group).to_numpy()
+            sets = extractors[group].transform(table[rows], verbose=verbose)
+            values = sets[self._set_name(sets)]
+            if out is None:
+                out = np.zeros((len(table),) + values.shape[1:], np.float32)
+            out[rows] = values
+        return out
 
     # -- fit ---------------------------------------------------------------
 
-    def fit(self, table, run_dir, verbose=1):
-        """Fits every member's extractor and per-group backends; writes the run.
+    def fit(self, table, run_dir, verbose=1, callbacks=None, checkpoint_dir=None):
+        """Fits every member's extractors and backends; writes the run.
+
+        Args:
+            table: DataFrame from `read_dataset` (its train split is used).
+            run_dir: str or Path. The run folder.
+            verbose: int. Keras `fit` verbosity and progress bars.
+            callbacks: list of `keras.callbacks.Callback` for every Keras
+                training of the extractors.
+            checkpoint_dir: str or Path, optional. Finished extractors and
+                epoch backups go there; a repeated `fit` with the same folder
+                resumes from them.
 
         Returns:
             DataFrame of the training clips with their `score` and `group`.
         """
+        run_dir = Path(run_dir)
+        run_dir.mkdir(parents=True, exist_ok=True)
         train = require_split(table, "train").reset_index(drop=True)
+        extractor_groups = _group_keys(train, self.config["extractor_grouping"])
         groups = _group_keys(train, self.config["grouping"])
+        checkpoints = None if checkpoint_dir is None else Path(checkpoint_dir)
+        context = TrainingContext(
+            run_dir, callbacks, self.config["tensorboard"],
+            None if checkpoints is None else checkpoints / "training",
+            self.config["distribute"], verbose)
         total = np.zeros(len(train))
         self.members = []
         for member in range(self.config["ensemble_size"]):
-            extractor = self._new_extractor(member)
-            extractor.fit(train, run_dir, verbose=verbose)
-            features = self._features(extractor, train, verbose)
+            extractors = {}
+            for group in sorted(extractor_groups.unique()):
+                rows = train[(extractor_groups == group).to_numpy()]
+                extractors[group] = self._fit_extractor(member, group, rows, context,
+                                                        checkpoints)
+            features = self._transform(extractors, train, verbose)
             backends = {}
             for group in sorted(groups.unique()):
                 rows = (groups == group).to_numpy()
-                backend = self._new_backend(member).fit(features[rows],
-                                                        _metadata(train[rows]))
-                backends[group] = backend
-                total[rows] += backend.score(features[rows])
-            self.members.append({"extractor": extractor, "backends": backends})
+                owner = extractors[extractor_groups[rows].iloc[0]]
+                backends[group] = self._fit_backend(member, owner, train[rows],
+                                                    features[rows])
+                total[rows] += backends[group].score(features[rows])
+            self.members.append({"extractors": extractors, "backends": backends})
         self.thresholds = {group: self._threshold(total[(groups == group).to_numpy()], group)
                            for group in sorted(groups.unique())}
         self.save(run_dir)
         result = train[["machine_type", "section", "domain", "file_name"]].copy()
         result["group"], result["score"] = groups.to_numpy(), total
-        atomic_write_dataframe(Path(run_dir) / "train_scores.csv", result)
+        atomic_write_dataframe(run_dir / "train_scores.csv", result)
         return result
+
+    def _fit_extractor(self, member, group, rows, context, checkpoints):
+        name = f"member{member}_{group}"
+        finished = None if checkpoints is None else checkpoints / "finished" / name
+        if finished is not None and (finished / "extractor.json").is_file():
+            logger.info("%s: finished in an earlier attempt; reusing '%s'.", name, finished)
+            return load_extractor(finished)
+        extractor = self._new_extractor(member)
+        if extractor.trainable:
+            logger.info("Training %s extractor %s on %d clips.", self.config["extractor"],
+                        name, len(rows))
+        extractor.fit(rows.reset_index(drop=True), context, name)
+        if finished is not None and extractor.trainable:
+            extractor.save(finished)  # extractor.json, written last, marks it finished
+        return extractor
+
+    def _fit_backend(self, member, extractor, rows, features):
+        backend = self._new_backend(member)
+        metadata = _metadata(rows)
+        name = self.config["feature_set"]
+        if backend.fits_on_frames and name is not None and name in extractor.frame_sets:
+            return backend.fit_frames(
+                extractor.frame_batches(rows.reset_index(drop=True), name), metadata)
+        return backend.fit(features, metadata)
 
     def _threshold(self, scores, group):
         quantile = self.config["threshold_quantile"]
@@ -217,12 +333,12 @@ class AnomalySystem:
         return gamma_threshold(scores, quantile)
 
     def features(self, table, verbose=0):
-        """Per-clip features of any rows from the first member's extractor
+        """Per-clip features of any rows from the first member's extractors
         (what `asd-keras probe` scores)."""
         if not self.members:
             raise ValueError("The system is not trained; call fit() or load().")
-        return self._features(self.members[0]["extractor"], table.reset_index(drop=True),
-                              verbose)
+        return self._transform(self.members[0]["extractors"], table.reset_index(drop=True),
+                               verbose)
 
     # -- score -------------------------------------------------------------
 
@@ -236,13 +352,17 @@ class AnomalySystem:
         if unseen:
             raise ValueError(f"No trained model for {unseen} (grouping="
                              f"{self.config['grouping']!r}); trained groups: "
-                             f"{sorted(self.thresholds)}.")
+                             f"{sorted(self.thresholds)}. Train on them, or score a data "
+                             "folder without them.")
         total = np.zeros(len(test))
         for member in self.members:
-            features = self._features(member["extractor"], test, verbose)
+            features = self._transform(member["extractors"], test, verbose)
             for group in groups.unique():
                 rows = (groups == group).to_numpy()
                 total[rows] += member["backends"][group].score(features[rows])
+        if not np.isfinite(total).all():
+            bad = test["path"].to_numpy()[~np.isfinite(total)][0]
+            raise ValueError(f"Non-finite score for '{bad}'; check the clip and the run.")
         test["score"] = total
         threshold = groups.map(self.thresholds).to_numpy(float)
         test["decision"] = (total > threshold).astype(int)
@@ -253,7 +373,8 @@ class AnomalySystem:
     def save(self, run_dir):
         root = Path(run_dir) / "members"
         for r, member in enumerate(self.members):
-            member["extractor"].save(root / f"member{r}" / "extractor")
+            for group, extractor in member["extractors"].items():
+                extractor.save(root / f"member{r}" / "extractors" / group)
             for group, backend in member["backends"].items():
                 backend.save(root / f"member{r}" / "backends" / group)
         atomic_write_text(Path(run_dir) / "thresholds.json",
@@ -270,7 +391,8 @@ class AnomalySystem:
                                     f"{cls.name}' run?")
         for folder in folders:
             system.members.append({
-                "extractor": load_extractor(folder / "extractor"),
+                "extractors": {p.name: load_extractor(p)
+                               for p in sorted((folder / "extractors").iterdir())},
                 "backends": {p.name: load_backend(p)
                              for p in sorted((folder / "backends").iterdir())},
             })
@@ -282,31 +404,36 @@ class AnomalySystem:
     def export(self, out_dir):
         """Writes a SavedModel from raw waveforms to anomaly scores.
 
-        `serving_default(waveform, machine_type, section)`: float32
-        waveforms `(clips, samples)` and scalar strings such as `"fan"` and
-        `"00"`; returns `anomaly_score` (float32) and `decision` (int32),
-        both `(clips,)`. The extractor's serving model and the backends'
-        scoring layers are the very objects `score` uses.
+        `serving_default` takes float32 waveforms `(clips, samples)` and, as
+        the groupings need them, scalar strings `machine_type` (e.g. `"fan"`)
+        and `section` (e.g. `"00"`); it returns `anomaly_score` (float32)
+        and `decision` (int32), both `(clips,)`. The extractors' serving
+        models and the backends' scoring layers are the very objects
+        `score` uses.
         """
         import keras
         import tensorflow as tf
 
         groups = sorted(self.thresholds)
+        finest = max(self.config["grouping"], self.config["extractor_grouping"],
+                     key=GROUPINGS.index)
         names = tf.constant(groups)
         thresholds = tf.constant([self.thresholds[g] for g in groups], tf.float32)
         grouping = self.config["grouping"]
         archive = keras.export.ExportArchive()
         members = []
-        for member in self.members:
-            model = member["extractor"].serving_model(None)
-            layers = [member["backends"][g].layer() for g in groups]
-            archive.track(model)
-            for layer in layers:
-                archive.track(layer)
-            members.append((model, layers))
         feature_set = self.config["feature_set"]
+        for member in self.members:
+            extractor_names = sorted(member["extractors"])
+            models = [member["extractors"][g].serving_model(None) for g in extractor_names]
+            layers = [member["backends"][g].layer() for g in groups]
+            for tracked in models + layers:
+                archive.track(tracked)
+            # Each backend group's extractor group (groupings nest).
+            owner = [extractor_names.index(_owner(g, extractor_names)) for g in groups]
+            members.append((models, layers, tf.constant(owner, tf.int32)))
 
-        def serve(waveform, machine_type, section):
+        def serve(waveform, machine_type=None, section=None):
             if grouping == "all":
                 key = tf.constant("all")
             elif grouping == "machine_type":
@@ -318,20 +445,46 @@ class AnomalySystem:
                                 ["Unknown machine type/section", key, "; known:", names])
             index = tf.cast(tf.reshape(matches, [-1])[0], tf.int32)
             total = tf.zeros(tf.shape(waveform)[:1], tf.float32)
-            for model, layers in members:
-                sets = model(waveform, training=False)
-                features = sets[feature_set] if feature_set else next(iter(sets.values()))
+            for models, layers, owner in members:
+
+                def features(model):
+                    sets = model(waveform, training=False)
+                    return sets[feature_set] if feature_set else next(iter(sets.values()))
+
+                if len(models) == 1:
+                    values = features(models[0])
+                else:
+                    values = tf.switch_case(owner[index],
+                                            [lambda m=m: features(m) for m in models])
                 total += tf.switch_case(
-                    index, [lambda lay=lay: tf.cast(lay(features), tf.float32)
+                    index, [lambda lay=lay: tf.cast(lay(values), tf.float32)
                             for lay in layers])
             return {"anomaly_score": total,
                     "decision": tf.cast(total > thresholds[index], tf.int32)}
 
-        archive.add_endpoint("serve", serve, input_signature=[
-            tf.TensorSpec([None, None], tf.float32, name="waveform"),
-            tf.TensorSpec([], tf.string, name="machine_type"),
-            tf.TensorSpec([], tf.string, name="section"),
-        ])
+        signature = [tf.TensorSpec([None, None], tf.float32, name="waveform")]
+        if finest != "all":
+            signature.append(tf.TensorSpec([], tf.string, name="machine_type"))
+        if finest == "section":
+            signature.append(tf.TensorSpec([], tf.string, name="section"))
+        archive.add_endpoint("serve", serve, input_signature=signature)
         archive.write_out(str(out_dir), verbose=False)
-        return {"sections": groups, "grouping": grouping,
-                "ensemble_size": len(self.members)}
+        manifest = {"inputs": [spec.name for spec in signature], "grouping": grouping,
+                    "groups": groups, "ensemble_size": len(self.members)}
+        if grouping != "all":
+            manifest["machine_types"] = sorted({g.split("_section_")[0] for g in groups})
+        extractor = self.members[0]["extractors"]
+        rate = next(iter(extractor.values())).get_config().get("sample_rate")
+        if rate is not None:
+            manifest["sample_rate"] = rate
+        return manifest
+
+
+def _owner(group, extractor_groups):
+    """The extractor group holding a backend group (`fan_section_00` lies in
+    `fan` and in `all`)."""
+    for candidate in extractor_groups:
+        if candidate == "all" or group == candidate or group.startswith(candidate + "_section_"):
+            return candidate
+    raise ValueError(f"No extractor group holds the group {group!r}; extractor groups: "
+                     f"{extractor_groups}.")

@@ -1,0 +1,286 @@
+"""The DCASE dense autoencoder as a trained extractor: clips to residuals.
+
+The extractor trains the baseline autoencoder (`asd_keras.models.dense_ae`)
+on the stacked log-mel vectors of its training clips and describes every
+clip by its reconstruction residuals (`FrameReconstruction`):
+
+- `squared_error` `(clips, 640)`: the clip mean of the element-wise squared
+  residual; the `feature_mean` backend turns it into the MSE score;
+- `residual` `(clips, 128)`: the clip mean of the residual chunks; the
+  `mahala` backend scores it (and fits its covariances on the frame-level
+  residuals, `frame_batches`).
+
+The shared system trains one extractor per machine type
+(`extractor_grouping=machine_type` in the `dense_ae` preset).
+"""
+
+import shutil
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from asd_keras.config import choice
+from asd_keras.config import integer
+from asd_keras.config import number
+from asd_keras.config import validate_config
+from asd_keras.extractors.base import FeatureExtractor
+from asd_keras.extractors.base import register_extractor
+
+# Differences between the baseline years (reference dcase.md 2.1, 2.3, 2.6);
+# they fill the keys left at None.
+VARIANTS = {
+    # librosa 0.6 (reflect padding), log10(mel + eps), batch 512.
+    "dcase2020": {"log_mode": "offset", "pad_mode": "reflect", "batch_size": 512},
+    "dcase2021": {"log_mode": "max", "pad_mode": "reflect", "batch_size": 512},
+    # librosa 0.9 (zero padding), log10(max(mel, eps)), batch 512.
+    "dcase2022": {"log_mode": "max", "pad_mode": "constant", "batch_size": 512},
+    # PyTorch port used 2023-2026: batch 256.
+    "dcase2023": {"log_mode": "max", "pad_mode": "constant", "batch_size": 256},
+}
+SETS = ("squared_error", "residual")
+
+
+def _schema():
+    from asd_keras.models.common import JIT_CHOICES
+    from asd_keras.models.common import log_mel_schema
+
+    schema = {
+        "variant": choice(*VARIANTS),
+        "hidden_units": integer(min=1),
+        "latent_dim": integer(min=1),
+        "num_hidden_layers": integer(min=1),
+        "epochs": integer(min=1),
+        "batch_size": integer(min=1),
+        "learning_rate": number(gt=0),
+        "validation_split": number(min=0, lt=1),
+        "steps_per_execution": integer(min=1),
+        "jit_compile": choice(*JIT_CHOICES),
+        **log_mel_schema(),
+    }
+    del schema["deterministic"]  # a system key
+    return schema
+
+
+@register_extractor("dense_ae")
+class DenseAutoencoderExtractor(FeatureExtractor):
+    """Reconstruction residuals of the DCASE dense autoencoder.
+
+    Args:
+        variant: str. Baseline year (`VARIANTS`): fills `log_mode`,
+            `pad_mode` and `batch_size` when they are None.
+        hidden_units, latent_dim, num_hidden_layers: int. The network
+            (reference dcase.md 2.2).
+        epochs: int. Defaults to `100`.
+        batch_size: int or None. Vectors per step.
+        learning_rate: float. Adam. Defaults to `1e-3`.
+        validation_split: float. Share of the sorted training files held out
+            for Keras validation and never trained on (dcase.md 2.3).
+        sample_rate, channel, resample, n_fft, hop_length, n_mels, n_frames,
+        power, log_mode, pad_mode: the log-mel front end.
+        cache: `"disk"`, `"memory"` or `"none"`: where the training features
+            are cached after the first epoch.
+        shuffle_clips, shuffle_vectors: int. The two shuffle buffers of
+            `vector_dataset`.
+        score_batch_clips: int. Clips per `transform` call.
+        steps_per_execution: int. Training steps per call into the graph.
+        jit_compile: `"auto"` (XLA on GPU only), True or False.
+        seed: int. Set before each model is built and seeds the shuffles.
+    """
+
+    trainable = True
+    frame_sets = SETS
+
+    def __init__(self, variant="dcase2022", hidden_units=128, latent_dim=8,
+                 num_hidden_layers=4, epochs=100, batch_size=None, learning_rate=1e-3,
+                 validation_split=0.1, sample_rate=16000, channel=0, resample=False,
+                 n_fft=1024, hop_length=512, n_mels=128, n_frames=5, power=2.0,
+                 log_mode=None, pad_mode=None, cache="disk", shuffle_clips=32,
+                 shuffle_vectors=8192, score_batch_clips=8,
+                 # The model is so small that Keras' per-step overhead would
+                 # cost as much as the step.
+                 steps_per_execution=32, jit_compile="auto", seed=13711):
+        config = {k: v for k, v in locals().items() if k not in ("self", "__class__")}
+        if variant not in VARIANTS:
+            raise ValueError(f"variant must be one of {tuple(VARIANTS)}; received "
+                             f"{variant!r}.")
+        for key, value in VARIANTS[variant].items():
+            if config[key] is None:
+                config[key] = value
+        self.config = validate_config(config, _schema())
+        from asd_keras.features.spectral import LogMelFrontend
+
+        c = self.config
+        self.frontend = LogMelFrontend(
+            sample_rate=c["sample_rate"], n_fft=c["n_fft"], hop_length=c["hop_length"],
+            n_mels=c["n_mels"], n_frames=c["n_frames"], power=c["power"],
+            log_mode=c["log_mode"], pad_mode=c["pad_mode"])
+        self.model = None
+
+    def get_config(self):
+        return dict(self.config)
+
+    def loader(self):
+        from asd_keras.data.audio import AudioLoader
+
+        # Shorter clips than one stacked vector cannot be scored.
+        return AudioLoader(sample_rate=self.config["sample_rate"],
+                           channel=self.config["channel"],
+                           resample=bool(self.config["resample"]),
+                           min_samples=max(self.frontend.n_fft, self.frontend.min_samples))
+
+    # -- training --------------------------------------------------------
+
+    def fit(self, table, context, name="dense_ae"):
+        """Trains the autoencoder on the clips of `table` (all normal).
+
+        Args:
+            table: DataFrame of training rows with `path`.
+            context: `asd_keras.utils.training.TrainingContext`.
+            name: str. Names the history, backup and TensorBoard files.
+
+        Returns:
+            history DataFrame.
+        """
+        import keras
+
+        from asd_keras.data.pipelines import vector_dataset
+        from asd_keras.models.common import resolve_jit_compile
+        from asd_keras.models.dense_ae import dense_autoencoder
+
+        c = self.config
+        loader = self.loader()
+        paths = sorted(table["path"])
+        # Keras validation_split holds out the tail of the sorted file list
+        # and never trains on it (reference dcase.md 2.3); kept on purpose.
+        n_val = int(len(paths) * float(c["validation_split"]))
+        train_paths, val_paths = paths[:len(paths) - n_val], paths[len(paths) - n_val:]
+        if not train_paths:
+            raise ValueError(f"{name!r} has {len(paths)} training clip(s): too few for "
+                             f"validation_split={c['validation_split']}.")
+        frames = loader.check(paths, progress=False).set_index("path")["frames"]
+
+        def count(subset):
+            return int(sum(self.frontend.num_vectors(frames[p]) for p in subset))
+
+        cache_parent = context.run_dir if context.run_dir is not None else None
+        cache_root = Path(tempfile.mkdtemp(prefix="cache-", dir=cache_parent))
+
+        def cache(part):
+            return {"disk": cache_root / part, "memory": "memory"}.get(c["cache"])
+
+        keras.utils.set_random_seed(c["seed"])
+        try:
+            train_ds = vector_dataset(
+                train_paths, loader, self.frontend, c["batch_size"], shuffle=True,
+                seed=c["seed"], cache=cache("train"), clip_buffer=c["shuffle_clips"],
+                vector_buffer=c["shuffle_vectors"], num_vectors=count(train_paths))
+            val_ds = None
+            if val_paths:
+                # Cached too: its features would otherwise be recomputed at
+                # the end of every epoch.
+                val_ds = vector_dataset(val_paths, loader, self.frontend, c["batch_size"],
+                                        cache=cache("validation"),
+                                        num_vectors=count(val_paths))
+            with context.scope():
+                model = dense_autoencoder(self.frontend.vector_dim, c["hidden_units"],
+                                          c["latent_dim"], c["num_hidden_layers"],
+                                          name=f"dense_autoencoder_{name}")
+                model.compile(optimizer=keras.optimizers.Adam(c["learning_rate"]),
+                              loss="mse", steps_per_execution=c["steps_per_execution"],
+                              jit_compile=resolve_jit_compile(c["jit_compile"]))
+            history = context.fit(model, train_ds, name, c["epochs"],
+                                  validation_data=val_ds,
+                                  shuffle=False)  # the pipeline shuffles
+        finally:
+            shutil.rmtree(cache_root, ignore_errors=True)
+        self.model = model
+        return history
+
+    # -- features --------------------------------------------------------
+
+    def _check_fitted(self):
+        if self.model is None:
+            raise ValueError("The dense_ae extractor is not trained; call fit() or load it.")
+
+    def serving_model(self, num_samples=None):
+        """Waveforms `(batch, num_samples)` to `{"squared_error", "residual"}`."""
+        import keras
+
+        from asd_keras.layers.reconstruction import FrameReconstruction
+        from asd_keras.layers.statistics import LogMelVectors
+
+        self._check_fitted()
+        frontend = self.frontend.get_config()
+        n_frames = frontend.pop("n_frames")
+        waveform = keras.Input((num_samples,), name="waveform")
+        vectors = LogMelVectors(n_frames, **frontend)(waveform)
+        outputs = FrameReconstruction(self.model, self.frontend.n_mels)(vectors)
+        return keras.Model(waveform, outputs, name="dense_ae_features")
+
+    def transform(self, table, verbose=0):
+        """`{"squared_error": (clips, 640), "residual": (clips, 128)}`."""
+        from asd_keras.models.common import score_clips
+
+        self._check_fitted()
+        if len(table) == 0:
+            return {"squared_error": np.zeros((0, self.frontend.vector_dim), np.float32),
+                    "residual": np.zeros((0, self.frontend.n_mels), np.float32)}
+        model = self.serving_model(None)
+
+        def features(waveforms):
+            return {k: v.numpy() for k, v in model(waveforms, training=False).items()}
+
+        out = score_clips([str(p) for p in table["path"]], self.loader(), features,
+                          list(SETS), self.config["score_batch_clips"],
+                          "Reconstruction errors", progress=bool(verbose))
+        return {k: np.asarray(out[k], np.float32) for k in SETS}
+
+    def frame_batches(self, table, feature_set):
+        """Shuffled batches of frame-level residuals, for backends fitted on
+        frames (MAHALA's covariance, reference dcase.md 3).
+
+        Yields:
+            (values, rows): `values` `(n, k, d)` (`d` the set's size: the
+            `n_frames` residual chunks of each vector for `residual`, the
+            squared residual vector for `squared_error`); `rows` `(n,)` the
+            positions in `table` of the clips the vectors come from.
+        """
+        from asd_keras.data.pipelines import vector_dataset
+
+        self._check_fitted()
+        if feature_set not in SETS:
+            raise ValueError(f"feature_set must be one of {SETS}; received {feature_set!r}.")
+        import tensorflow as tf
+
+        c = self.config
+        # tf.data's seeded shuffles also depend on the global seed; setting it
+        # here makes the batches (and MAHALA's batch-centred covariance) a
+        # function of `seed` alone, not of what ran before in the process.
+        tf.random.set_seed(c["seed"])
+        ds = vector_dataset(
+            [str(p) for p in table["path"]], self.loader(), self.frontend, c["batch_size"],
+            shuffle=True, seed=c["seed"], clip_buffer=c["shuffle_clips"],
+            vector_buffer=c["shuffle_vectors"], extras=[np.arange(len(table))])
+        for vectors, rows in ds:
+            vectors = vectors.numpy()
+            residual = vectors - self.model(vectors, training=False).numpy()
+            if feature_set == "residual":
+                values = residual.reshape(len(residual), -1, self.frontend.n_mels)
+            else:
+                values = np.square(residual)[:, None, :]
+            yield values, rows.numpy()
+
+    # -- persistence -----------------------------------------------------
+
+    def _save_weights(self, folder):
+        from asd_keras.utils.io import atomic_path
+
+        self._check_fitted()
+        with atomic_path(Path(folder) / "model.keras", suffix=".keras") as tmp:
+            self.model.save(tmp)
+
+    def _load_weights(self, folder):
+        from asd_keras.utils.io import load_keras_model
+
+        self.model = load_keras_model(Path(folder) / "model.keras")
