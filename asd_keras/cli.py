@@ -623,7 +623,16 @@ def main(argv=None):
     """
     import signal
 
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, unknown = parser.parse_known_args(argv)
+    # argparse fills the `key=value` positional before the options, so
+    # overrides written after them (`train ... --out RUN epochs=3`) come back
+    # unrecognised; they are overrides all the same.
+    stray = [item for item in unknown if item.startswith("-") or "=" not in item]
+    if stray or (unknown and not hasattr(args, "overrides")):
+        parser.error(f"unrecognized arguments: {' '.join(stray or unknown)}")
+    if unknown:
+        args.overrides = list(args.overrides) + unknown
     _configure_logging()
     previous = _handle_sigterm()
     try:

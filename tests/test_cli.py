@@ -121,3 +121,18 @@ def test_export_reloads_in_a_fresh_process(pipeline):
     np.testing.assert_allclose(served, fan["score"], rtol=1e-5, atol=1e-5)
     threshold = json.loads((Path(run) / "thresholds.json").read_text())
     assert_decisions_match(decisions, fan["decision"], fan["score"], threshold["fan"])
+
+
+def test_overrides_before_and_after_the_options_are_all_read(pipeline, tmp_path, capsys):
+    _, data, _ = pipeline
+    # Two groups of overrides, each after an option other than --data.
+    code = _run("train", "--system", "dense_ae", "--data", data / "dev_data", "--verbose", 0,
+                "hidden_units=8", "--out", tmp_path / "run", "nonsense_key=1")
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "Unknown configuration key(s) ['nonsense_key']" in err
+    with pytest.raises(SystemExit):
+        _run("train", "--system", "dense_ae", "--data", data / "dev_data", "--out",
+             tmp_path / "run", "--bogus")
+    assert "unrecognized arguments: --bogus" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()

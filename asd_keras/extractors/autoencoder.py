@@ -163,8 +163,7 @@ class DenseAutoencoderExtractor(FeatureExtractor):
         def count(subset):
             return int(sum(self.frontend.num_vectors(frames[p]) for p in subset))
 
-        cache_parent = context.run_dir if context.run_dir is not None else None
-        cache_root = Path(tempfile.mkdtemp(prefix="cache-", dir=cache_parent))
+        cache_root = Path(tempfile.mkdtemp(prefix="cache-", dir=context.run_dir))
 
         def cache(part):
             return {"disk": cache_root / part, "memory": "memory"}.get(c["cache"])
