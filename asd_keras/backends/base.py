@@ -73,12 +73,16 @@ class ScoringBackend(abc.ABC):
         fits_on_frames: bool. The backend prefers frame-level features
             (`fit_frames`) when the extractor gives them; it still fits on
             clip features otherwise.
+        memorises_training: bool. The fitted state holds training clips
+            themselves (memory banks), so a training clip scores against
+            itself; the system then fits thresholds on cross-fitted scores.
     """
 
     name = None
     required_columns = ()
     uses_test_labels = False
     fits_on_frames = False
+    memorises_training = False
 
     def __init__(self):
         self.arrays = None

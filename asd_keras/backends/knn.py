@@ -51,6 +51,8 @@ class KNNBackend(ScoringBackend):
         density_k: int. Neighbours of a reference's density.
     """
 
+    memorises_training = True
+
     def __init__(self, k=1, metric="euclidean", domains="both", memmixup_neighbours=0,
                  memmixup_alpha=0.9, local_density="none", density_k=1):
         super().__init__()

@@ -7,12 +7,16 @@ line (`asd-keras train --system logmel_stats backend=knn k=3`):
 
 - the system's own keys (`SYSTEM_DEFAULTS`): `extractor`, `backend`,
   `extractor_grouping`, `grouping`, `feature_set`, `ensemble_size`,
-  `threshold`, `threshold_quantile`, `seed`, `deterministic`,
-  `tensorboard`, `distribute`;
+  `threshold`, `threshold_quantile`, `threshold_scores`,
+  `machine_overrides`, `seed`, `deterministic`, `tensorboard`,
+  `distribute`;
 - a preset's named options (`OPTIONS`, e.g. the dense AE's `score=mahala`),
   each value standing for a set of other keys;
 - every other key goes to the extractor or the backend whose constructor
-  takes it (a key both take, or none, is an error naming the key).
+  takes it (a key both take, or none, is an error naming the key);
+- `machine_overrides` (`{fan: {epochs: 30}}`) changes extractor or backend
+  keys for one machine type's groups (extractor keys need an
+  `extractor_grouping` of `machine_type` or `section`).
 
 The run folder (one layout for every system):
 
@@ -27,6 +31,13 @@ Each ensemble member fits one extractor per `extractor_grouping` group (all
 clips, each machine type or each section) and one backend per `grouping`
 group, which must be as fine or finer. A clip's score is the sum over
 members of its group's backend score, as the Wilkinghoff ensembles.
+
+The decision threshold of a group is fitted on its training clips' scores.
+A backend that keeps the training clips themselves as references (kNN
+banks, k-means with every target clip) scores a training clip against
+itself; `threshold_scores=cross_fitted` (the default for such backends,
+`auto`) scores each half of a group's training clips, split within each
+domain, with the backend fitted on the other half instead.
 
 `fit` takes Keras callbacks and a checkpoint folder: finished extractors
 are kept there and an unfinished Keras training is backed up every epoch,
@@ -44,6 +55,7 @@ from asd_keras.backends import BACKENDS
 from asd_keras.backends import load_backend
 from asd_keras.config import choice
 from asd_keras.config import integer
+from asd_keras.config import mapping
 from asd_keras.config import number
 from asd_keras.config import boolean
 from asd_keras.config import string
@@ -64,6 +76,7 @@ logger = logging.getLogger(__name__)
 SYSTEMS = Registry("system")
 GROUPINGS = ("all", "machine_type", "section")  # coarse to fine
 THRESHOLDS = ("gamma", "percentile")
+THRESHOLD_SCORES = ("auto", "train", "cross_fitted")
 
 SYSTEM_DEFAULTS = {
     "extractor": "logmel_stats",
@@ -74,6 +87,8 @@ SYSTEM_DEFAULTS = {
     "ensemble_size": 1,
     "threshold": "gamma",
     "threshold_quantile": 0.9,
+    "threshold_scores": "auto",
+    "machine_overrides": {},
     "seed": 0,
     "deterministic": False,
     "tensorboard": False,
@@ -88,6 +103,8 @@ SYSTEM_SCHEMA = {
     "ensemble_size": integer(min=1),
     "threshold": choice(*THRESHOLDS),
     "threshold_quantile": number(gt=0, lt=1),
+    "threshold_scores": choice(*THRESHOLD_SCORES),
+    "machine_overrides": mapping(),
     # NumPy's seeds are 32-bit unsigned.
     "seed": integer(min=0, max=2**32 - 1),
     "deterministic": boolean(),
@@ -122,8 +139,10 @@ class AnomalySystem:
     """Extractor x backend x groupings x ensemble x threshold rule.
 
     Presets subclass it with `DEFAULTS` (values of the system keys and of
-    the component keys) and optionally `OPTIONS` (`{key: {value: {other
-    keys}}}`: a named choice standing for several keys), and register with
+    the component keys), optionally `OPTIONS` (`{key: {value: {other
+    keys}}}`: a named choice standing for several keys) and `IMPLIES`
+    (`{component key: {value: {system keys}}}`: a component value that
+    fixes system keys, such as one model per section), and register with
     `register_system`.
 
     Args:
@@ -133,12 +152,19 @@ class AnomalySystem:
     name = None
     DEFAULTS = {}
     OPTIONS = {}
+    IMPLIES = {}
 
     def __init__(self, config=None):
         user = dict(config or {})
         options = self._expand_options(user)
         preset = {k: v for k, v in self.DEFAULTS.items() if k not in self.OPTIONS}
         merged = {**SYSTEM_DEFAULTS, **preset, **user}
+        for key, values in self.IMPLIES.items():
+            for name, implied in values.get(merged.get(key), {}).items():
+                if name in user and user[name] != implied:
+                    raise ValueError(f"{key}={merged[key]} needs {name}={implied!r}; "
+                                     f"received {name}={user[name]!r}.")
+                merged[name] = implied
         extractor_cls = EXTRACTORS.get(merged["extractor"])
         backend_cls = BACKENDS.get(merged["backend"])
         extractor_keys, backend_keys = defaults(extractor_cls), defaults(backend_cls)
@@ -169,6 +195,7 @@ class AnomalySystem:
         self.extractor_config = {k: v for k, v in components.items() if k in extractor_keys}
         self.backend_config = {k: v for k, v in components.items() if k in backend_keys}
         self.config = system
+        self._check_overrides(extractor_keys, backend_keys)
         # Built once now: the components validate their own values before
         # any audio is read, and the run records every resolved value.
         extractor = self._new_extractor(0)
@@ -197,6 +224,37 @@ class AnomalySystem:
                 user[name] = implied
         return values
 
+    def _check_overrides(self, extractor_keys, backend_keys):
+        """Validates `machine_overrides` by building each machine type's
+        components (errors name the machine type and the key)."""
+        for machine_type, keys in self.config["machine_overrides"].items():
+            where = f"machine_overrides[{machine_type!r}]"
+            if not isinstance(keys, dict):
+                raise ValueError(f"{where} must be a mapping of keys to values (e.g. "
+                                 f"{{epochs: 30}}); received {keys!r}.")
+            unknown = sorted(k for k in keys if k not in extractor_keys
+                             and k not in backend_keys or k in ("seed", "name"))
+            if unknown:
+                raise ValueError(f"{where} has key(s) {unknown} that are not keys of the "
+                                 f"extractor {self.config['extractor']!r} or the backend "
+                                 f"{self.config['backend']!r}.")
+            if self.config["extractor_grouping"] == "all" and any(
+                    k in extractor_keys for k in keys):
+                raise ValueError(f"{where} changes extractor keys, but extractor_grouping="
+                                 "'all' trains one extractor for every machine type; use "
+                                 "extractor_grouping=machine_type.")
+            try:
+                self._new_extractor(0, machine_type)
+                self._new_backend(0, machine_type)
+            except ValueError as error:
+                raise ValueError(f"{where}: {error}") from error
+
+    def _overrides(self, group, keys):
+        """The machine_overrides of the machine type a group belongs to."""
+        overrides = self.config["machine_overrides"]
+        machine_type = None if group in (None, "all") else group.split("_section_")[0]
+        return {k: v for k, v in overrides.get(machine_type, {}).items() if k in keys}
+
     @property
     def resumable(self):
         """Whether `fit` trains anything that a checkpoint folder can resume."""
@@ -206,15 +264,17 @@ class AnomalySystem:
     def _seeded(config, keys, seed):
         return {**config, "seed": seed} if "seed" in keys else config
 
-    def _new_extractor(self, member):
+    def _new_extractor(self, member, group=None):
         keys = defaults(EXTRACTORS.get(self.config["extractor"]))
+        config = {**self.extractor_config, **self._overrides(group, keys)}
         return EXTRACTORS.create(self.config["extractor"], **self._seeded(
-            self.extractor_config, keys, self.config["seed"] + member))
+            config, keys, self.config["seed"] + member))
 
-    def _new_backend(self, member):
+    def _new_backend(self, member, group=None):
         keys = defaults(BACKENDS.get(self.config["backend"]))
+        config = {**self.backend_config, **self._overrides(group, keys)}
         return BACKENDS.create(self.config["backend"], **self._seeded(
-            self.backend_config, keys, self.config["seed"] + member))
+            config, keys, self.config["seed"] + member))
 
     def _set_name(self, sets):
         name = self.config["feature_set"]
@@ -287,9 +347,10 @@ class AnomalySystem:
             for group in sorted(groups.unique()):
                 rows = (groups == group).to_numpy()
                 owner = extractors[extractor_groups[rows].iloc[0]]
-                backends[group] = self._fit_backend(member, owner, train[rows],
+                backends[group] = self._fit_backend(member, group, owner, train[rows],
                                                     features[rows])
-                total[rows] += backends[group].score(features[rows])
+                total[rows] += self._training_scores(member, group, backends[group],
+                                                     train[rows], features[rows])
             self.members.append({"extractors": extractors, "backends": backends})
         self.thresholds = {group: self._threshold(total[(groups == group).to_numpy()], group)
                            for group in sorted(groups.unique())}
@@ -305,7 +366,7 @@ class AnomalySystem:
         if finished is not None and (finished / "extractor.json").is_file():
             logger.info("%s: finished in an earlier attempt; reusing '%s'.", name, finished)
             return load_extractor(finished)
-        extractor = self._new_extractor(member)
+        extractor = self._new_extractor(member, group)
         if extractor.trainable:
             logger.info("Training %s extractor %s on %d clips.", self.config["extractor"],
                         name, len(rows))
@@ -314,14 +375,46 @@ class AnomalySystem:
             extractor.save(finished)  # extractor.json, written last, marks it finished
         return extractor
 
-    def _fit_backend(self, member, extractor, rows, features):
-        backend = self._new_backend(member)
+    def _fit_backend(self, member, group, extractor, rows, features):
+        backend = self._new_backend(member, group)
         metadata = _metadata(rows)
         name = self.config["feature_set"]
         if backend.fits_on_frames and name is not None and name in extractor.frame_sets:
             return backend.fit_frames(
                 extractor.frame_batches(rows.reset_index(drop=True), name), metadata)
         return backend.fit(features, metadata)
+
+    @property
+    def cross_fitted(self):
+        """Whether thresholds are fitted on cross-fitted training scores."""
+        rule = self.config["threshold_scores"]
+        if rule == "auto":
+            return bool(BACKENDS.get(self.config["backend"]).memorises_training)
+        return rule == "cross_fitted"
+
+    def _training_scores(self, member, group, backend, rows, features, folds=2):
+        """The scores the threshold is fitted on: the fitted backend's, or
+        each fold's under a backend fitted on the other folds (the folds
+        alternate within each domain, so both hold every domain)."""
+        if not self.cross_fitted:
+            return backend.score(features)
+        domains = rows["domain"].fillna("source").astype(str).to_numpy()
+        fold = np.zeros(len(rows), int)
+        for domain in pd.unique(domains):
+            where = np.flatnonzero(domains == domain)
+            fold[where] = np.arange(len(where)) % folds
+        scores = np.zeros(len(rows))
+        metadata = _metadata(rows)
+        for f in range(folds):
+            held = fold == f
+            if held.all() or not held.any():
+                raise ValueError(f"Group {group!r} has {len(rows)} training clip(s): too few "
+                                 "to cross-fit the threshold scores (use "
+                                 "threshold_scores=train).")
+            fitted = self._new_backend(member, group).fit(
+                features[~held], metadata[~held].reset_index(drop=True))
+            scores[held] = fitted.score(features[held])
+        return scores
 
     def _threshold(self, scores, group):
         quantile = self.config["threshold_quantile"]
