@@ -110,7 +110,7 @@ def cmd_train(args):
     # Built first: it validates the whole configuration, so a bad value
     # fails before any audio is read or any folder is created.
     system = system_cls(user)
-    args.resumable = getattr(system, "resumable", False)
+    args.resumable = system.resumable
     check_output_dir(args.out, args.force, what="run folder")
     import pandas as pd
 
@@ -132,7 +132,7 @@ def cmd_train(args):
     }
     fit_kwargs = {}
     checkpoints = None
-    if getattr(system, "resumable", False):
+    if system.resumable:
         checkpoints = _checkpoint_dir(args.out, record, args.force)
         fit_kwargs["checkpoint_dir"] = checkpoints
     with staged_dir(args.out, force=args.force, what="run folder") as stage:
@@ -141,7 +141,7 @@ def cmd_train(args):
         # Written after fit: settings resolved from the data (e.g. the
         # Wilkinghoff clip length) are recorded with their reason.
         write_run_record(stage, record, seed,
-                         extra={"data_choices": getattr(system, "data_choices", {})})
+                         extra={"data_choices": system.data_choices})
     if checkpoints is not None:
         shutil.rmtree(checkpoints, ignore_errors=True)
     print(f"Run written to '{args.out}'.")

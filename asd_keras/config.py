@@ -78,39 +78,6 @@ def load_config_file(path):
     return read_yaml_mapping(path)
 
 
-def resolve_config(defaults, user, variants=None, variant_key="variant"):
-    """Merges defaults, the chosen variant and user values.
-
-    Precedence: user values > the variant's values > defaults. Unknown keys
-    are an error that lists the valid ones.
-
-    Args:
-        defaults: dict of every valid key.
-        user: dict of values from a config file and the command line.
-        variants: dict of variant name -> dict of values, optional.
-        variant_key: str. Key in `defaults`/`user` naming the variant.
-
-    Returns:
-        dict, the resolved configuration.
-    """
-    unknown = sorted(set(user) - set(defaults))
-    if unknown:
-        raise ValueError(
-            f"Unknown configuration key(s) {unknown}. Valid keys: "
-            f"{sorted(defaults)}."
-        )
-    config = dict(defaults)
-    if variants is not None:
-        name = user.get(variant_key, defaults[variant_key])
-        if name not in variants:
-            raise ValueError(
-                f"Unknown {variant_key} {name!r}; use one of {sorted(variants)}."
-            )
-        config.update(variants[name])
-    config.update(user)
-    return config
-
-
 # ----------------------------------------------------------------------
 # Declarative validation of resolved configurations
 # ----------------------------------------------------------------------
@@ -277,7 +244,7 @@ def mapping():
 def validate_config(config, schema, prefix=""):
     """Checks every value of a resolved configuration against a schema.
 
-    Called by each system's `__init__` right after `resolve_config`, so the
+    Called by each extractor's and the system's `__init__`, so the
     Python API and the command line reject a bad value (`epochs=0`,
     `threshold_quantile=2`, `epochs=abc`) before any data is read.
 

@@ -6,8 +6,8 @@
    GANomaly and Skip-GANomaly (two optimizers per step), with each one's
    cost relative to the baseline.
 2. Scoring: 10 s clips per second from raw waveform to clip score (log-mel
-   vectors, per-vector scores, clip mean), the `score_function` that `score`
-   and the SavedModel use.
+   vectors, per-vector scores, clip mean): the `gan` extractor's serving
+   model, which `score` and the SavedModel use.
 
 Usage: python benchmarks/bench_gan.py [--vectors 20000] [--batch 64] [--clips 64]
        [--repeats 3]  (medians over repeats after a warm-up)
@@ -60,7 +60,6 @@ def main(argv=None):
     import numpy as np
     import tensorflow as tf
 
-    from asd_keras.systems import get_system
     from asd_keras.extractors import get_extractor
     from asd_keras.models.dense_ae import dense_autoencoder
 
@@ -83,11 +82,15 @@ def main(argv=None):
 
     base_clips = _timed_scoring(fn, waves, args.repeats)
     for name in ("egbad", "ganomaly", "skip_ganomaly"):
-        system = get_system(name)({"batch_size": args.batch})
-        model = system.detector("fan", 640)
-        speed = _timed_epoch(model, x, args.batch, repeats=args.repeats)
-        system.models["fan"] = model
-        clips = _timed_scoring(system.score_function("fan"), waves, args.repeats)
+        gan = get_extractor("gan", detector=name, batch_size=args.batch)
+        gan.model = gan.build_detector()
+        speed = _timed_epoch(gan.model, x, args.batch, repeats=args.repeats)
+        scores = gan.serving_model(None)
+
+        def gan_fn(waveforms, scores=scores):
+            return scores(waveforms, training=False)["score"]
+
+        clips = _timed_scoring(gan_fn, waves, args.repeats)
         rows.append((name, speed, clips))
     base = max(base, _timed_epoch(ae, x, args.batch, x, args.repeats))
     base_clips = max(base_clips, _timed_scoring(fn, waves, args.repeats))

@@ -67,7 +67,7 @@ def worker(mode, data, seconds, epochs=1):
     import soundfile
 
     from asd_keras.data.labels import ClassEncoder
-    from asd_keras.models.wilkinghoff import WilkinghoffSystem
+    from asd_keras.extractors.classifier_embedding import ClassifierEmbeddingExtractor
     from asd_keras.models.wilkinghoff import build_head
     from asd_keras.models.wilkinghoff import training_model
     from asd_keras.models.wilkinghoff import wilkinghoff_embedding_model
@@ -86,25 +86,21 @@ def worker(mode, data, seconds, epochs=1):
 
     start = time.perf_counter()
     if mode == "streaming":
-        original = keras.Model.fit
+        from asd_keras.systems import get_system
 
-        def fit(model, *args, **kwargs):
-            kwargs["callbacks"] = list(kwargs.get("callbacks") or []) + [Timer()]
-            return original(model, *args, **kwargs)
-
-        keras.Model.fit = fit  # the system's fit() takes no callbacks yet
         with tempfile.TemporaryDirectory() as run:
-            WilkinghoffSystem(config).fit(table, run, verbose=0)
-        keras.Model.fit = original
+            get_system("wilkinghoff")(config).fit(table, run, verbose=0,
+                                                  callbacks=[Timer()])
     else:
-        system = WilkinghoffSystem(config)
+        extractor = ClassifierEmbeddingExtractor(clip_seconds=seconds,
+                                                 length_policy="truncate")
         encoder = ClassEncoder("attribute").fit(table)
         # The reference: every clip decoded into one array before fit().
-        waveforms = np.stack([soundfile.read(p, dtype="float32")[0][: system.num_samples]
+        waveforms = np.stack([soundfile.read(p, dtype="float32")[0][: extractor.num_samples]
                               for p in table["path"]])
         labels = keras.utils.to_categorical(encoder.transform(table), encoder.num_classes)
-        head, loss = build_head("sc_adacos", encoder.num_classes, system.config)
-        model = training_model(wilkinghoff_embedding_model(system.num_samples), head,
+        head, loss = build_head("sc_adacos", encoder.num_classes, extractor.config)
+        model = training_model(wilkinghoff_embedding_model(extractor.num_samples), head,
                                encoder.num_classes)
         # in_memory: Keras 3's defaults (XLA wherever the model allows it);
         # in_memory_nojit(_onednn): no XLA, as the reference's TF 2.3 ran it.
@@ -132,7 +128,7 @@ def trace_steps(data, seconds, epochs):
     """RSS after every training batch of the streaming system over `epochs`."""
     import keras
 
-    from asd_keras.models.wilkinghoff import WilkinghoffSystem
+    from asd_keras.systems import get_system
 
     trace = []
 
@@ -140,20 +136,11 @@ def trace_steps(data, seconds, epochs):
         def on_train_batch_end(self, batch, logs=None):
             trace.append(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0)
 
-    original = keras.Model.fit
-
-    def fit(model, *args, **kwargs):
-        kwargs["callbacks"] = list(kwargs.get("callbacks") or []) + [Trace()]
-        return original(model, *args, **kwargs)
-
-    keras.Model.fit = fit  # the system's fit() takes no callbacks
-    try:
-        with tempfile.TemporaryDirectory() as run:
-            system = WilkinghoffSystem({"epochs": epochs, "clip_seconds": seconds, "length_policy": "truncate",
-                                        "monitor_compactness": False})
-            system.fit(_train_table(data), run, verbose=0)
-    finally:
-        keras.Model.fit = original
+    with tempfile.TemporaryDirectory() as run:
+        system = get_system("wilkinghoff")({
+            "epochs": epochs, "clip_seconds": seconds, "length_policy": "truncate",
+            "monitor_compactness": False})
+        system.fit(_train_table(data), run, verbose=0, callbacks=[Trace()])
     return trace
 
 
@@ -168,15 +155,15 @@ def bench_speed(data, seconds, epochs):
 
 def bench_inference(data, seconds):
     """Embedding extraction clips/s (second pass, after a warm-up)."""
-    from asd_keras.models.wilkinghoff import WilkinghoffSystem
+    from asd_keras.extractors.classifier_embedding import ClassifierEmbeddingExtractor
     from asd_keras.models.wilkinghoff import wilkinghoff_embedding_model
 
     table = _train_table(data)
-    system = WilkinghoffSystem({"clip_seconds": seconds, "length_policy": "truncate"})
-    system.members = [{"groups": {"all": wilkinghoff_embedding_model(system.num_samples)}}]
-    system.embed(table)  # warm-up
+    extractor = ClassifierEmbeddingExtractor(clip_seconds=seconds, length_policy="truncate")
+    extractor.model = wilkinghoff_embedding_model(extractor.num_samples)
+    extractor.transform(table)  # warm-up
     start = time.perf_counter()
-    system.embed(table)
+    extractor.transform(table)
     return len(table) / (time.perf_counter() - start)
 
 

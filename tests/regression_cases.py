@@ -35,8 +35,11 @@ CASES = {
     # next one pins training (spectrum branch).
     "wilkinghoff_kmeans": ("wilkinghoff", WK + ["learning_rate=1e-9"]),
     "wilkinghoff_density_per_section_x2": (
-        "wilkinghoff", WK + ["backend=local_density", "density_k=2", "classes=per_section",
-                             "ensemble_size=2", "branches=spectrum"]),
+        # kmeans_clusters=null: every source embedding a reference, the
+        # local_density default (before the pipeline, density_clusters).
+        "wilkinghoff", [k for k in WK if not k.startswith("kmeans_clusters")] + [
+            "backend=local_density", "kmeans_clusters=null", "density_k=2",
+            "classes=per_section", "ensemble_size=2", "branches=spectrum"]),
     "ganomaly": ("ganomaly", GAN),
     "skip_ganomaly": ("skip_ganomaly", GAN),
     "egbad": ("egbad", GAN),

@@ -99,3 +99,36 @@ def test_linear_probe_backend_score_is_softmax_of_the_linear_layer(tmp_path):
     probe.save(tmp_path)
     np.testing.assert_allclose(load_backend(tmp_path).score(features), expected,
                                rtol=1e-5, atol=1e-6)
+
+
+def test_feature_mean_minmax_train_by_hand_and_in_a_saved_model(tmp_path):
+    import tensorflow as tf
+
+    train = np.array([[1.0, 3.0], [5.0, 7.0], [2.0, 2.0]], np.float32)  # means 2, 6, 2
+    test = np.array([[4.0, 4.0], [0.0, 0.0], [9.0, 9.0]], np.float32)  # means 4, 0, 9
+    raw = get_backend("feature_mean").fit(train)
+    np.testing.assert_allclose(raw.score(test), [4.0, 0.0, 9.0])
+    scaled = get_backend("feature_mean", normalize="minmax_train").fit(train)
+    assert float(scaled.arrays["low"]) == 2.0 and float(scaled.arrays["high"]) == 6.0
+    # (mean - 2) / (6 - 2); the training clips span 0 .. 1.
+    np.testing.assert_allclose(scaled.score(test), [0.5, -0.5, 1.75], rtol=1e-6)
+    np.testing.assert_allclose(scaled.score(train), [0.0, 1.0, 0.0], atol=1e-7)
+    scaled.save(tmp_path / "backend")
+    again = load_backend(tmp_path / "backend")
+    assert again.get_config() == {"normalize": "minmax_train"}
+    np.testing.assert_allclose(again.score(test), [0.5, -0.5, 1.75], rtol=1e-6)
+    # The formula is Keras layers: a SavedModel computes the same.
+    archive = keras.export.ExportArchive()
+    layer = again.layer()
+    archive.track(layer)
+    archive.add_endpoint("serve", lambda x: layer(x),
+                         input_signature=[tf.TensorSpec([None, 2], tf.float32)])
+    archive.write_out(str(tmp_path / "export"), verbose=False)
+    served = tf.saved_model.load(str(tmp_path / "export")).serve(tf.constant(test))
+    np.testing.assert_allclose(served.numpy(), [0.5, -0.5, 1.75], rtol=1e-6)
+    # Constant training scores: span 1, the scores are only shifted.
+    flat = get_backend("feature_mean", normalize="minmax_train").fit(train[[0, 2]])
+    np.testing.assert_allclose(flat.score(test), [2.0, -2.0, 7.0], rtol=1e-6)
+    with pytest.raises(ValueError, match=r"normalize must be one of \('none', "
+                                         r"'minmax_train'\); received 'minmax_test'"):
+        get_backend("feature_mean", normalize="minmax_test")

@@ -4,6 +4,7 @@ Each test reproduces one mistake a user made on a fresh machine: before the
 fix it gave a wrong result or a traceback.
 """
 
+import json
 import os
 import re
 import shutil
@@ -227,18 +228,19 @@ def test_truncated_model_file(trained_run, dev_sets, tmp_path, capsys):
     assert f"'{model}' is damaged or truncated" in err and "asd-keras train" in err
 
 
-@pytest.mark.parametrize("system, model", [
-    ("wilkinghoff", "members/member0/all.keras"),
-    ("ganomaly", "models/fan/model.keras"),
+@pytest.mark.parametrize("system, extractor, group", [
+    ("wilkinghoff", "classifier_embedding", "all"),
+    ("ganomaly", "gan", "fan"),
 ])
-def test_truncated_model_file_of_other_systems(tmp_path, system, model):
-    # Only the files `load` reads before the model: the model comes first.
-    (tmp_path / "members" / "member0").mkdir(parents=True)
-    (tmp_path / "members" / "member0" / "classes.json").write_text('{"all": {}}')
-    (tmp_path / "models" / "fan").mkdir(parents=True)
-    (tmp_path / "models" / "fan" / "scoring.json").write_text("{}")
-    (tmp_path / model).write_bytes(b"PK\x03\x04 truncated")
-    with pytest.raises(ValueError, match=f"{re.escape(model)}' is damaged or truncated"):
+def test_truncated_model_file_of_other_systems(tmp_path, system, extractor, group):
+    # One run layout for every system: load reads the extractors first.
+    folder = tmp_path / "members" / "member0" / "extractors" / group
+    folder.mkdir(parents=True)
+    (folder / "extractor.json").write_text(json.dumps({"name": extractor, "config": {}}))
+    (folder / "model.keras").write_bytes(b"PK\x03\x04 truncated")
+    (tmp_path / "thresholds.json").write_text("{}")
+    with pytest.raises(ValueError, match=f"{re.escape(str(folder / 'model.keras'))}' is "
+                                         "damaged or truncated"):
         get_system(system).load(tmp_path, {})
 
 

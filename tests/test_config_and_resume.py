@@ -12,7 +12,6 @@ import pandas as pd
 import pytest
 
 from asd_keras import cli
-from asd_keras.config import resolve_config
 from asd_keras.data.layouts import read_dataset
 from asd_keras.data.synthetic import synthetic_data_root
 from asd_keras.systems import get_system
@@ -33,22 +32,13 @@ def dev(tmp_path_factory):
     return synthetic_data_root(root, "dcase2020", "dev")
 
 
-def _schemas():
-    from asd_keras.models import gan
-    from asd_keras.models import wilkinghoff
-
-    return {
-        "wilkinghoff": (wilkinghoff.DEFAULTS, wilkinghoff.SCHEMA, wilkinghoff.VARIANTS),
-        "gan": (gan.GAN_DEFAULTS, gan.GAN_SCHEMA, gan.GAN_VARIANTS),
-    }
-
-
 # ----------------------------------------------------------------------
 # Part 1: one declarative schema per system, checked on construction
 # ----------------------------------------------------------------------
 
 
 def test_every_extractor_key_has_a_rule_and_every_variant_passes():
+    from asd_keras.extractors import adversarial
     from asd_keras.extractors import autoencoder
     from asd_keras.extractors import get_extractor
     from asd_keras.utils.registry import defaults
@@ -57,18 +47,25 @@ def test_every_extractor_key_has_a_rule_and_every_variant_passes():
     for name in autoencoder.VARIANTS:
         config = get_extractor("dense_ae", variant=name).get_config()
         assert None not in config.values() and config["variant"] == name
+    assert sorted(adversarial._schema()) == sorted(defaults(adversarial.AdversarialExtractor))
+    for name in adversarial.VARIANTS:
+        config = get_extractor("gan", variant=name).get_config()
+        assert config["variant"] == name and config["log_mode"] and config["pad_mode"]
 
 
-@pytest.mark.parametrize("family", ["wilkinghoff", "gan"])
-def test_every_default_key_has_a_rule_and_every_variant_passes(family):
-    from asd_keras.config import validate_config
+def test_every_preset_variant_builds():
+    from asd_keras.extractors import classifier_embedding
+    from asd_keras.utils.registry import defaults
 
-    defaults, schema, variants = _schemas()[family]
-    assert sorted(schema) == sorted(defaults)
-    assert defaults["deterministic"] is False
-    for name in variants:
-        config = resolve_config(defaults, {"variant": name}, variants)
-        assert validate_config(config, schema) == config
+    schema = classifier_embedding._schema()
+    assert sorted(schema) == sorted(defaults(
+        classifier_embedding.ClassifierEmbeddingExtractor))
+    for name, cls in (("wilkinghoff", get_system("wilkinghoff")),):
+        for key, variants in cls.VARIANTS.items():
+            for value, implied in variants.items():
+                config = cls({key: value}).config
+                assert config[key] == value and config["deterministic"] is False
+                assert all(config[k] == v for k, v in implied.items()), (name, value)
 
 
 def test_validator_types_ranges_and_messages():
@@ -139,21 +136,26 @@ def test_systems_reject_bad_values_on_construction(name):
 
 def test_gan_machine_overrides_use_the_same_schema():
     system_cls = get_system("ganomaly")
-    for overrides, key in [({"fan": {"epochs": 0}}, "machine_overrides.fan.epochs"),
+    for overrides, key in [({"fan": {"epochs": 0}}, r"machine_overrides\['fan'\]: epochs"),
                            ({"fan": {"learning_rate": "fast"}},
-                            "machine_overrides.fan.learning_rate"),
+                            r"machine_overrides\['fan'\]: learning_rate"),
                            ({"valve": {"score_degree": 0}},
-                            "machine_overrides.valve.score_degree"),
-                           ({"fan": {"batch_size": 1.5}}, "machine_overrides.fan.batch_size")]:
+                            r"machine_overrides\['valve'\]: score_degree"),
+                           ({"fan": {"batch_size": 1.5}},
+                            r"machine_overrides\['fan'\]: batch_size"),
+                           ({"fan": {"normalize": "minmax_test"}},
+                            r"machine_overrides\['fan'\]: normalize")]:
         with pytest.raises(ValueError, match=f"{key} must be"):
             system_cls({"machine_overrides": overrides})
     with pytest.raises(ValueError, match="must be a mapping"):
         system_cls({"machine_overrides": {"fan": 30}})
-    with pytest.raises(ValueError, match="cannot differ per machine type"):
-        system_cls({"machine_overrides": {"fan": {"n_mels": 64}}})
+    # The system's seed (+ member) seeds every machine type's model.
+    with pytest.raises(ValueError, match=r"has key\(s\) \['seed'\] that are not keys"):
+        system_cls({"machine_overrides": {"fan": {"seed": 3}}})
     system = system_cls({"machine_overrides": {"fan": {"epochs": 30.0}}})
-    assert system.machine_config("fan")["epochs"] == 30
-    assert type(system.machine_config("fan")["epochs"]) is int
+    epochs = system._new_extractor(0, "fan").config["epochs"]
+    assert epochs == 30 and type(epochs) is int
+    assert system._new_extractor(0, "valve").config["epochs"] == 10
 
 
 @pytest.mark.parametrize("system, args", [
@@ -189,10 +191,10 @@ def test_cli_train_rejects_bad_config_before_any_work(system, args, tmp_path, mo
 # ----------------------------------------------------------------------
 
 
-def _steps(system, table):
+def _steps(extractor, table):
     train = table[table["split"] == "train"]
-    frames = system.loader().check(sorted(train["path"]), progress=False)["frames"]
-    vectors = int(sum(system.frontend.num_vectors(f) for f in frames))
+    frames = extractor.loader().check(sorted(train["path"]), progress=False)["frames"]
+    vectors = int(sum(extractor.frontend.num_vectors(f) for f in frames))
     return -(-vectors // TINY_GAN["batch_size"])
 
 
@@ -227,7 +229,7 @@ def test_ctrl_c_during_a_save_then_a_damaged_backup_still_resume(dev, tmp_path, 
 
     table = read_dataset(dev)
     checkpoints = tmp_path / "ckpt"
-    backup = checkpoints / "fan" / "backup"
+    backup = checkpoints / "training" / "member0_fan" / "backup"
     config = {**TINY_GAN, "epochs": 3}
     original = saving_lib._save_state
     calls = {"saves": 0, "objects": 0}
@@ -255,13 +257,15 @@ def test_ctrl_c_during_a_save_then_a_damaged_backup_still_resume(dev, tmp_path, 
     _remove_objects(damaged)
     capsys.readouterr()
     system = get_system("ganomaly")(config)
-    histories = system.fit(table, tmp_path / "run2", verbose=0, checkpoint_dir=checkpoints)
+    system.fit(table, tmp_path / "run2", verbose=0, checkpoint_dir=checkpoints)
     out = capsys.readouterr().out
     assert f"'{damaged}' cannot be loaded" in out
-    assert "Resuming 'ganomaly_fan' after epoch 1" in out
+    assert "Resuming 'ganomaly_member0_fan' after epoch 1" in out
     # Epoch 1 came from the previous backup; epochs 2-3 were trained again.
-    assert int(system.models["fan"].optimizer.iterations) == 3 * _steps(system, table)
-    assert histories["fan"]["epoch"].tolist() == [1, 2, 3]
+    extractor = system.members[0]["extractors"]["fan"]
+    assert int(extractor.model.optimizer.iterations) == 3 * _steps(extractor, table)
+    history = pd.read_csv(tmp_path / "run2" / "history" / "member0_fan.csv")
+    assert history["epoch"].tolist() == [1, 2, 3]
 
 
 def _tiny_model():
@@ -316,6 +320,8 @@ def _start(args):
 
 
 EPOCHS = 6
+# Where `asd-keras train --out run` backs up the GAN of machine type fan.
+GAN_BACKUP = Path("run.checkpoints") / "training" / "member0_fan" / "backup"
 
 
 @pytest.fixture(scope="module")
@@ -335,7 +341,7 @@ def signalled_runs(dev, tmp_path_factory):
             "hidden_units=8", "num_hidden_layers=1", "latent_dim=2"]),
     }
     ready = {
-        "sigint": lambda f: bool(_backups(f / "run.checkpoints" / "fan" / "backup")),
+        "sigint": lambda f: bool(_backups(f / GAN_BACKUP)),
         "sigterm": lambda f: any(f.glob("run.partial-*/cache-*")),
     }
     for name, run in runs.items():
@@ -371,11 +377,11 @@ def test_sigint_during_cli_training_then_the_same_command_resumes(signalled_runs
     assert "interrupted; rerun the same command to resume" in run["err"]
     assert "Traceback" not in run["err"]
     assert not (folder / "run").exists() and not list(folder.glob("run.partial-*"))
-    assert _backups(folder / "run.checkpoints" / "fan" / "backup")
+    assert _backups(folder / GAN_BACKUP)
     capsys.readouterr()
     assert cli.main(run["args"]) == 0  # the same command again
-    assert "Resuming 'ganomaly_fan' after epoch" in capsys.readouterr().out
-    history = pd.read_csv(folder / "run" / "history" / "fan.csv")
+    assert "Resuming 'ganomaly_member0_fan' after epoch" in capsys.readouterr().out
+    history = pd.read_csv(folder / "run" / "history" / "member0_fan.csv")
     assert history["epoch"].tolist() == list(range(1, EPOCHS + 1))
     assert not (folder / "run.checkpoints").exists()
 

@@ -1,4 +1,4 @@
-import json
+import logging
 
 import keras
 import numpy as np
@@ -7,20 +7,22 @@ import pytest
 from tests.helpers import assert_decisions_match
 
 from asd_keras.data.layouts import read_dataset
+from asd_keras.extractors import get_extractor
+from asd_keras.extractors import load_extractor
+from asd_keras.layers import VectorScores
 from asd_keras.losses.adversarial import AdversarialCrossEntropy
 from asd_keras.losses.adversarial import FeatureMatching
 from asd_keras.losses.adversarial import adversarial_crossentropy
 from asd_keras.losses.adversarial import feature_matching
-from asd_keras.systems import get_system
 from asd_keras.models.blocks import dense_decoder
 from asd_keras.models.blocks import dense_discriminator
 from asd_keras.models.blocks import dense_encoder
 from asd_keras.models.blocks import dense_unet
 from asd_keras.models.gan import EGBAD
 from asd_keras.models.gan import GANomaly
-from asd_keras.models.gan import GANSystem
 from asd_keras.models.gan import SkipGANomaly
 from asd_keras.scoring import gan as gan_scores
+from asd_keras.systems import get_system
 
 SMALL = dict(input_dim=20, hidden_units=8, latent_dim=3, num_hidden_layers=2, seed=1)
 DETECTORS = [GANomaly, SkipGANomaly, EGBAD]
@@ -240,91 +242,207 @@ def test_config_round_trip_and_keras_save_load(cls, tmp_path):
 
 
 # ----------------------------------------------------------------------
-# The system: fit, score, resume, save/load, export
+# The VectorScores layer: a detector over a clip's vectors, per clip
+# ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("cls", DETECTORS)
+def test_vector_scores_by_hand_config_and_save_load(cls, tmp_path):
+    keras.utils.set_random_seed(0)
+    detector = cls(**SMALL)
+    vectors = np.random.default_rng(2).normal(size=(3, 7, 20)).astype("float32")
+    per_vector = detector(vectors.reshape(-1, 20), training=False).numpy().reshape(3, 7)
+    for how, expected in (("mean", per_vector.mean(axis=1)), ("max", per_vector.max(axis=1))):
+        layer = VectorScores(detector, how)
+        out = np.asarray(layer(vectors))
+        assert out.shape == (3, 1) == layer.compute_output_shape((3, 7, 20))
+        np.testing.assert_allclose(out[:, 0], expected, rtol=1e-5, atol=1e-7)
+    clone = VectorScores.from_config(layer.get_config())
+    assert clone.get_config() == layer.get_config() and clone.aggregation == "max"
+    assert type(clone.detector) is cls
+    inputs = keras.Input((None, 20))
+    model = keras.Model(inputs, VectorScores(detector)(inputs))
+    model.save(tmp_path / "m.keras")
+    restored = keras.saving.load_model(tmp_path / "m.keras")
+    np.testing.assert_allclose(np.asarray(restored(vectors))[:, 0], per_vector.mean(axis=1),
+                               rtol=1e-5, atol=1e-7)
+    with pytest.raises(ValueError, match=r"aggregation must be one of \('mean', 'max'\)"):
+        VectorScores(detector, "median")
+
+
+def test_extractor_builds_each_detector_with_its_own_defaults():
+    small = dict(hidden_units=8, num_hidden_layers=1, latent_dim=2, n_mels=4, n_frames=2)
+    ganomaly = get_extractor("gan", detector="ganomaly", **small).build_detector()
+    assert isinstance(ganomaly, GANomaly) and ganomaly.input_dim == 8
+    assert ganomaly.adversarial == "feature_matching" and ganomaly.reinit_threshold == 1e-5
+    skip = get_extractor("gan", detector="skip_ganomaly", adversarial="feature_matching",
+                         score_weight=0.5, discriminator_latent_term=False,
+                         **small).build_detector()
+    assert isinstance(skip, SkipGANomaly) and skip.adversarial == "feature_matching"
+    assert skip.score_weight == 0.5 and not skip.discriminator_latent_term
+    egbad = get_extractor("gan", detector="egbad", w_adv=7, **small).build_detector()
+    assert isinstance(egbad, EGBAD) and egbad.reinit_threshold is None
+    assert egbad.step_order == "discriminator_first" and egbad.score_weight == 0.1
+    never = get_extractor("gan", reinit_threshold=None, learning_rate=1e-3, beta_1=0.3,
+                          **small).build_detector("named")
+    assert never.reinit_threshold is None and never.name == "named"
+    assert float(never.discriminator_optimizer.learning_rate) == pytest.approx(1e-3)
+    assert float(never.optimizer.beta_1) == pytest.approx(0.3)
+    assert get_extractor("gan").config["log_mode"] == "offset"  # variant dcase2020
+    assert get_extractor("gan", variant="dcase2022").config["pad_mode"] == "constant"
+    with pytest.raises(ValueError, match="detector must be one of"):
+        get_extractor("gan", detector="bigan")
+    with pytest.raises(ValueError, match="not trained"):
+        get_extractor("gan").serving_model()
+
+
+# ----------------------------------------------------------------------
+# The presets: fit, score, resume, save/load, export
 # ----------------------------------------------------------------------
 
 TINY = dict(epochs=2, batch_size=64, hidden_units=16, num_hidden_layers=2)
 
 
-# Skip-GANomaly goes end to end through the CLI test below; EGBAD's and
-# every detector's own parts are tested at model level above.
+# Skip-GANomaly goes end to end through the CLI test below and every preset
+# through the fresh-process export test of tests/test_systems.py.
 @pytest.mark.parametrize("name", ["ganomaly"])
 def test_system_fit_score_save_load_export(name, synthetic_sets, tmp_path):
     import soundfile
     import tensorflow as tf
 
+    from asd_keras.scoring.threshold import gamma_threshold
+
     table = read_dataset(synthetic_sets["dcase2020"]["dev"])
+    run = tmp_path / "run"
     system = get_system(name)({**TINY, "normalize": "minmax_train",
                                "machine_overrides": {"valve": {"epochs": 1}}})
-    histories = system.fit(table, tmp_path / "run", verbose=0)
-    assert len(histories["fan"]) == 2 and len(histories["valve"]) == 1
-    assert histories["fan"]["epoch"].tolist() == [1, 2]
+    train_scores = system.fit(table, run, verbose=0)
+    history = pd.read_csv(run / "history" / "member0_fan.csv")
+    assert history["epoch"].tolist() == [1, 2]
+    assert {"g_loss", "d_loss", "d_reinits"} <= set(history.columns)
+    assert len(pd.read_csv(run / "history" / "member0_valve.csv")) == 1
+    extractors = system.members[0]["extractors"]
+    assert extractors["valve"].config["epochs"] == 1 and extractors["fan"].config["epochs"] == 2
+    assert (run / "members" / "member0" / "extractors" / "fan" / "model.keras").is_file()
+    assert (run / "members" / "member0" / "backends" / "fan" / "arrays.npz").is_file()
+    # minmax_train: each machine type's training scores span 0 .. 1.
+    for _, part in train_scores.groupby("group"):
+        assert part["score"].min() == pytest.approx(0.0, abs=1e-6)
+        assert part["score"].max() == pytest.approx(1.0, abs=1e-6)
+    assert system.thresholds["fan"] == pytest.approx(gamma_threshold(
+        train_scores.loc[train_scores["group"] == "fan", "score"].to_numpy(), 0.9))
     scores = system.score(table)
     assert len(scores) == (table["split"] == "test").sum()
-    assert np.isfinite(scores["score_raw"]).all()
-    state = system.scoring["fan"]
+    assert "score_raw" not in scores.columns
     fan = scores[scores["machine_type"] == "fan"]
+    # The raw clip scores are the extractor's features: the mean over the
+    # clip's stacked log-mel vectors of the detector's per-vector scores.
+    raw = system.features(fan)[:, 0]
+    waves = np.stack([soundfile.read(p, dtype="float32")[0] for p in fan["path"]])
+    extractor = extractors["fan"]
+    vectors = extractor.frontend.vectors(tf.constant(waves)).numpy()
+    per_vector = extractor.model(vectors.reshape(-1, vectors.shape[-1]), training=False)
+    np.testing.assert_allclose(raw, np.asarray(per_vector).reshape(len(waves), -1).mean(1),
+                               rtol=1e-5, atol=1e-7)
+    train = table[(table["split"] == "train") & (table["machine_type"] == "fan")]
+    train_raw = system.features(train)[:, 0]
     np.testing.assert_allclose(
-        fan["score"], (fan["score_raw"] - state["train_min"])
-        / (state["train_max"] - state["train_min"]), rtol=1e-6)
+        fan["score"], (raw - train_raw.min()) / (train_raw.max() - train_raw.min()),
+        rtol=1e-5, atol=1e-6)
     assert set(scores["decision"]) <= {0, 1}
-    loaded = type(system).load(tmp_path / "run", system.config)
+    loaded = type(system).load(run, system.config)
     again = loaded.score(table)
     # Same machine and batches, but reloaded weights may take other kernels.
     np.testing.assert_allclose(again["score"].to_numpy(), scores["score"].to_numpy(),
                                rtol=1e-6, atol=1e-7)
     system.export(tmp_path / "export")
     served = tf.saved_model.load(str(tmp_path / "export"))
-    waves = np.stack([soundfile.read(p, dtype="float32")[0] for p in fan["path"]])
     out = served.serve(tf.constant(waves), tf.constant("fan"))
-    np.testing.assert_allclose(out["anomaly_score"].numpy(), fan["score"], rtol=1e-4, atol=1e-6)
-    assert_decisions_match(out["decision"].numpy(), fan["decision"], fan["score_raw"],
-                           state["threshold"])
+    np.testing.assert_allclose(out["anomaly_score"].numpy(), fan["score"], rtol=1e-5,
+                               atol=1e-6)
+    assert_decisions_match(out["decision"].numpy(), fan["decision"], fan["score"],
+                           system.thresholds["fan"])
 
 
-def test_minmax_test_and_bad_config(synthetic_sets):
-    with pytest.raises(ValueError, match="normalize"):
+def test_bad_config_and_no_minmax_test(synthetic_sets):
+    with pytest.raises(ValueError, match="normalize must be one of"):
         get_system("ganomaly")({"normalize": "zscore"})
-    with pytest.raises(ValueError, match="cannot differ per machine type"):
-        get_system("ganomaly")({"machine_overrides": {"fan": {"n_mels": 64}}})
+    # Min-max over the test set is transductive: not a backend option.
+    with pytest.raises(ValueError, match="normalize must be one of"):
+        get_system("ganomaly")({"normalize": "minmax_test"})
+    with pytest.raises(ValueError, match=r"machine_overrides\['fan'\] has key\(s\) "
+                                         r"\['threshold'\] that are not keys"):
+        get_system("ganomaly")({"machine_overrides": {"fan": {"threshold": "percentile"}}})
     with pytest.raises(ValueError, match="initializer must be one of"):
         get_system("egbad")({"initializer": "orthogonal"})
-    with pytest.raises(ValueError, match="step_order"):
+    with pytest.raises(ValueError, match=r"machine_overrides\['fan'\]: step_order must be"):
         get_system("skip_ganomaly")({"machine_overrides": {"fan": {"step_order": "x"}}})
+    with pytest.raises(ValueError, match="trains the 'ganomaly' detector; received "
+                                         "detector='egbad'"):
+        get_system("ganomaly")({"detector": "egbad"})
+    # The two-optimizer train_step does not run under tf.distribute (yet).
+    with pytest.raises(ValueError, match="use distribute=none"):
+        get_system("egbad")({"distribute": "mirrored"})
+    from asd_keras.utils.training import TrainingContext
+
+    with pytest.raises(ValueError, match="use distribute=none"):
+        get_extractor("gan").fit(pd.DataFrame({"path": []}),
+                                 TrainingContext(distribute="mirrored"))
+    # Each machine type has its own extractor, so even its front end may differ.
+    system = get_system("ganomaly")({"machine_overrides": {"fan": {"n_mels": 64,
+                                                                   "normalize": "minmax_train"}}})
+    assert system._new_extractor(0, "fan").config["n_mels"] == 64
+    assert system._new_extractor(0, "valve").config["n_mels"] == 128
+    assert system._new_backend(0, "fan").normalize == "minmax_train"
 
 
-def test_interrupted_fit_resumes(synthetic_sets, tmp_path, monkeypatch):
+class Interrupt(keras.callbacks.Callback):
+    """Ctrl-C at the end of an epoch of one model."""
+
+    def __init__(self, model_suffix, epoch):
+        super().__init__()
+        self.model_suffix, self.epoch = model_suffix, epoch
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self.model.name.endswith(self.model_suffix) and epoch + 1 == self.epoch:
+            raise KeyboardInterrupt
+
+
+def test_interrupted_fit_resumes(synthetic_sets, tmp_path, caplog, capsys):
+    import json
+
     table = read_dataset(synthetic_sets["dcase2020"]["dev"])
     checkpoints = tmp_path / "ckpt"
     system = get_system("ganomaly")(TINY)
-    original = GANSystem._fit_scoring
-
-    def crash_on_valve(self, machine_type, group, loader):
-        if machine_type == "valve":
-            raise KeyboardInterrupt("simulated interruption")
-        return original(self, machine_type, group, loader)
-
-    monkeypatch.setattr(GANSystem, "_fit_scoring", crash_on_valve)
+    assert system.resumable
     with pytest.raises(KeyboardInterrupt):
-        system.fit(table, tmp_path / "run1", verbose=0, checkpoint_dir=checkpoints)
-    assert (checkpoints / "fan" / "done" / "scoring.json").is_file()
-    meta = json.loads((checkpoints / "valve" / "backup" / "training_metadata.json").read_text())
-    assert meta["epoch"] == 2
-    monkeypatch.setattr(GANSystem, "_fit_scoring", original)
-    resumed = get_system("ganomaly")(TINY)
-    histories = resumed.fit(table, tmp_path / "run2", verbose=0, checkpoint_dir=checkpoints)
-    # Valve's two epochs were done before the interruption: none is repeated.
-    valve = resumed.models["valve"]
-    steps = -(-int(sum(resumed.frontend.num_vectors(f) for f in
-                       resumed.loader().check(sorted(table[(table.split == "train") & (
-                           table.machine_type == "valve")]["path"]), progress=False)["frames"]))
-              // 64)
-    assert int(valve.optimizer.iterations) == 2 * steps
-    assert histories["valve"]["epoch"].tolist() == [1, 2]
+        system.fit(table, tmp_path / "run1", verbose=0, checkpoint_dir=checkpoints,
+                   callbacks=[Interrupt("valve", 1)])
+    finished = checkpoints / "finished"
+    assert (finished / "member0_fan" / "extractor.json").is_file()
+    assert not (finished / "member0_valve").exists()
+    backup = checkpoints / "training" / "member0_valve" / "backup"
+    assert json.loads((backup / "training_metadata.json").read_text())["epoch"] == 1
+    fan = load_extractor(finished / "member0_fan").model.get_weights()
+    capsys.readouterr()
+    with caplog.at_level(logging.INFO, logger="asd_keras"):
+        resumed = get_system("ganomaly")(TINY)
+        resumed.fit(table, tmp_path / "run2", verbose=0, checkpoint_dir=checkpoints)
+    assert "member0_fan: finished in an earlier attempt" in caplog.text
+    assert "Resuming 'ganomaly_member0_valve' after epoch 1" in capsys.readouterr().out
+    # Valve's first epoch was done before the interruption: only the second ran.
+    valve = resumed.members[0]["extractors"]["valve"]
+    train = table[(table["split"] == "train") & (table["machine_type"] == "valve")]
+    frames = valve.loader().check(sorted(train["path"]), progress=False)["frames"]
+    steps = -(-int(sum(valve.frontend.num_vectors(f) for f in frames)) // 64)
+    assert int(valve.model.optimizer.iterations) == 2 * steps
+    assert int(valve.model.discriminator_optimizer.iterations) == 2 * steps
+    history = pd.read_csv(tmp_path / "run2" / "history" / "member0_valve.csv")
+    assert history["epoch"].tolist() == [1, 2]
     # Fan was reused from its finished checkpoint, not retrained.
-    fan = table[table["machine_type"] == "fan"]
-    np.testing.assert_allclose(resumed.score(fan)["score"], system.score(fan)["score"],
-                               rtol=1e-6)
+    for a, b in zip(fan, resumed.members[0]["extractors"]["fan"].model.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    assert np.isfinite(resumed.score(table)["score"]).all()
 
 
 def test_cli_train_score_evaluate_export_and_resume_guard(synthetic_sets, tmp_path):
@@ -341,11 +459,13 @@ def test_cli_train_score_evaluate_export_and_resume_guard(synthetic_sets, tmp_pa
     assert cli.main(args) == 2
     assert cli.main(args + ["--force"]) == 0
     assert not (tmp_path / "run.checkpoints").exists()  # removed after success
-    assert (run / "models" / "fan" / "model.keras").is_file()
+    assert (run / "members" / "member0" / "extractors" / "fan" / "model.keras").is_file()
+    assert (run / "history" / "member0_valve.csv").is_file()
+    assert (run / "thresholds.json").is_file()
     assert cli.main(["score", "--run", str(run), "--data", dev, "--out",
                      str(tmp_path / "scores")]) == 0
     frame = pd.read_csv(tmp_path / "scores" / "scores.csv")
-    assert {"score", "score_raw", "decision"} <= set(frame.columns)
+    assert {"score", "decision"} <= set(frame.columns) and np.isfinite(frame["score"]).all()
     assert cli.main(["evaluate", "--scores", str(tmp_path / "scores"), "--data", dev]) == 0
     assert cli.main(["export", "--run", str(run), "--out", str(tmp_path / "export")]) == 0
     assert (tmp_path / "export" / "saved_model.pb").is_file()
@@ -356,6 +476,6 @@ def test_later_layouts_train_per_machine_type(layout, synthetic_sets, tmp_path):
     table = read_dataset(synthetic_sets[layout]["dev"])
     system = get_system("ganomaly")({**TINY, "epochs": 1, "variant": "dcase2022"})
     system.fit(table, tmp_path / "run", verbose=0)
-    assert sorted(system.models) == ["fan", "valve"]
+    assert sorted(system.members[0]["extractors"]) == ["fan", "valve"]
     scores = system.score(table)
     assert np.isfinite(scores["score"]).all() and set(scores["domain"]) == {"source", "target"}

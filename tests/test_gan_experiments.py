@@ -90,7 +90,7 @@ def _load_run_script():
 
 def test_search_resume_and_experiment_tables(synthetic_sets, tmp_path, monkeypatch):
     from asd_keras import cli
-    from asd_keras.models.gan import GANSystem
+    from asd_keras.systems import get_system
 
     # One machine type keeps the 8 trainings of this test small.
     dev = str(make_synthetic(tmp_path / "data", "dcase2020", machine_types=("fan",),
@@ -106,6 +106,9 @@ def test_search_resume_and_experiment_tables(synthetic_sets, tmp_path, monkeypat
     trials = pd.read_csv(out / "trials.csv")
     assert sorted(trials["trial"].unique()) == [0, 1]
     assert set(trials["machine_type"]) == {"fan"}
+    # The trials keep their histories and scores, not their trained models.
+    assert (out / "trials" / "trial0000" / "run" / "history" / "member0_fan.csv").is_file()
+    assert not (out / "trials" / "trial0000" / "run" / "members").exists()
     # Selection and report halves are disjoint and together the whole test set.
     n_test = (pd.read_csv(out / "trials" / "trial0000" / "scores.csv")
               .groupby("machine_type").size())
@@ -119,7 +122,7 @@ def test_search_resume_and_experiment_tables(synthetic_sets, tmp_path, monkeypat
     def refuse(*a, **k):
         raise AssertionError("a finished trial was trained again")
 
-    monkeypatch.setattr(GANSystem, "fit", refuse)
+    monkeypatch.setattr(get_system("ganomaly"), "fit", refuse)
     assert cli.main(args) == 0
     # Another specification in the same folder needs --force.
     assert cli.main(args[:-1] + ["3"]) == 2
@@ -147,4 +150,5 @@ def test_search_resume_and_experiment_tables(synthetic_sets, tmp_path, monkeypat
     assert per_machine.groupby("condition")["n_test"].sum().eq(len(held_out)).all()
     assert (results / "figure6.png").stat().st_size > 10_000
     saved = yaml.safe_load((results / "conditions" / "GANomaly" / "config.yaml").read_text())
+    assert not (results / "conditions" / "GANomaly" / "run" / "members").exists()
     assert saved["params"]["machine_overrides"] == best["machine_overrides"]

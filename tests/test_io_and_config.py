@@ -1,7 +1,6 @@
 import pytest
 
 from asd_keras.config import parse_overrides
-from asd_keras.config import resolve_config
 from asd_keras.utils.io import atomic_write_text
 from asd_keras.utils.io import check_output_dir
 from asd_keras.utils.io import staged_dir
@@ -32,16 +31,8 @@ def test_existing_results_need_force(tmp_path):
     assert (out / "v.txt").read_text() == "2"
 
 
-def test_overrides_and_resolution():
+def test_overrides():
     assert parse_overrides(["epochs=3", "score=mahala", "learning_rate=1e-4"]) == {
         "epochs": 3, "score": "mahala", "learning_rate": 1e-4}
     with pytest.raises(ValueError, match="key=value"):
         parse_overrides(["epochs"])
-    defaults = {"variant": "a", "x": 1, "y": 2}
-    variants = {"a": {"x": 10}, "b": {"x": 20, "y": 30}}
-    assert resolve_config(defaults, {}, variants) == {"variant": "a", "x": 10, "y": 2}
-    assert resolve_config(defaults, {"variant": "b", "y": 5}, variants)["y"] == 5
-    with pytest.raises(ValueError, match="Valid keys"):
-        resolve_config(defaults, {"z": 1}, variants)
-    with pytest.raises(ValueError, match="variant"):
-        resolve_config(defaults, {"variant": "c"}, variants)

@@ -1,6 +1,8 @@
 """The shared system layer (extractor x backend) end to end through the CLI,
 on the plain layout of a user's own recordings."""
 
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -10,6 +12,7 @@ from asd_keras.cli import main
 from asd_keras.systems import SYSTEMS
 from asd_keras.systems import AnomalySystem
 from asd_keras.systems import get_system
+from tests.helpers import assert_decisions_match
 from tests.helpers import serve_in_fresh_process
 
 
@@ -66,7 +69,7 @@ def test_train_score_evaluate_own_recordings(recordings, tmp_path, overrides):
     assert result["AUC (source)"].iloc[0] == pytest.approx(1.0)
 
 
-@pytest.mark.parametrize("backend", ["mahalanobis", "knn"])
+@pytest.mark.parametrize("backend", ["mahalanobis", "knn", "kmeans"])
 def test_export_matches_in_process_scores(recordings, tmp_path, backend):
     run, scores, export = tmp_path / "run", tmp_path / "scores", tmp_path / "export"
     assert _run("train", "--system", "logmel_stats", "--data", recordings, "--out", run,
@@ -79,6 +82,62 @@ def test_export_matches_in_process_scores(recordings, tmp_path, backend):
                                                section="00")
     np.testing.assert_allclose(served, expected["score"], rtol=1e-5, atol=1e-5)
     assert decisions == expected["decision"].tolist()
+
+
+def test_cross_fitted_thresholds_and_machine_overrides(recordings, tmp_path):
+    from asd_keras.backends import get_backend
+    from asd_keras.data.layouts import read_dataset
+    from asd_keras.scoring.threshold import gamma_threshold
+
+    table = read_dataset(recordings)
+    cls = get_system("logmel_stats")
+    system = cls({"backend": "knn", "machine_overrides": {"pump": {"k": 3}}})
+    assert system.cross_fitted  # auto: a memory bank scores a clip against itself
+    assert not cls({"backend": "knn", "threshold_scores": "train"}).cross_fitted
+    assert not cls({"backend": "mahalanobis"}).cross_fitted
+    system.fit(table, tmp_path / "run", verbose=0)
+    backend = system.members[0]["backends"]["pump_section_00"]
+    assert backend.k == 3
+    # By hand: alternate clips form two folds, each scored by a bank of the other.
+    train = table[table["split"] == "train"].reset_index(drop=True)
+    features = system.features(train)
+    fold = np.arange(len(train)) % 2
+    scores = np.zeros(len(train))
+    for f in (0, 1):
+        bank = get_backend("knn", k=3).fit(features[fold != f],
+                                           pd.DataFrame({"domain": ["source"] * 6}))
+        scores[fold == f] = bank.score(features[fold == f])
+    assert system.thresholds["pump_section_00"] == pytest.approx(
+        gamma_threshold(scores, 0.9), rel=1e-6)
+    with pytest.raises(ValueError, match="extractor_grouping='all'"):
+        cls({"machine_overrides": {"pump": {"n_mels": 64}}})
+    with pytest.raises(ValueError, match=r"machine_overrides\['pump'\]: k and density_k"):
+        cls({"backend": "knn", "machine_overrides": {"pump": {"k": 0}}})
+    with pytest.raises(ValueError, match=r"key\(s\) \['kk'\]"):
+        cls({"machine_overrides": {"pump": {"kk": 1}}})
+
+
+GAN_TINY = ["--verbose", "0", "--epochs", "1", "batch_size=64", "hidden_units=8",
+            "num_hidden_layers=1", "latent_dim=2"]
+
+
+@pytest.mark.parametrize("system, normalize", [("ganomaly", "minmax_train"),
+                                               ("skip_ganomaly", "none"),
+                                               ("egbad", "none")])
+def test_gan_presets_export_matches_in_process_scores(recordings, tmp_path, system,
+                                                      normalize):
+    run, scores, export = tmp_path / "run", tmp_path / "scores", tmp_path / "export"
+    assert _run("train", "--system", system, "--data", recordings, "--out", run, *GAN_TINY,
+                f"normalize={normalize}") == 0
+    assert (run / "members" / "member0" / "extractors" / "pump" / "model.keras").is_file()
+    assert _run("score", "--run", run, "--data", recordings, "--out", scores) == 0
+    assert _run("export", "--run", run, "--out", export) == 0
+    expected = pd.read_csv(scores / "scores.csv")
+    paths = [str(recordings / "pump" / "test" / n) for n in expected["file_name"]]
+    served, decisions = serve_in_fresh_process(export, paths, machine_type="pump")
+    np.testing.assert_allclose(served, expected["score"], rtol=1e-5, atol=1e-5)
+    threshold = json.loads((run / "thresholds.json").read_text())["pump"]
+    assert_decisions_match(decisions, expected["decision"], expected["score"], threshold)
 
 
 def test_config_errors_before_any_work(recordings, tmp_path, capsys):

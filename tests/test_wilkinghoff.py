@@ -1,4 +1,5 @@
-"""The Wilkinghoff model, class labels, embedding backends and system."""
+"""The Wilkinghoff network, class labels, the reference-table backends, their
+layers and the `wilkinghoff` preset."""
 
 import json
 import subprocess
@@ -14,11 +15,17 @@ from asd_keras.data.labels import ClassEncoder
 from asd_keras.data.labels import class_keys
 from asd_keras.data.layouts import read_dataset
 from asd_keras.evaluation.compactness import compactness_statistics
-from asd_keras.models.wilkinghoff import WilkinghoffSystem
+from asd_keras.backends import load_backend
+from asd_keras.backends.kmeans import KMeansBackend
+from asd_keras.backends.kmeans import LocalDensityBackend
+from asd_keras.backends.kmeans import length_normalize
+from asd_keras.extractors.classifier_embedding import ClassifierEmbeddingExtractor
+from asd_keras.layers import CosineReferenceScore
+from asd_keras.layers import FixedLength
 from asd_keras.models.wilkinghoff import wilkinghoff_embedding_model
-from asd_keras.scoring.embedding import KMeansBackend
-from asd_keras.scoring.embedding import LocalDensityBackend
-from asd_keras.scoring.embedding import length_normalize
+from asd_keras.systems import get_system
+
+WilkinghoffSystem = get_system("wilkinghoff")
 
 RNG = np.random.default_rng(1)
 
@@ -118,66 +125,99 @@ def test_labels_on_every_layout(synthetic_sets):
 
 
 def _embedding_data():
-    sections = np.repeat(["fan_00", "fan_01"], 30)
-    domains = np.tile(["source"] * 26 + ["target"] * 4, 2)
-    embeddings = RNG.normal(size=(60, 8))
-    return embeddings, sections, domains
+    domains = np.array(["source"] * 26 + ["target"] * 4)
+    embeddings = RNG.normal(size=(30, 8))
+    return embeddings, pd.DataFrame({"domain": domains}), domains
 
 
 def test_kmeans_backend_by_hand(tmp_path):
     from sklearn.cluster import KMeans
 
-    embeddings, sections, domains = _embedding_data()
-    backend = KMeansBackend(n_clusters=4, seed=0).fit(embeddings, sections, domains)
+    embeddings, metadata, domains = _embedding_data()
+    backend = KMeansBackend(kmeans_clusters=4, seed=0).fit(embeddings, metadata)
     test = RNG.normal(size=(5, 8))
-    scores, per_domain = backend.score(test, ["fan_01"] * 5, per_domain=True)
+    scores = backend.score(test)
     normed = length_normalize(embeddings)
-    rows = (sections == "fan_01")
     centres = KMeans(4, n_init=10, random_state=0).fit(
-        normed[rows & (domains == "source")]).cluster_centers_
-    targets = normed[rows & (domains == "target")]
+        normed[domains == "source"]).cluster_centers_
+    targets = normed[domains == "target"]
     x = length_normalize(test)
-    expected_source = -(x @ centres.T).max(axis=1)
-    expected_target = -(x @ targets.T).max(axis=1)
-    np.testing.assert_allclose(per_domain["source"], expected_source, rtol=1e-5)
-    np.testing.assert_allclose(per_domain["target"], expected_target, rtol=1e-5)
-    np.testing.assert_allclose(scores, np.minimum(expected_source, expected_target),
-                               rtol=1e-5)
-    cosine = KMeansBackend(n_clusters=4, distance="cosine").fit(embeddings, sections, domains)
-    np.testing.assert_allclose(cosine.score(test, ["fan_01"] * 5), 1 + scores, rtol=1e-5)
-    everything = KMeansBackend(n_clusters=4, kmeans_domains="all").fit(
-        embeddings, sections, domains)
-    assert len(everything.tables["fan_00"]["alpha"]) == 4 + 4
-    backend.save(tmp_path / "b.npz")
-    restored = KMeansBackend(n_clusters=4).load_tables(tmp_path / "b.npz")
-    np.testing.assert_allclose(restored.score(test, ["fan_01"] * 5), scores)
-    with pytest.raises(ValueError, match="No references for section"):
-        backend.score(test[:1], ["pump_00"])
+    # Minimum over both domains of the negative cosine similarity; the
+    # centroids are not re-normalised (reference wilkinghoff.md 6).
+    expected = np.minimum(-(x @ centres.T).max(axis=1), -(x @ targets.T).max(axis=1))
+    np.testing.assert_allclose(scores, expected, rtol=1e-5)
+    cosine = KMeansBackend(kmeans_clusters=4, distance="cosine").fit(embeddings, metadata)
+    np.testing.assert_allclose(cosine.score(test), 1 + scores, rtol=1e-5)
+    everything = KMeansBackend(kmeans_clusters=4, kmeans_domains="all").fit(
+        embeddings, metadata)
+    assert len(everything.arrays["alpha"]) == 4 + 4
+    backend.save(tmp_path / "b")
+    np.testing.assert_allclose(load_backend(tmp_path / "b").score(test), scores, rtol=1e-6)
+    with pytest.raises(ValueError, match="metadata columns"):
+        KMeansBackend().fit(embeddings, pd.DataFrame({"section": ["00"] * 30}))
+    with pytest.raises(ValueError, match="kmeans_domains must be one of"):
+        KMeansBackend(kmeans_domains="target")
 
 
 def test_local_density_backend_by_hand():
-    embeddings, sections, domains = _embedding_data()
-    backend = LocalDensityBackend(k=2).fit(embeddings, sections, domains)
+    embeddings, metadata, _ = _embedding_data()
+    backend = LocalDensityBackend(density_k=2).fit(embeddings, metadata)
     test = RNG.normal(size=(3, 8))
-    refs = length_normalize(embeddings[sections == "fan_00"])
+    refs = length_normalize(embeddings)
     distance = 0.5 * (1 - refs @ refs.T)
     np.fill_diagonal(distance, np.inf)
     density = np.sort(distance, axis=1)[:, :2].mean(axis=1)
     x = length_normalize(test)
     expected = (0.5 * (1 - x @ refs.T) / density).min(axis=1)
-    np.testing.assert_allclose(backend.score(test, ["fan_00"] * 3), expected, rtol=1e-5)
+    np.testing.assert_allclose(backend.score(test), expected, rtol=1e-5)
+    with pytest.raises(ValueError, match="at least 2 references"):
+        LocalDensityBackend().fit(embeddings[:1], metadata[:1])
 
 
-def test_padded_tables_reproduce_scores():
-    embeddings, sections, domains = _embedding_data()
-    backend = KMeansBackend(n_clusters=3).fit(embeddings[:50], sections[:50], domains[:50])
-    refs, alpha, beta = backend.padded_tables(["fan_00", "fan_01"])
-    assert refs.shape[0] == 2 and refs.shape[1] == max(
-        len(t["alpha"]) for t in backend.tables.values())
-    x = length_normalize(RNG.normal(size=(4, 8)))
-    for index, section in enumerate(["fan_00", "fan_01"]):
-        values = (alpha[index] - beta[index] * (x @ refs[index].T)).min(axis=1)
-        np.testing.assert_allclose(values, backend.score(x, [section] * 4), rtol=1e-5)
+def test_cosine_reference_score_layer(tmp_path):
+    layer = CosineReferenceScore(3, 2)
+    layer.build((None, 2))
+    refs = np.array([[1.0, 0.0], [0.0, 2.0], [0.6, 0.8]], "float32")
+    layer.references.assign(refs)
+    layer.alpha.assign(np.array([0.0, 1.0, 0.5], "float32"))
+    layer.beta.assign(np.array([1.0, 1.0, 2.0], "float32"))
+    x = np.array([[3.0, 4.0], [0.0, -1.0]], "float32")
+    unit = x / np.linalg.norm(x, axis=1, keepdims=True)
+    expected = (np.array([0.0, 1.0, 0.5]) - np.array([1.0, 1.0, 2.0])
+                * (unit @ refs.T)).min(axis=1)
+    out = keras.ops.convert_to_numpy(layer(x))
+    assert out.shape == (2,)
+    np.testing.assert_allclose(out, expected, rtol=1e-6)
+    clone = CosineReferenceScore.from_config(layer.get_config())
+    assert clone.get_config() == layer.get_config()
+    inputs = keras.Input((2,))
+    model = keras.Model(inputs, layer(inputs))
+    model.save(tmp_path / "m.keras")
+    restored = keras.saving.load_model(tmp_path / "m.keras")
+    np.testing.assert_allclose(restored.predict(x, verbose=0), expected, rtol=1e-6)
+    with pytest.raises(ValueError, match="num_references"):
+        CosineReferenceScore(0, 2)
+
+
+def test_fixed_length_layer(tmp_path):
+    wave = np.arange(1, 11, dtype="float32").reshape(2, 5)
+    for policy, n, expected in (
+            ("truncate", 3, wave[:, :3]),
+            ("pad", 7, np.pad(wave, [[0, 0], [0, 2]])),
+            ("tile_crop", 12, np.tile(wave, [1, 3])[:, :12])):
+        layer = FixedLength(n, policy)
+        out = keras.ops.convert_to_numpy(layer(wave))
+        assert out.shape == (2, n)
+        np.testing.assert_array_equal(out, expected)  # copies only, no arithmetic
+        assert FixedLength.from_config(layer.get_config()).get_config() == layer.get_config()
+    inputs = keras.Input((None,))
+    model = keras.Model(inputs, FixedLength(12, "tile_crop")(inputs))
+    model.save(tmp_path / "m.keras")
+    restored = keras.saving.load_model(tmp_path / "m.keras")
+    np.testing.assert_array_equal(restored.predict(wave, verbose=0),
+                                  np.tile(wave, [1, 3])[:, :12])
+    with pytest.raises(ValueError, match="policy must be one of"):
+        FixedLength(3, "loop")
 
 
 def test_compactness_statistics_by_hand():
@@ -205,20 +245,25 @@ def test_system_variants_train_and_score(synthetic_sets, tmp_path):
     config = dict(FAST, classes="per_section", loss="compactness", ensemble_size=2,
                   backend="local_density", density_k=2, mixup_in="pipeline")
     system = WilkinghoffSystem(config)
+    # classes=per_section means one network per section.
+    assert system.config["extractor_grouping"] == "section"
+    with pytest.raises(ValueError, match="needs extractor_grouping='section'"):
+        WilkinghoffSystem(dict(config, extractor_grouping="all"))
     system.fit(table, tmp_path / "run", verbose=0)
     assert len(system.members) == 2
-    assert set(system.members[0]["groups"]) == {"fan_00", "valve_00"}
+    assert set(system.members[0]["extractors"]) == {"fan_section_00", "valve_section_00"}
     scores = system.score(table)
     assert np.isfinite(scores["score"]).all()
-    history = pd.read_csv(tmp_path / "run" / "history" / "member0_fan_00.csv")
+    history = pd.read_csv(tmp_path / "run" / "history" / "member0_fan_section_00.csv")
     assert {"loss", "intra_compactness"} <= set(history.columns)
     assert history["epoch"].tolist() == [0, 1]
     # The ensemble score is the sum of the members' scores.
-    single = [m["backend"].score(e, (scores["machine_type"] + "_" + scores["section"])
-                                 .to_numpy()) for m, e in zip(system.members,
-                                                              system.embed(scores))]
-    np.testing.assert_allclose(scores["score"], single[0] + single[1], rtol=1e-6)
-    # The export picks each section's model and sums the two members.
+    fan = scores[scores["machine_type"] == "fan"]
+    single = [m["backends"]["fan_section_00"].score(
+        m["extractors"]["fan_section_00"].transform(fan)["embedding"])
+        for m in system.members]
+    np.testing.assert_allclose(fan["score"], single[0] + single[1], rtol=1e-6)
+    # The export picks each section's network and sums the two members.
     import soundfile
     import tensorflow as tf
 
@@ -227,10 +272,17 @@ def test_system_variants_train_and_score(synthetic_sets, tmp_path):
     valve = scores[scores["machine_type"] == "valve"]
     waves = np.stack([soundfile.read(p, dtype="float32")[0] for p in valve["path"]])
     out = served.serve(tf.constant(waves), tf.constant("valve"), tf.constant("00"))
-    np.testing.assert_allclose(out["anomaly_score"].numpy(), valve["score"], rtol=1e-4,
+    np.testing.assert_allclose(out["anomaly_score"].numpy(), valve["score"], rtol=1e-5,
                                atol=1e-5)
     with pytest.raises(ValueError, match="loss must be one of"):
         WilkinghoffSystem({"loss": "cosface"})
+    with pytest.raises(ValueError, match="variant must be one of"):
+        WilkinghoffSystem({"variant": "dcase2030"})
+    # A variant's keys are defaults; the user's own keys win.
+    dcase2023 = WilkinghoffSystem({"variant": "dcase2023", "mixup_probability": 0.2})
+    assert (dcase2023.config["clip_seconds"], dcase2023.config["mixup_probability"]) == (
+        18.0, 0.2)
+    assert WilkinghoffSystem({"variant": "icassp2023"}).config["kmeans_domains"] == "all"
 
 
 def test_cli_train_score_evaluate_export(synthetic_sets, tmp_path):
@@ -246,14 +298,14 @@ def test_cli_train_score_evaluate_export(synthetic_sets, tmp_path):
                      "--out", str(run), "--verbose", "0"]) == 0
     record = json.loads((run / "run.json").read_text())
     assert record["seed"] == 1234
-    assert len(json.loads((run / "members" / "thresholds.json").read_text())) == 12  # 2 types x 6 sections
+    assert len(json.loads((run / "thresholds.json").read_text())) == 12  # 2 types x 6 sections
     assert cli.main(["train", "--system", "wilkinghoff", "--data", dev,
                      "--out", str(run), *overrides]) == 2  # no --force
     scores_dir = tmp_path / "scores"
     assert cli.main(["score", "--run", str(run), "--data", dev,
                      "--out", str(scores_dir)]) == 0
     scores = pd.read_csv(scores_dir / "scores.csv", dtype={"section": str})
-    assert {"score", "score_source", "score_target", "decision"} <= set(scores.columns)
+    assert {"score", "decision"} <= set(scores.columns)
     assert cli.main(["evaluate", "--scores", str(scores_dir), "--data", dev]) == 0
     assert (scores_dir / "evaluation" / "official_score.json").is_file()
     # The representation probe on the embeddings: LP and global MD per section.
@@ -281,22 +333,26 @@ def test_cli_train_score_evaluate_export(synthetic_sets, tmp_path):
     result = subprocess.run([sys.executable, "-c", script, str(export), json.dumps(paths)],
                             capture_output=True, text=True, check=True)
     served = json.loads(result.stdout.strip().splitlines()[-1])
-    np.testing.assert_allclose(served, fan["score"], rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(served, fan["score"], rtol=1e-5, atol=1e-5)
 
 
-def test_spectrogram_scorer_matches_system_scores(synthetic_sets, tmp_path):
+def test_spectrogram_functions_match_system_scores(synthetic_sets, tmp_path):
     table = read_dataset(synthetic_sets["dcase2022"]["dev"])
     system = WilkinghoffSystem(dict(TINY, branches="spectrogram", monitor_compactness=False))
     system.fit(table, tmp_path / "run", verbose=0)
     scores = system.score(table)
     row = scores.iloc[0]
-    spectrogram_fn, score_fn = system.spectrogram_scorer(row["machine_type"], row["section"])
+    member = system.members[0]
+    spectrogram_fn, embed_fn = member["extractors"]["all"].spectrogram_functions()
     spectrogram = spectrogram_fn(row["path"])
     assert spectrogram.shape == (30, 513)
-    assert float(score_fn(spectrogram[None])[0]) == pytest.approx(row["score"], abs=1e-5)
-    both = WilkinghoffSystem(TINY)
+    backend = member["backends"][f"{row['machine_type']}_section_{row['section']}"]
+    assert float(backend.score(embed_fn(spectrogram[None]))[0]) == pytest.approx(
+        row["score"], abs=1e-5)
+    both = ClassifierEmbeddingExtractor(clip_seconds=1.0, length_policy="truncate")
+    both.model = member["extractors"]["all"].model
     with pytest.raises(ValueError, match="spectrogram-only"):
-        both.spectrogram_scorer("fan", "00")
+        both.spectrogram_functions()
 
 
 @pytest.mark.parametrize("loss", ["arcface", "softmax", "compactness_cce", "adacos"])
@@ -353,12 +409,17 @@ def test_clip_length_comes_from_dcase2023_data_of_varying_lengths(tmp_path):
     assert cli.main(["train", "--system", "wilkinghoff", "--data", str(data), "--out",
                      str(run), "--verbose", "0", *overrides]) == 0
     config = yaml.safe_load((run / "config.yaml").read_text())["params"]
-    assert config["clip_seconds"] == 1.5 and config["length_policy"] == "tile_crop"
+    assert config["clip_seconds"] == "auto"  # as asked; the trained network has numbers
+    trained = json.loads((run / "members" / "member0" / "extractors" / "all" /
+                          "extractor.json").read_text())["config"]
+    assert trained["clip_seconds"] == 1.5 and trained["length_policy"] == "tile_crop"
     choices = json.loads((run / "run.json").read_text())["data_choices"]
     assert "1-1.5 s" in choices["why"] and "tile_crop" in choices["why"]
     assert cli.main(["score", "--run", str(run), "--data", str(data),
                      "--out", str(tmp_path / "scores")]) == 0
     # Clips of one length: the ICASSP 2023 setting, plain truncation.
-    system = WilkinghoffSystem({"branches": "spectrum"})
-    system.fit_clip_length(sorted((data / "fan" / "train").glob("*.wav")))
-    assert (system.num_samples, system.config["length_policy"]) == (16000, "truncate")
+    extractor = ClassifierEmbeddingExtractor(branches="spectrum")
+    with pytest.raises(ValueError, match="no training clips have been seen"):
+        extractor.num_samples
+    extractor.resolve_length(sorted((data / "fan" / "train").glob("*.wav")))
+    assert (extractor.num_samples, extractor.config["length_policy"]) == (16000, "truncate")

@@ -11,3 +11,4 @@ from asd_keras.backends.base import register_backend
 from asd_keras.backends import linear_probe  # noqa: F401
 from asd_keras.backends import mahalanobis  # noqa: F401
 from asd_keras.backends import knn  # noqa: F401
+from asd_keras.backends import kmeans  # noqa: F401

@@ -29,6 +29,7 @@ from asd_keras.backends.base import ScoringBackend
 from asd_keras.backends.base import register_backend
 
 COVARIANCES = ("ledoit_wolf", "oas", "empirical")
+NORMALIZATIONS = ("none", "minmax_train")
 
 
 def _estimator(name):
@@ -224,23 +225,63 @@ class ResidualCovariance:
 
 @register_backend("feature_mean")
 class FeatureMeanBackend(ScoringBackend):
-    """The mean of a clip's feature vector as its score.
+    """The mean of a clip's feature vector as its score, optionally min-max scaled.
 
     With the `dense_ae` extractor's `squared_error` features this is the
-    DCASE baselines' MSE score (reference dcase.md 2.4). Nothing is fitted
-    but the feature size.
+    DCASE baselines' MSE score (reference dcase.md 2.4); with the `gan`
+    extractor's one-value `score` features it is the detector's raw clip
+    score.
+
+    Args:
+        normalize: str. `"none"` (default): the mean itself. `"minmax_train"`:
+            `(mean - train_min) / (train_max - train_min)` with the smallest
+            and largest mean of the training clips, so the training scores
+            span 0 to 1 (a constant training score only shifts the scores:
+            span 1). A monotone map per fitted group: AUC and pAUC within the
+            group are unchanged.
     """
 
+    def __init__(self, normalize="none"):
+        super().__init__()
+        if normalize not in NORMALIZATIONS:
+            raise ValueError(f"normalize must be one of {NORMALIZATIONS}; received "
+                             f"{normalize!r}.")
+        self.normalize = normalize
+
     def _fit_arrays(self, features, metadata):
-        return {"dim": np.asarray(features.shape[1], np.int64)}
+        arrays = {"dim": np.asarray(features.shape[1], np.int64)}
+        if self.normalize == "minmax_train":
+            import keras
+
+            from asd_keras.layers.reconstruction import FeatureMean
+
+            # The training values as the scoring layer computes them.
+            means = keras.ops.convert_to_numpy(FeatureMean()(features)).astype(np.float64)
+            arrays.update(low=np.asarray(means.min()), high=np.asarray(means.max()))
+        return arrays
 
     def scoring_layer(self):
+        import keras
+
         from asd_keras.layers.reconstruction import FeatureMean
 
-        layer = FeatureMean()
-        layer.build((None, self.input_dim))  # export tracks built layers only
-        return layer
+        mean = FeatureMean()
+        if self.normalize == "none":
+            mean.build((None, self.input_dim))  # export tracks built layers only
+            return mean
+        low, high = float(self.arrays["low"]), float(self.arrays["high"])
+        span = high - low if high > low else 1.0
+        # Shift, then scale: (x - low) / span keeps the precision of scores
+        # far from zero that x / span - low / span would lose in float32.
+        features = keras.Input((self.input_dim,))
+        shifted = keras.layers.Rescaling(1.0, offset=-low, name="minus_train_min")(
+            mean(features))
+        scaled = keras.layers.Rescaling(1.0 / span, name="over_train_span")(shifted)
+        return keras.Model(features, scaled, name="feature_mean_minmax_train")
 
     @property
     def input_dim(self):
         return int(self.arrays["dim"])
+
+    def get_config(self):
+        return {"normalize": self.normalize}

@@ -70,7 +70,7 @@ def run_comparison(conditions, data, out, force=False, keep_models=False):
                 scores = system.score(table)[SCORE_COLUMNS]
                 atomic_write_dataframe(stage / "scores.csv", scores)
                 if not keep_models:
-                    shutil.rmtree(stage / "run" / "models", ignore_errors=True)
+                    shutil.rmtree(stage / "run" / "members", ignore_errors=True)
         frames.append(scores.assign(condition=condition["name"]))
     return pd.concat(frames, ignore_index=True)
 

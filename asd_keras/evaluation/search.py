@@ -204,7 +204,7 @@ def run_search(system, space, data, out, mode="random", budget=20, protocol="hol
             scores = instance.score(table)
             atomic_write_dataframe(stage / "scores.csv", scores[
                 ["machine_type", "section", "file_name", "label", "score"]])
-            shutil.rmtree(stage / "run" / "models", ignore_errors=True)
+            shutil.rmtree(stage / "run" / "members", ignore_errors=True)
         rows = _trial_rows(scores, protocol, mask)
         rows.insert(0, "trial", index)
         for key, value in point.items():

@@ -50,20 +50,19 @@ def _run_trial(condition, trial, base_config, table, folder, definition, keep_mo
         # After fit, so that settings resolved from the data are recorded.
         write_run_record(stage, {"system": system_name, "condition": condition["name"],
                                  "trial": trial, "params": system.config}, seed,
-                         extra={"data_choices": getattr(system, "data_choices", {})})
+                         extra={"data_choices": system.data_choices})
         scores = system.score(table)
         per_section = domain_metrics(scores, definition)
         _, official = evaluate(scores, scores["layout"].iloc[0])
         atomic_write_dataframe(stage / "per_section.csv", per_section)
         columns = ["machine_type", "section", "domain", "label", "file_name", "score"]
         atomic_write_dataframe(stage / "scores.csv", scores[columns])
-        if hasattr(system, "embed"):
-            test = table[table["split"] == "test"]
-            np.savez(stage / "test_embeddings.npz",
-                     embeddings=system.embed(test)[0],
-                     label=test["label"].to_numpy(int),
-                     section=(test["machine_type"] + "_" + test["section"]).to_numpy(str),
-                     domain=test["domain"].fillna("").to_numpy(str))
+        # The first member's features (embeddings) for embedding-space plots.
+        test = table[table["split"] == "test"]
+        np.savez(stage / "test_embeddings.npz", embeddings=system.features(test),
+                 label=test["label"].to_numpy(int),
+                 section=(test["machine_type"] + "_" + test["section"]).to_numpy(str),
+                 domain=test["domain"].fillna("").to_numpy(str))
         if not keep_models:
             shutil.rmtree(stage / "run" / "members", ignore_errors=True)
         result = {"condition": condition["name"], "trial": trial,

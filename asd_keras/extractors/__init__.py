@@ -10,3 +10,5 @@ from asd_keras.extractors.base import load_extractor
 from asd_keras.extractors.base import register_extractor
 from asd_keras.extractors import logmel_stats  # noqa: F401
 from asd_keras.extractors import autoencoder  # noqa: F401
+from asd_keras.extractors import classifier_embedding  # noqa: F401
+from asd_keras.extractors import adversarial  # noqa: F401

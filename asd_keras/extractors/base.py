@@ -49,6 +49,9 @@ class FeatureExtractor(abc.ABC):
     name = None
     trainable = False
     frame_sets = ()
+    # What `fit` resolved from the training data and why (e.g. a clip
+    # length), recorded in the run's run.json.
+    data_choices = {}
 
     def fit(self, table, context, name=None):
         """Learns from the training clips of `table`; returns a history

@@ -1,4 +1,4 @@
-"""Keras layers: spectral front ends, mixup and classification heads."""
+"""Keras layers: spectral front ends, mixup, classification heads and scoring."""
 
 from asd_keras.layers.heads import AdaCos
 from asd_keras.layers.heads import ArcFace
@@ -16,3 +16,6 @@ from asd_keras.layers.reconstruction import FeatureMean
 from asd_keras.layers.reconstruction import FrameReconstruction
 from asd_keras.layers.mahalanobis import MahalanobisDistance
 from asd_keras.layers.knn import NearestNeighbourDistance
+from asd_keras.layers.knn import CosineReferenceScore
+from asd_keras.layers.spectral import FixedLength
+from asd_keras.layers.detectors import VectorScores

@@ -84,3 +84,59 @@ class NearestNeighbourDistance(keras.layers.Layer):
         config.update(bank_size=self.bank_size, dim=self.dim, k=self.k, metric=self.metric,
                       normalisation=self.normalisation)
         return config
+
+
+@keras.saving.register_keras_serializable(package="asd_keras")
+class CosineReferenceScore(keras.layers.Layer):
+    """`min_j alpha_j - beta_j <x / |x|, r_j>` over a table of references.
+
+    The score of the embedding backends (`asd_keras.backends.kmeans`): with
+    k-means centroids and target embeddings as references `r_j` (not
+    re-normalised, reference wilkinghoff.md §6), `alpha = 0, beta = 1` is
+    the negative cosine similarity of the ICASSP 2023 code and `alpha = beta
+    = 1` the cosine distance; `alpha = beta = 0.5 / rho_j` divides the
+    distance `0.5 (1 - cos)` by each reference's local density (reference
+    methods.md §F). The table is held in non-trainable weights set after
+    fitting.
+
+    Args:
+        num_references: int. Rows of the table.
+        dim: int. Embedding size.
+
+    Call arguments:
+        embeddings: float tensor `(batch, dim)`.
+
+    Returns:
+        float tensor `(batch,)`.
+    """
+
+    def __init__(self, num_references: int, dim: int, **kwargs):
+        super().__init__(**kwargs)
+        if int(num_references) < 1 or int(dim) < 1:
+            raise ValueError(f"num_references and dim must be >= 1; received "
+                             f"{num_references!r} and {dim!r}.")
+        self.num_references, self.dim = int(num_references), int(dim)
+
+    def build(self, input_shape):
+        self.references = self.add_weight(shape=(self.num_references, self.dim),
+                                          initializer="zeros", trainable=False,
+                                          name="references")
+        self.alpha = self.add_weight(shape=(self.num_references,), initializer="zeros",
+                                     trainable=False, name="alpha")
+        self.beta = self.add_weight(shape=(self.num_references,), initializer="ones",
+                                    trainable=False, name="beta")
+
+    def call(self, embeddings):
+        # 1e-12 on the norm, as the NumPy length normalisation of the fit.
+        x = embeddings / ops.maximum(ops.norm(embeddings, axis=-1, keepdims=True), 1e-12)
+        values = self.alpha[None, :] - self.beta[None, :] * ops.matmul(
+            x, ops.transpose(self.references))
+        return ops.min(values, axis=-1)
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0],)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(num_references=self.num_references, dim=self.dim)
+        return config

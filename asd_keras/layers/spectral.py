@@ -117,3 +117,56 @@ class TemporalMeanNormalization(keras.layers.Layer):
         config = super().get_config()
         config.update(axis=self.axis)
         return config
+
+
+LENGTH_POLICIES = ("truncate", "pad", "tile_crop")
+
+
+@keras.saving.register_keras_serializable(package="asd_keras")
+class FixedLength(keras.layers.Layer):
+    """Brings waveforms of any length to the fixed input length of a model.
+
+    The serving-time twin of `AudioLoader`'s length policy (without its
+    random training crop): `"truncate"` keeps the first `length` samples,
+    `"pad"` also zero-pads shorter clips, `"tile_crop"` repeats a clip until
+    it holds `length` samples and keeps the first `length` (the DCASE 2023
+    system tiles 6-18 s clips to 18 s, reference wilkinghoff.md §1).
+
+    Args:
+        length: int. Output samples.
+        policy: str. `"truncate"`, `"pad"` or `"tile_crop"`.
+
+    Call arguments:
+        waveform: float tensor `(batch, samples)`; for `"truncate"`,
+            `samples >= length`.
+
+    Returns:
+        float tensor `(batch, length)`.
+    """
+
+    def __init__(self, length: int, policy: str = "truncate", **kwargs):
+        super().__init__(**kwargs)
+        if int(length) < 1:
+            raise ValueError(f"length must be >= 1; received {length!r}.")
+        if policy not in LENGTH_POLICIES:
+            raise ValueError(f"policy must be one of {LENGTH_POLICIES}; received {policy!r}.")
+        self.length, self.policy = int(length), policy
+
+    def call(self, waveform):
+        n = self.length
+        if self.policy == "pad":
+            waveform = waveform[:, :n]
+            return ops.pad(waveform, [[0, 0], [0, n - ops.shape(waveform)[1]]])
+        if self.policy == "tile_crop":
+            samples = ops.shape(waveform)[1]
+            repeats = (n + samples - 1) // samples
+            waveform = ops.tile(waveform, [1, repeats])
+        return ops.reshape(waveform[:, :n], (-1, n))
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], self.length)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(length=self.length, policy=self.policy)
+        return config

@@ -2,10 +2,6 @@
 
 from asd_keras.models.dense_ae import dense_autoencoder
 from asd_keras.models.gan import EGBAD
-from asd_keras.models.gan import EGBADSystem
 from asd_keras.models.gan import GANomaly
-from asd_keras.models.gan import GANomalySystem
 from asd_keras.models.gan import SkipGANomaly
-from asd_keras.models.gan import SkipGANomalySystem
-from asd_keras.models.wilkinghoff import WilkinghoffSystem
 from asd_keras.models.wilkinghoff import wilkinghoff_embedding_model

@@ -1,25 +1,9 @@
-"""Pieces shared by the per-machine-type systems (dense AE, GAN detectors)."""
-
-from pathlib import Path
+"""Pieces shared by the trained extractors (dense AE, GAN detectors)."""
 
 import numpy as np
 from tqdm.auto import tqdm
 
 from asd_keras.data.pipelines import clip_dataset
-
-
-def training_split(table, run_dir, loader):
-    """The train rows of `table`, their audio checked; creates `run_dir`.
-
-    Raises:
-        ValueError / FileNotFoundError: naming the split or the bad file.
-    """
-    from asd_keras.data.layouts import require_split
-
-    Path(run_dir).mkdir(parents=True, exist_ok=True)
-    train = require_split(table, "train")
-    loader.check(train["path"])
-    return train
 
 
 def score_clips(paths, loader, score_fn, keys, batch_clips=8, desc="Scoring", progress=True):
@@ -71,36 +55,6 @@ def score_clips(paths, loader, score_fn, keys, batch_clips=8, desc="Scoring", pr
                 f"Non-finite {key} score for '{paths[int(np.argmax(bad))]}'; check "
                 "the clip and the trained model.")
     return out
-
-
-def machine_type_endpoint(machine_types, functions, thresholds):
-    """A serving function `(waveform, machine_type) -> anomaly_score, decision`.
-
-    Args:
-        machine_types: list of str, one per model.
-        functions: list of callables waveform `(clips, samples)` -> score `(clips,)`.
-        thresholds: list of float decision thresholds.
-
-    Returns:
-        Python function for `keras.export.ExportArchive.add_endpoint`; an
-        unknown machine type fails with a message listing the known ones.
-    """
-    import tensorflow as tf
-
-    names = tf.constant(list(machine_types))
-    limits = tf.constant(list(thresholds), tf.float32)
-
-    def serve(waveform, machine_type):
-        matches = tf.where(tf.equal(names, machine_type))
-        tf.debugging.Assert(
-            tf.size(matches) == 1, ["Unknown machine type", machine_type, "; known:", names])
-        index = tf.cast(tf.reshape(matches, [-1])[0], tf.int32)
-        score = tf.switch_case(index, [lambda f=f: tf.cast(f(waveform), tf.float32)
-                                       for f in functions])
-        decision = tf.cast(score > limits[index], tf.int32)
-        return {"anomaly_score": score, "decision": decision}
-
-    return serve
 
 
 def log_mel_schema():

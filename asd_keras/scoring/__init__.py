@@ -1,5 +1,1 @@
-"""Scoring backends: decision thresholds, Mahalanobis (MAHALA) scoring and
-per-section embedding backends (k-means, local density)."""
-
-from asd_keras.scoring.embedding import KMeansBackend
-from asd_keras.scoring.embedding import LocalDensityBackend
+"""Score helpers: decision thresholds and the GAN detectors' score formulas."""

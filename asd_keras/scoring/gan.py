@@ -2,14 +2,14 @@
 
 The per-vector formulas follow the original code (reference methods.md §A);
 a clip's score aggregates the scores of its stacked log-mel vectors (paper
-§3, "Validation and Evaluation": the average error over the clip).
+§3, "Validation and Evaluation": the average error over the clip; the
+`VectorScores` layer does it inside the models).
 """
 
 import numpy as np
 from keras import ops
 
 AGGREGATIONS = ("mean", "max")
-NORMALIZATIONS = ("none", "minmax_train", "minmax_test")
 
 
 def ganomaly_score(z, z_hat):
@@ -66,7 +66,11 @@ def minmax(scores, low=None, high=None):
     """`(s - low) / (high - low)`; by default over the scores themselves.
 
     The originals scale the scores of the whole test set to [0, 1]
-    (reference A1, A2). A constant score vector maps to zeros.
+    (reference A1, A2). A constant score vector maps to zeros. Scaling by the
+    test set itself is transductive, so no system does it (the `feature_mean`
+    backend's `normalize=minmax_train` uses the training range); as a
+    monotone map per machine type it leaves that type's AUC and pAUC
+    unchanged.
     """
     scores = np.asarray(scores, dtype=np.float64)
     low = scores.min() if low is None else float(low)

@@ -140,10 +140,12 @@ class AnomalySystem:
 
     Presets subclass it with `DEFAULTS` (values of the system keys and of
     the component keys), optionally `OPTIONS` (`{key: {value: {other
-    keys}}}`: a named choice standing for several keys) and `IMPLIES`
-    (`{component key: {value: {system keys}}}`: a component value that
-    fixes system keys, such as one model per section), and register with
-    `register_system`.
+    keys}}}`: a named choice standing for several keys), `VARIANTS`
+    (`{key: {value: {other keys}}}` like `OPTIONS`, but the keys are
+    defaults that the user's own keys override: a published variant) and
+    `IMPLIES` (`{component key: {value: {system keys}}}`: a component value
+    that fixes system keys, such as one model per section), and register
+    with `register_system`.
 
     Args:
         config: dict of flat configuration keys (see the module docstring).
@@ -152,12 +154,22 @@ class AnomalySystem:
     name = None
     DEFAULTS = {}
     OPTIONS = {}
+    VARIANTS = {}
     IMPLIES = {}
 
     def __init__(self, config=None):
         user = dict(config or {})
-        options = self._expand_options(user)
-        preset = {k: v for k, v in self.DEFAULTS.items() if k not in self.OPTIONS}
+        options, variant_defaults = {}, {}
+        for key, variants in self.VARIANTS.items():
+            value = options[key] = user.pop(key, self.DEFAULTS.get(key))
+            if value not in variants:
+                raise ValueError(f"{key} must be one of {tuple(variants)}; received "
+                                 f"{value!r}.")
+            variant_defaults.update(variants[value])
+        options.update(self._expand_options(user))
+        preset = {k: v for k, v in self.DEFAULTS.items()
+                  if k not in self.OPTIONS and k not in self.VARIANTS}
+        preset.update(variant_defaults)
         merged = {**SYSTEM_DEFAULTS, **preset, **user}
         for key, values in self.IMPLIES.items():
             for name, implied in values.get(merged.get(key), {}).items():
@@ -371,6 +383,12 @@ class AnomalySystem:
             logger.info("Training %s extractor %s on %d clips.", self.config["extractor"],
                         name, len(rows))
         extractor.fit(rows.reset_index(drop=True), context, name)
+        choices = extractor.data_choices
+        if choices:
+            if self.config["extractor_grouping"] == "all":
+                self.data_choices = dict(choices)
+            else:
+                self.data_choices[group] = dict(choices)
         if finished is not None and extractor.trainable:
             extractor.save(finished)  # extractor.json, written last, marks it finished
         return extractor

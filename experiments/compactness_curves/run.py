@@ -3,7 +3,7 @@ inter-class compactness losses after every epoch.
 
 Fig. 2: sub-cluster AdaCos with one sub-cluster per class, with mixup.
 Fig. 3: AdaCos without mixup. The values come from the library's
-`CompactnessMonitor` callback (asd_keras.evaluation.compactness).
+`CompactnessMonitor` callback (asd_keras.utils.callbacks).
 """
 
 import argparse
@@ -14,7 +14,7 @@ import pandas as pd
 
 from asd_keras.config import parse_overrides
 from asd_keras.evaluation.study import load_tables
-from asd_keras.models import WilkinghoffSystem
+from asd_keras.systems import get_system
 from asd_keras.utils.io import atomic_write_dataframe
 from asd_keras.utils.io import atomic_write_text
 from asd_keras.utils.io import staged_dir
@@ -44,7 +44,7 @@ def main(argv=None):
     with staged_dir(args.out, force=args.force, what="results folder") as stage:
         histories = {}
         for number, (title, overrides) in enumerate(CONDITIONS.items(), start=2):
-            system = WilkinghoffSystem({**base, **overrides})
+            system = get_system("wilkinghoff")({**base, **overrides})
             seed = seed_run(system.config)
             run = stage / f"fig{number}"
             write_run_record(run, {"figure": title, "params": system.config}, seed)

@@ -12,7 +12,7 @@ import numpy as np
 from asd_keras.config import parse_overrides
 from asd_keras.evaluation.rise import importance_map
 from asd_keras.evaluation.study import load_tables
-from asd_keras.models import WilkinghoffSystem
+from asd_keras.systems import get_system
 from asd_keras.utils.io import atomic_write_text
 from asd_keras.utils.io import staged_dir
 from asd_keras.utils.runs import seed_run
@@ -48,7 +48,7 @@ def main(argv=None):
     with staged_dir(args.out, force=args.force, what="results folder") as stage:
         systems = {}
         for number, (name, overrides) in enumerate(MODELS.items()):
-            system = WilkinghoffSystem({**base, **overrides})
+            system = get_system("wilkinghoff")({**base, **overrides})
             seed = seed_run(system.config)
             run = stage / f"model{number}"
             write_run_record(run, {"model": name, "params": system.config}, seed)
@@ -58,8 +58,13 @@ def main(argv=None):
         for clip in picks:
             maps, spectrogram = {}, None
             for index, (name, system) in enumerate(systems.items()):
-                spectrogram_fn, score_fn = system.spectrogram_scorer(
-                    clip["machine_type"], clip["section"])
+                member = system.members[0]
+                spectrogram_fn, embed_fn = member["extractors"]["all"].spectrogram_functions()
+                backend = member["backends"][f"{clip['machine_type']}_section_{clip['section']}"]
+
+                def score_fn(spectrograms, backend=backend, embed_fn=embed_fn):
+                    return backend.score(embed_fn(spectrograms))
+
                 spectrogram = spectrogram_fn(clip["path"])
                 maps[name] = importance_map(score_fn, spectrogram, num_masks=args.masks,
                                             batch_size=64, seed=3)

@@ -1,0 +1,147 @@
+"""Reference-table backends of the embedding systems: k-means and local density.
+
+A group's (section's) references are the k-means centroids of its
+source-domain training embeddings plus every target-domain training
+embedding, so that the handful of target clips are not swamped by the
+source clusters; a clip's score is the minimum over the references, that
+is the minimum over both domains (reference wilkinghoff.md §6, paper
+§IV-B). Embeddings are length-normalised before clustering; the centroids
+are not re-normalised (§6). The score is `CosineReferenceScore`:
+
+- `kmeans`: `distance="negative_dot"` gives `-<x/|x|, r>` (the ICASSP 2023
+  code), `"cosine"` gives `1 - <x/|x|, r>` (later versions); both rank
+  alike. With `local_density="ratio"` the distance `0.5 (1 - cos)` of each
+  reference is divided by its local density: the mean distance to its
+  `density_k` nearest other references of the group ("Keeping the
+  balance", reference methods.md §F).
+- `local_density`: the same class with the §F defaults (ratio, every
+  source embedding a reference).
+"""
+
+import numpy as np
+
+from asd_keras.backends.base import ScoringBackend
+from asd_keras.backends.base import register_backend
+
+CLUSTER_DOMAINS = ("source", "all")
+DISTANCES = ("negative_dot", "cosine")
+DENSITIES = ("none", "ratio")
+
+
+def length_normalize(embeddings):
+    """Row-wise L2 normalisation in float64 (zero rows stay zero)."""
+    embeddings = np.asarray(embeddings, np.float64)
+    return embeddings / np.maximum(np.linalg.norm(embeddings, axis=1, keepdims=True), 1e-12)
+
+
+@register_backend("kmeans")
+class KMeansBackend(ScoringBackend):
+    """k-means centroids (source) + every target embedding, min over them.
+
+    Args:
+        kmeans_clusters: int or None. Clusters of the source embeddings
+            (None: every source embedding is a reference). Defaults to 16.
+        kmeans_n_init: int. k-means restarts; 10, as scikit-learn 1.1.2 did
+            (reference wilkinghoff.md §9 item 10).
+        kmeans_domains: `"source"` (the paper: cluster the source
+            embeddings) or `"all"` (the ICASSP 2023 code clusters source and
+            target together, §6); the target embeddings are references in
+            both.
+        distance: `"negative_dot"` or `"cosine"` (see the module docstring).
+        local_density: `"none"` or `"ratio"`.
+        density_k: int. Neighbours of a reference's density.
+        seed: int. k-means `random_state`.
+    """
+
+    required_columns = ("domain",)
+    memorises_training = True
+
+    def __init__(self, kmeans_clusters=16, kmeans_n_init=10, kmeans_domains="source",
+                 distance="negative_dot", local_density="none", density_k=1, seed=0):
+        super().__init__()
+        for name, value, allowed in (("kmeans_domains", kmeans_domains, CLUSTER_DOMAINS),
+                                     ("distance", distance, DISTANCES),
+                                     ("local_density", local_density, DENSITIES)):
+            if value not in allowed:
+                raise ValueError(f"{name} must be one of {allowed}; received {value!r}.")
+        if kmeans_clusters is not None and int(kmeans_clusters) < 1:
+            raise ValueError(f"kmeans_clusters must be >= 1 or None; received "
+                             f"{kmeans_clusters!r}.")
+        if int(kmeans_n_init) < 1 or int(density_k) < 1:
+            raise ValueError(f"kmeans_n_init and density_k must be >= 1; received "
+                             f"{kmeans_n_init!r} and {density_k!r}.")
+        self.kmeans_clusters = None if kmeans_clusters is None else int(kmeans_clusters)
+        self.kmeans_n_init, self.kmeans_domains = int(kmeans_n_init), kmeans_domains
+        self.distance, self.local_density = distance, local_density
+        self.density_k, self.seed = int(density_k), int(seed)
+
+    def _references(self, embeddings, domains):
+        from sklearn.cluster import KMeans
+
+        is_target = domains == "target"
+        pool = embeddings if self.kmeans_domains == "all" else embeddings[~is_target]
+        parts = []
+        if len(pool):
+            if self.kmeans_clusters is None:
+                parts.append(pool)
+            else:
+                k = min(self.kmeans_clusters, len(pool))
+                parts.append(KMeans(n_clusters=k, n_init=self.kmeans_n_init,
+                                    random_state=self.seed).fit(pool).cluster_centers_)
+        if is_target.any():
+            parts.append(embeddings[is_target])
+        return np.concatenate(parts)
+
+    def _weights(self, references):
+        if self.local_density == "none":
+            alpha = 0.0 if self.distance == "negative_dot" else 1.0
+            return np.full(len(references), alpha), np.ones(len(references))
+        if len(references) < 2:
+            raise ValueError("Local-density normalisation needs at least 2 references per "
+                             f"group; received {len(references)}. Add training clips.")
+        distances = 0.5 * (1.0 - references @ references.T)
+        np.fill_diagonal(distances, np.inf)
+        k = min(self.density_k, len(references) - 1)
+        density = np.maximum(np.sort(distances, axis=1)[:, :k].mean(axis=1), 1e-12)
+        # d / rho = 0.5 (1 - <x, r>) / rho = alpha - beta <x, r>.
+        return 0.5 / density, 0.5 / density
+
+    def _fit_arrays(self, features, metadata):
+        domains = metadata["domain"].astype(str).to_numpy()
+        references = self._references(length_normalize(features), domains)
+        alpha, beta = self._weights(references)
+        return {"references": references.astype(np.float32),
+                "alpha": np.asarray(alpha, np.float32), "beta": np.asarray(beta, np.float32)}
+
+    def scoring_layer(self):
+        from asd_keras.layers.knn import CosineReferenceScore
+
+        references = self.arrays["references"]
+        layer = CosineReferenceScore(*references.shape, name="reference_score")
+        layer.build((None, references.shape[1]))
+        layer.references.assign(references)
+        layer.alpha.assign(self.arrays["alpha"])
+        layer.beta.assign(self.arrays["beta"])
+        return layer
+
+    @property
+    def input_dim(self):
+        return int(self.arrays["references"].shape[1])
+
+    def get_config(self):
+        return {"kmeans_clusters": self.kmeans_clusters, "kmeans_n_init": self.kmeans_n_init,
+                "kmeans_domains": self.kmeans_domains, "distance": self.distance,
+                "local_density": self.local_density, "density_k": self.density_k,
+                "seed": self.seed}
+
+
+@register_backend("local_density")
+class LocalDensityBackend(KMeansBackend):
+    """`kmeans` with the local-density defaults of methods.md §F: every
+    source embedding a reference, distances divided by the density of the
+    `density_k` (1, conf 1.1.0 of the reference code) nearest references."""
+
+    def __init__(self, kmeans_clusters=None, kmeans_n_init=10, kmeans_domains="source",
+                 distance="cosine", local_density="ratio", density_k=1, seed=0):
+        super().__init__(kmeans_clusters, kmeans_n_init, kmeans_domains, distance,
+                         local_density, density_k, seed)

@@ -1,0 +1,310 @@
+"""The GAN anomaly detectors as a trained extractor: clips to raw clip scores.
+
+The extractor trains one detector (`asd_keras.models.gan`: GANomaly,
+Skip-GANomaly or EGBAD, chosen by `detector`) on the stacked log-mel vectors
+of its training clips, the audio adaptation of de Oliveira Neto, Guedes &
+Figueiredo (paper §3), and describes every clip by one feature:
+
+- `score` `(clips, 1)`: the clip's raw anomaly score, the mean (or max,
+  `aggregation`) of the detector's per-vector scores (`VectorScores`).
+
+The `feature_mean` backend turns it into the system's score, raw or min-max
+scaled with the training range (`normalize=minmax_train`). The presets
+`ganomaly`, `skip_ganomaly` and `egbad` train one extractor per machine type
+(`extractor_grouping=machine_type`).
+
+Defaults follow the paper's common settings (§5.3: lr 2e-4, latent 8, Glorot
+uniform, no dropout, decay rate 0.5) and its most frequent Table 4 row (10
+epochs, 3 hidden layers, batch 16, weights 1/50/1). Keys a detector has no
+use for are ignored by it (the loss weights by EGBAD, `score_degree` by
+GANomaly...); None (`"default"` for `reinit_threshold`) keeps the
+detector's own default.
+"""
+
+import shutil
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from asd_keras.config import boolean
+from asd_keras.config import choice
+from asd_keras.config import integer
+from asd_keras.config import number
+from asd_keras.config import validate_config
+from asd_keras.extractors.base import FeatureExtractor
+from asd_keras.extractors.base import register_extractor
+
+DETECTOR_NAMES = ("ganomaly", "skip_ganomaly", "egbad")
+# Feature settings of the DCASE baselines (reference dcase.md 2.1, 2.6); they
+# fill `log_mode` and `pad_mode` when these are None.
+VARIANTS = {
+    "dcase2020": {"log_mode": "offset", "pad_mode": "reflect"},
+    "dcase2021": {"log_mode": "max", "pad_mode": "reflect"},
+    "dcase2022": {"log_mode": "max", "pad_mode": "constant"},
+    "dcase2023": {"log_mode": "max", "pad_mode": "constant"},
+}
+SETS = ("score",)
+# Under MirroredStrategy the two optimizers' all-reduces of one step fail
+# ("Shape mismatch in the collective instance", TF 2.21, two logical CPUs).
+NO_DISTRIBUTE = ("The GAN detectors train with two optimizers in one custom train_step, "
+                 "which does not run under tf.distribute (its gradient all-reduces "
+                 "fail); use distribute=none.")
+
+
+def _schema():
+    from asd_keras.layers.detectors import AGGREGATIONS
+    from asd_keras.models.blocks import INITIALIZERS
+    from asd_keras.models.common import log_mel_schema
+    from asd_keras.models.gan import ADVERSARIAL
+    from asd_keras.models.gan import STEP_ORDERS
+
+    schema = {
+        "detector": choice(*DETECTOR_NAMES),
+        "variant": choice(*VARIANTS),
+        "hidden_units": integer(min=1),
+        "latent_dim": integer(min=1),
+        "num_hidden_layers": integer(min=1),
+        "dropout": number(min=0, lt=1),
+        "initializer": choice(*INITIALIZERS),
+        "epochs": integer(min=1),
+        "batch_size": integer(min=1),
+        "learning_rate": number(gt=0),
+        "beta_1": number(min=0, lt=1),
+        "w_adv": number(min=0),
+        "w_con": number(min=0),
+        "w_enc": number(min=0),
+        "adversarial": choice(*ADVERSARIAL, optional=True),
+        "step_order": choice(*STEP_ORDERS, optional=True),
+        "reinit_threshold": number(min=0, optional=True, also=("default",)),
+        "discriminator_latent_term": boolean(),
+        "score_weight": number(min=0, max=1, optional=True),
+        "score_degree": integer(min=1),
+        "score_method": choice("fm", "cross-e"),
+        "aggregation": choice(*AGGREGATIONS),
+        **log_mel_schema(),
+    }
+    del schema["deterministic"]  # a system key
+    return schema
+
+
+@register_extractor("gan")
+class AdversarialExtractor(FeatureExtractor):
+    """Raw clip scores of a GAN detector (GANomaly, Skip-GANomaly, EGBAD).
+
+    Args:
+        detector: str. `"ganomaly"`, `"skip_ganomaly"` or `"egbad"`.
+        variant: str. Baseline year (`VARIANTS`): fills `log_mode` and
+            `pad_mode` when they are None. Defaults to `"dcase2020"`.
+        hidden_units, latent_dim, num_hidden_layers, dropout, initializer:
+            the sub-networks (`asd_keras.models.blocks`).
+        epochs, batch_size: int. Training schedule (vectors per step).
+        learning_rate, beta_1: float. Adam of both optimizers (beta_1 is the
+            paper's "exponential decay rate", 0.5 in all three originals).
+        w_adv, w_con, w_enc: float. Generator loss weights (GANomaly and
+            Skip-GANomaly).
+        adversarial: `"feature_matching"`, `"bce"` or None (the detector's
+            default).
+        step_order: `"generator_first"`, `"discriminator_first"` or None.
+        reinit_threshold: float, None (never) or `"default"` (1e-5 for
+            GANomaly and Skip-GANomaly, never for EGBAD).
+        discriminator_latent_term: bool. Skip-GANomaly's D-loss quirk.
+        score_weight: float or None (0.9 Skip-GANomaly, 0.1 EGBAD).
+        score_degree: int. EGBAD's norm degree.
+        score_method: `"fm"` or `"cross-e"` (EGBAD).
+        aggregation: `"mean"` or `"max"` of a clip's vector scores.
+        sample_rate, channel, resample, n_fft, hop_length, n_mels, n_frames,
+        power, log_mode, pad_mode: the log-mel front end.
+        cache: `"disk"`, `"memory"` or `"none"`: where the training features
+            are cached after the first epoch.
+        shuffle_clips, shuffle_vectors: int. The two shuffle buffers of
+            `vector_dataset`.
+        score_batch_clips: int. Clips per `transform` call.
+        seed: int. Set before the detector is built; seeds the shuffles, the
+            latent noise and the discriminator re-initialisation.
+    """
+
+    trainable = True
+
+    def __init__(self, detector="ganomaly", variant="dcase2020", hidden_units=128,
+                 latent_dim=8, num_hidden_layers=3, dropout=0.0,
+                 initializer="glorot_uniform", epochs=10, batch_size=16,
+                 learning_rate=2e-4, beta_1=0.5, w_adv=1.0, w_con=50.0, w_enc=1.0,
+                 adversarial=None, step_order=None, reinit_threshold="default",
+                 discriminator_latent_term=True, score_weight=None, score_degree=1,
+                 score_method="fm", aggregation="mean", sample_rate=16000, channel=0,
+                 resample=False, n_fft=1024, hop_length=512, n_mels=128, n_frames=5,
+                 power=2.0, log_mode=None, pad_mode=None, cache="disk", shuffle_clips=32,
+                 shuffle_vectors=8192, score_batch_clips=8, seed=0):
+        config = {k: v for k, v in locals().items() if k not in ("self", "__class__")}
+        if variant not in VARIANTS:
+            raise ValueError(f"variant must be one of {tuple(VARIANTS)}; received "
+                             f"{variant!r}.")
+        for key, value in VARIANTS[variant].items():
+            if config[key] is None:
+                config[key] = value
+        self.config = validate_config(config, _schema())
+        from asd_keras.features.spectral import LogMelFrontend
+
+        c = self.config
+        self.frontend = LogMelFrontend(
+            sample_rate=c["sample_rate"], n_fft=c["n_fft"], hop_length=c["hop_length"],
+            n_mels=c["n_mels"], n_frames=c["n_frames"], power=c["power"],
+            log_mode=c["log_mode"], pad_mode=c["pad_mode"])
+        self.model = None
+
+    def get_config(self):
+        return dict(self.config)
+
+    def loader(self):
+        from asd_keras.data.audio import AudioLoader
+
+        # Shorter clips than one stacked vector cannot be scored.
+        return AudioLoader(sample_rate=self.config["sample_rate"],
+                           channel=self.config["channel"],
+                           resample=bool(self.config["resample"]),
+                           min_samples=max(self.frontend.n_fft, self.frontend.min_samples))
+
+    def build_detector(self, name=None):
+        """A fresh, compiled detector of this configuration.
+
+        Args:
+            name: str or None. The model's name (None: the detector's name).
+
+        Returns:
+            `asd_keras.models.gan.AdversarialDetector`, compiled with two
+            Adam optimizers.
+        """
+        from asd_keras.models.gan import DETECTORS
+        from asd_keras.models.gan import EGBAD
+        from asd_keras.models.gan import GANomaly
+        from asd_keras.models.gan import SkipGANomaly
+        from asd_keras.models.gan import default_optimizer
+
+        c = self.config
+        kwargs = dict(input_dim=self.frontend.vector_dim, hidden_units=c["hidden_units"],
+                      latent_dim=c["latent_dim"], num_hidden_layers=c["num_hidden_layers"],
+                      dropout=c["dropout"], initializer=c["initializer"], seed=c["seed"],
+                      name=name or c["detector"])
+        if c["step_order"] is not None:
+            kwargs["step_order"] = c["step_order"]
+        if c["reinit_threshold"] != "default":
+            kwargs["reinit_threshold"] = c["reinit_threshold"]
+        cls = DETECTORS[c["detector"]]
+        if cls in (GANomaly, SkipGANomaly):
+            kwargs.update(w_adv=c["w_adv"], w_con=c["w_con"], w_enc=c["w_enc"])
+            if c["adversarial"] is not None:
+                kwargs["adversarial"] = c["adversarial"]
+        if cls is SkipGANomaly:
+            kwargs["discriminator_latent_term"] = c["discriminator_latent_term"]
+        if cls in (SkipGANomaly, EGBAD) and c["score_weight"] is not None:
+            kwargs["score_weight"] = c["score_weight"]
+        if cls is EGBAD:
+            kwargs.update(score_degree=c["score_degree"], score_method=c["score_method"])
+        model = cls(**kwargs)
+        model.compile(generator_optimizer=default_optimizer(c["learning_rate"], c["beta_1"]),
+                      discriminator_optimizer=default_optimizer(c["learning_rate"],
+                                                                c["beta_1"]))
+        return model
+
+    # -- training --------------------------------------------------------
+
+    def fit(self, table, context, name="gan"):
+        """Trains the detector on the clips of `table` (all normal).
+
+        Args:
+            table: DataFrame of training rows with `path`.
+            context: `asd_keras.utils.training.TrainingContext`.
+            name: str. Names the model, the history, backup and TensorBoard
+                files (the model is `<detector>_<name>`).
+
+        Returns:
+            history DataFrame.
+        """
+        import keras
+
+        from asd_keras.data.pipelines import vector_dataset
+
+        c = self.config
+        if context.strategy is not None:
+            raise ValueError(NO_DISTRIBUTE)
+        loader = self.loader()
+        paths = sorted(table["path"])
+        frames = loader.check(paths, progress=False)["frames"]
+        num_vectors = int(sum(self.frontend.num_vectors(f) for f in frames))
+        cache_root = Path(tempfile.mkdtemp(prefix="cache-", dir=context.run_dir))
+        cache = {"disk": cache_root / "train", "memory": "memory"}.get(c["cache"])
+        # Seeded right before the detector is built, as the paper's setup
+        # (and the pinned regression scores) expect.
+        keras.utils.set_random_seed(c["seed"])
+        try:
+            with context.scope():
+                model = self.build_detector(f"{c['detector']}_{name}")
+            dataset = vector_dataset(
+                paths, loader, self.frontend, c["batch_size"], shuffle=True, seed=c["seed"],
+                cache=cache, clip_buffer=c["shuffle_clips"],
+                vector_buffer=c["shuffle_vectors"], autoencoder_targets=False,
+                num_vectors=num_vectors)
+            history = context.fit(model, dataset, name, c["epochs"],
+                                  shuffle=False)  # the pipeline shuffles
+        finally:
+            shutil.rmtree(cache_root, ignore_errors=True)
+        self.model = model
+        return history
+
+    # -- features --------------------------------------------------------
+
+    def _check_fitted(self):
+        if self.model is None:
+            raise ValueError("The gan extractor is not trained; call fit() or load it.")
+
+    def serving_model(self, num_samples=None):
+        """Waveforms `(batch, num_samples)` to `{"score": (batch, 1)}`."""
+        import keras
+
+        from asd_keras.layers.detectors import VectorScores
+        from asd_keras.layers.statistics import LogMelVectors
+
+        self._check_fitted()
+        frontend = self.frontend.get_config()
+        n_frames = frontend.pop("n_frames")
+        waveform = keras.Input((num_samples,), name="waveform")
+        vectors = LogMelVectors(n_frames, **frontend)(waveform)
+        score = VectorScores(self.model, self.config["aggregation"])(vectors)
+        return keras.Model(waveform, {"score": score}, name="gan_features")
+
+    def transform(self, table, verbose=0):
+        """`{"score": (clips, 1)}`: each clip's raw anomaly score."""
+        from asd_keras.models.common import score_clips
+
+        self._check_fitted()
+        if len(table) == 0:
+            return {"score": np.zeros((0, 1), np.float32)}
+        model = self.serving_model(None)
+
+        def features(waveforms):
+            return {"score": model(waveforms, training=False)["score"].numpy()}
+
+        out = score_clips([str(p) for p in table["path"]], self.loader(), features,
+                          list(SETS), self.config["score_batch_clips"], "GAN scores",
+                          progress=bool(verbose))
+        scores = np.asarray(out["score"], np.float32)
+        bad = ~np.isfinite(scores[:, 0])
+        if bad.any():
+            raise ValueError(f"Non-finite score for '{table['path'].iloc[int(np.argmax(bad))]}';"
+                             " check the clip and the trained detector.")
+        return {"score": scores}
+
+    # -- persistence -----------------------------------------------------
+
+    def _save_weights(self, folder):
+        from asd_keras.utils.io import atomic_path
+
+        self._check_fitted()
+        with atomic_path(Path(folder) / "model.keras", suffix=".keras") as tmp:
+            self.model.save(tmp)
+
+    def _load_weights(self, folder):
+        from asd_keras.utils.io import load_keras_model
+
+        self.model = load_keras_model(Path(folder) / "model.keras")

@@ -1,0 +1,396 @@
+"""Embeddings of a network trained on an auxiliary classification task.
+
+The extractor trains Wilkinghoff's two-branch embedding network (`asd_keras.
+models.wilkinghoff`) to classify its training clips into classes derived
+from their metadata (machine type, section, attributes, domain;
+`asd_keras.data.labels`) with a (sub-cluster) AdaCos, ArcFace, softmax or
+compactness head and mixup, and describes every clip by its embedding
+(feature set `embedding`). The network's input length is fixed: clips are
+truncated, padded or tiled to `clip_seconds` (`length_policy`), resolved
+from the training clips when `"auto"` (`data_choices` says what was chosen
+and why).
+"""
+
+import json
+import logging
+from pathlib import Path
+
+import numpy as np
+
+from asd_keras.config import boolean
+from asd_keras.config import choice
+from asd_keras.config import integer
+from asd_keras.config import number
+from asd_keras.config import validate_config
+from asd_keras.extractors.base import FeatureExtractor
+from asd_keras.extractors.base import register_extractor
+
+logger = logging.getLogger(__name__)
+
+LENGTH_POLICIES = ("truncate", "pad", "tile_crop")
+
+
+def _schema():
+    from asd_keras.data.labels import GRANULARITIES
+    from asd_keras.layers.heads import SCALE_RULES
+    from asd_keras.layers.mixup import LABEL_RULES
+    from asd_keras.models.common import JIT_CHOICES
+    from asd_keras.models.wilkinghoff import BLOCK2_BN
+    from asd_keras.models.wilkinghoff import BRANCHES
+    from asd_keras.models.wilkinghoff import LOSSES
+
+    return {
+        "loss": choice(*LOSSES),
+        "classes": choice(*GRANULARITIES),
+        "domain_in_class": boolean(),
+        "num_subclusters": integer(min=1),
+        "trainable_centers": boolean(),
+        "scale_rule": choice(*SCALE_RULES),
+        "arcface_scale": number(gt=0),
+        "arcface_margin": number(min=0),
+        "cce_weight": number(min=0),
+        "mixup_probability": number(min=0, max=1),
+        "mixup_label": choice(*LABEL_RULES),
+        "mixup_in": choice("model", "pipeline"),
+        "block2_bn": choice(*BLOCK2_BN),
+        "branches": choice(*BRANCHES),
+        "embedding_dim": integer(min=1),
+        "l2": number(min=0),
+        "epochs": integer(min=1),
+        "batch_size": integer(min=1),
+        "learning_rate": number(gt=0),
+        "clip_seconds": number(gt=0, also=("auto",)),
+        "length_policy": choice(*LENGTH_POLICIES, "auto"),
+        "sample_rate": integer(min=1),
+        "channel": choice(0, 1),
+        "resample": boolean(),
+        "monitor_compactness": boolean(),
+        "monitor_clips": integer(min=1),
+        "score_batch_clips": integer(min=1),
+        "pipeline_ram_mb": integer(min=1),
+        "jit_compile": choice(*JIT_CHOICES),
+        "seed": integer(min=0, max=2**32 - 1),
+    }
+
+
+@register_extractor("classifier_embedding")
+class ClassifierEmbeddingExtractor(FeatureExtractor):
+    """Embeddings of Wilkinghoff's angular-margin classification network.
+
+    Args:
+        loss: str. Head and loss (`asd_keras.models.wilkinghoff.LOSSES`):
+            `"sc_adacos"` (sub-cluster AdaCos, the paper), `"adacos"`,
+            `"arcface"`, `"softmax"`, `"compactness"`, `"compactness_cce"`.
+        classes: str. Class granularity (`asd_keras.data.labels`);
+            `"per_section"` trains one single-class model per section (the
+            `wilkinghoff` preset then sets `extractor_grouping=section`).
+        domain_in_class: bool. Attribute classes also split by domain.
+        num_subclusters, trainable_centers, scale_rule: the AdaCos heads.
+        arcface_scale, arcface_margin: the ArcFace head.
+        cce_weight: float. Cross-entropy weight of `compactness_cce`.
+        mixup_probability, mixup_label: mixup (reference wilkinghoff.md §4).
+        mixup_in: `"model"` (a layer, as the reference) or `"pipeline"`.
+        block2_bn, branches, embedding_dim, l2: the network
+            (`wilkinghoff_embedding_model`).
+        epochs, batch_size, learning_rate: Adam training.
+        clip_seconds: float or `"auto"`. The network's input length.
+        length_policy: `"truncate"`, `"pad"`, `"tile_crop"` or `"auto"`.
+        sample_rate, channel, resample: audio loading.
+        monitor_compactness, monitor_clips: log intra/inter-class
+            compactness on a fixed subset of training clips every epoch.
+        score_batch_clips: int. Clips per `transform` batch.
+        pipeline_ram_mb: int. tf.data autotuner memory budget.
+        jit_compile: `"auto"` (XLA on GPU only), True or False.
+        seed: int. Seeds the network, the head, mixup and the shuffles.
+    """
+
+    trainable = True
+
+    def __init__(self, loss="sc_adacos", classes="attribute", domain_in_class=True,
+                 num_subclusters=16, trainable_centers=False, scale_rule="reference",
+                 arcface_scale=30.0, arcface_margin=0.5, cce_weight=1.0,
+                 mixup_probability=1.0, mixup_label="max", mixup_in="model",
+                 block2_bn="shortcut", branches="both", embedding_dim=128, l2=1e-5,
+                 epochs=10, batch_size=64, learning_rate=1e-3, clip_seconds="auto",
+                 length_policy="auto", sample_rate=16000, channel=0, resample=False,
+                 monitor_compactness=True, monitor_clips=256, score_batch_clips=16,
+                 pipeline_ram_mb=256, jit_compile="auto", seed=1234):
+        config = {k: v for k, v in locals().items() if k not in ("self", "__class__")}
+        self.config = validate_config(config, _schema())
+        self.model = None
+        self.encoder = None
+        self.data_choices = {}
+
+    def get_config(self):
+        return dict(self.config)
+
+    @property
+    def num_samples(self):
+        c = self.config
+        if c["clip_seconds"] == "auto" or c["length_policy"] == "auto":
+            raise ValueError(
+                "clip_seconds/length_policy are 'auto' and no training clips have been "
+                "seen yet; fit the extractor first, or set clip_seconds and length_policy.")
+        return int(round(float(c["clip_seconds"]) * int(c["sample_rate"])))
+
+    def resolve_length(self, paths):
+        """Resolves `clip_seconds="auto"` / `length_policy="auto"` from clips.
+
+        The network's input length is fixed, but DCASE 2023-2025 clip
+        lengths vary by machine type (6-18 s). With `"auto"` the length is
+        the longest training clip and shorter clips are tiled and cropped,
+        as the DCASE 2023 system does (tiled to 18 s, the longest clip;
+        reference wilkinghoff.md §1); when every clip has the same length
+        this is plain truncation, the ICASSP 2023 setting on DCASE 2022
+        (10 s). An explicit `length_policy="truncate"` with
+        `clip_seconds="auto"` takes the shortest clip instead, so no clip is
+        too short. The numbers replace `"auto"` in the configuration, and
+        `data_choices` says why.
+        """
+        from asd_keras.data.audio import inspect_audio
+
+        c = self.config
+        if c["clip_seconds"] != "auto" and c["length_policy"] != "auto":
+            return
+        info = inspect_audio(list(paths), progress=False)
+        rate = int(c["sample_rate"])
+        lengths = (info["frames"] * rate // info["sample_rate"]).to_numpy()
+        shortest, longest = int(lengths.min()), int(lengths.max())
+        reasons = []
+        if c["clip_seconds"] == "auto":
+            n = shortest if c["length_policy"] == "truncate" else longest
+            c["clip_seconds"] = n / rate
+            reasons.append(f"clip_seconds={n / rate:g} from the training clips "
+                           f"({shortest / rate:g}-{longest / rate:g} s)")
+        n = int(round(float(c["clip_seconds"]) * rate))
+        if c["length_policy"] == "auto":
+            c["length_policy"] = "truncate" if shortest >= n else "tile_crop"
+            reasons.append(
+                f"length_policy=truncate (every clip holds at least {n / rate:g} s)"
+                if shortest >= n else
+                f"length_policy=tile_crop (clips of {shortest / rate:g} s are shorter "
+                f"than {n / rate:g} s)")
+        self.data_choices = {"clip_seconds": c["clip_seconds"],
+                             "length_policy": c["length_policy"],
+                             "why": "; ".join(reasons)}
+        logger.info("Clip length: %s.", self.data_choices["why"])
+
+    def loader(self, training=False):
+        from asd_keras.data.audio import AudioLoader
+
+        c = self.config
+        n = self.num_samples
+        return AudioLoader(sample_rate=c["sample_rate"], channel=c["channel"], length=n,
+                           length_policy=c["length_policy"], resample=bool(c["resample"]),
+                           random_crop=training and c["length_policy"] == "tile_crop",
+                           min_samples=1)
+
+    # -- pipelines ---------------------------------------------------------
+
+    def training_dataset(self, paths, labels, num_classes, loader, shuffle=True, seed=0):
+        """The `model.fit` pipeline: `({"waveform", "label"}, one_hot)` batches.
+
+        File names are shuffled (cheap), clips decoded in parallel from disk
+        with the length policy, one-hot labels attached, batched, mixed up
+        here when `mixup_in="pipeline"`, and prefetched within
+        `pipeline_ram_mb`. Nothing is cached, so memory does not grow with
+        the number of clips.
+        """
+        import tensorflow as tf
+
+        from asd_keras.layers.mixup import mixup_dataset
+
+        c = self.config
+        n = self.num_samples
+        ds = tf.data.Dataset.from_tensor_slices((list(paths), np.asarray(labels, np.int32)))
+        if shuffle:
+            ds = ds.shuffle(len(paths), seed=seed, reshuffle_each_iteration=True)
+
+        def load(path, label):
+            waveform = tf.ensure_shape(loader.load(path), [n])
+            one_hot = tf.one_hot(label, num_classes)
+            return {"waveform": waveform, "label": one_hot}, one_hot
+
+        ds = ds.map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+        ds = ds.batch(int(c["batch_size"]))
+        if shuffle and c["mixup_in"] == "pipeline":
+            ds = mixup_dataset(ds, float(c["mixup_probability"]), c["mixup_label"], seed)
+        return self._bounded(ds.prefetch(tf.data.AUTOTUNE))
+
+    def waveform_dataset(self, paths, loader):
+        """Batches of fixed-length waveforms, in order."""
+        import tensorflow as tf
+
+        n = self.num_samples
+        ds = tf.data.Dataset.from_tensor_slices([str(p) for p in paths])
+        ds = ds.map(lambda p: tf.ensure_shape(loader.load(p), [n]),
+                    num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+        return self._bounded(
+            ds.batch(int(self.config["score_batch_clips"])).prefetch(tf.data.AUTOTUNE))
+
+    def _bounded(self, ds):
+        """Caps what tf.data's autotuner may buffer (`pipeline_ram_mb`).
+
+        Unbounded, the autotuner grows its prefetch buffers of 10 s clips
+        over the steps of an epoch, so peak memory creeps up with the
+        number of clips even though nothing is cached.
+        """
+        import tensorflow as tf
+
+        options = tf.data.Options()
+        options.autotune.ram_budget = int(self.config["pipeline_ram_mb"]) * 2**20
+        return ds.with_options(options)
+
+    # -- training ----------------------------------------------------------
+
+    def fit(self, table, context, name="classifier_embedding"):
+        """Trains the network on the clips of `table` (all normal).
+
+        Returns:
+            history DataFrame (with the epoch-0 compactness when monitored).
+        """
+        import keras
+        import pandas as pd
+
+        from asd_keras.data.labels import ClassEncoder
+        from asd_keras.layers import Mixup
+        from asd_keras.models.common import resolve_jit_compile
+        from asd_keras.models.wilkinghoff import build_head
+        from asd_keras.models.wilkinghoff import training_model
+        from asd_keras.models.wilkinghoff import wilkinghoff_embedding_model
+        from asd_keras.utils.callbacks import CompactnessMonitor
+        from asd_keras.utils.io import atomic_write_dataframe
+
+        c = self.config
+        paths = list(table["path"])
+        self.resolve_length(paths)
+        loaders = {"train": self.loader(training=True), "eval": self.loader()}
+        # check() also picks the decoder, so the checked loaders are reused.
+        loaders["train"].check(paths, progress=False)
+        loaders["eval"].check(paths, progress=False)
+        seed = int(c["seed"])
+        keras.utils.set_random_seed(seed)
+        encoder = ClassEncoder(c["classes"], bool(c["domain_in_class"])).fit(table)
+        labels = encoder.transform(table)
+        logger.info("%s: loss=%s, classes=%s (%d).", name, c["loss"], c["classes"],
+                    encoder.num_classes)
+        with context.scope():
+            embedding_model = wilkinghoff_embedding_model(
+                self.num_samples, int(c["embedding_dim"]), float(c["l2"]), c["block2_bn"],
+                c["branches"])
+            head, loss = build_head(c["loss"], encoder.num_classes, c, seed)
+            mixup = None
+            if c["mixup_in"] == "model" and float(c["mixup_probability"]) > 0:
+                mixup = Mixup(float(c["mixup_probability"]), c["mixup_label"], seed,
+                              name="mixup")
+            model = training_model(embedding_model, head, encoder.num_classes, mixup)
+            model.compile(optimizer=keras.optimizers.Adam(float(c["learning_rate"])),
+                          loss=loss, jit_compile=resolve_jit_compile(c["jit_compile"]))
+        train_ds = self.training_dataset(paths, labels, encoder.num_classes,
+                                         loaders["train"], True, seed)
+        monitor = None
+        if c["monitor_compactness"]:
+            pick = np.sort(np.random.default_rng(seed).permutation(len(paths))[
+                :int(c["monitor_clips"])])
+            monitor = CompactnessMonitor(
+                embedding_model, head,
+                self.waveform_dataset([paths[i] for i in pick], loaders["eval"]),
+                labels[pick])
+        history = context.fit(model, train_ds, name, c["epochs"],
+                              callbacks=[monitor] if monitor else [],
+                              shuffle=False)  # tf.data shuffles
+        if monitor is not None and monitor.records:
+            history = pd.concat([pd.DataFrame(monitor.records[:1]), history],
+                                ignore_index=True)
+            if context.run_dir is not None:
+                atomic_write_dataframe(context.run_dir / "history" / f"{name}.csv", history)
+        self.model, self.encoder = embedding_model, encoder
+        return history
+
+    # -- features ----------------------------------------------------------
+
+    def _check_fitted(self):
+        if self.model is None:
+            raise ValueError("The classifier_embedding extractor is not trained; call fit() "
+                             "or load it.")
+
+    def transform(self, table, verbose=0):
+        """`{"embedding": (clips, dim)}`."""
+        self._check_fitted()
+        if len(table) == 0:
+            return {"embedding": np.zeros((0, self.model.output_shape[-1]), np.float32)}
+        loader = self.loader()
+        loader.check(list(table["path"]), progress=False)
+        values = self.model.predict(self.waveform_dataset(table["path"], loader),
+                                    verbose=verbose)
+        return {"embedding": np.asarray(values, np.float32)}
+
+    def serving_model(self, num_samples=None):
+        """Waveforms of any length `(batch, samples)` to `{"embedding"}`; the
+        length policy is applied without the random training crop."""
+        import keras
+
+        from asd_keras.layers.spectral import FixedLength
+
+        self._check_fitted()
+        waveform = keras.Input((num_samples,), name="waveform")
+        fixed = FixedLength(self.num_samples, self.config["length_policy"])(waveform)
+        embedding = self.model(fixed, training=False)
+        return keras.Model(waveform, {"embedding": embedding},
+                           name="classifier_embedding_features")
+
+    def spectrogram_functions(self):
+        """Functions for explaining a spectrogram-only network (RISE, Fig. 4).
+
+        Needs `branches="spectrogram"`, so the embedding depends on the
+        spectrogram alone.
+
+        Returns:
+            (spectrogram_fn, embed_fn): `spectrogram_fn(path)` gives the
+            linear-magnitude spectrogram `(frames, 513)` of a clip after the
+            length policy; `embed_fn(spectrograms)` embeds a batch `(batch,
+            frames, 513)`, so `backend.score(embed_fn(s))` scores it.
+        """
+        import keras
+
+        from asd_keras.layers import LinearSpectrogram
+
+        self._check_fitted()
+        if self.config["branches"] != "spectrogram":
+            raise ValueError(
+                "Explaining spectrograms needs a spectrogram-only model; train with "
+                f"branches=spectrogram (this one has branches={self.config['branches']!r}).")
+        encoder = self.model.get_layer("spectrogram_encoder")
+        stft = LinearSpectrogram(1024, 512)
+        loader = self.loader()
+
+        def spectrogram_fn(path):
+            loader.check([str(path)], progress=False)
+            return keras.ops.convert_to_numpy(stft(loader.load(str(path))[None]))[0]
+
+        def embed_fn(spectrograms):
+            return encoder.predict(np.asarray(spectrograms, np.float32), verbose=0,
+                                   batch_size=int(self.config["score_batch_clips"]))
+
+        return spectrogram_fn, embed_fn
+
+    # -- persistence -------------------------------------------------------
+
+    def _save_weights(self, folder):
+        from asd_keras.utils.io import atomic_path
+        from asd_keras.utils.io import atomic_write_text
+
+        self._check_fitted()
+        with atomic_path(Path(folder) / "model.keras", suffix=".keras") as tmp:
+            self.model.save(tmp)
+        atomic_write_text(Path(folder) / "classes.json",
+                          json.dumps(self.encoder.get_config(), indent=1))
+
+    def _load_weights(self, folder):
+        import asd_keras.layers  # noqa: F401  (registers the custom layers)
+        from asd_keras.data.labels import ClassEncoder
+        from asd_keras.utils.io import load_keras_model
+
+        self.model = load_keras_model(Path(folder) / "model.keras")
+        self.encoder = ClassEncoder.from_config(
+            json.loads((Path(folder) / "classes.json").read_text()))
