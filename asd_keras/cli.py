@@ -380,7 +380,7 @@ def cmd_export(args):
 def cmd_study(args):
     from asd_keras.config import load_config_file
     from asd_keras.config import parse_overrides
-    from asd_keras.evaluation.study import run_study
+    from asd_keras.runners.study import run_study
 
     _split_data_and_overrides(args)
     spec = load_config_file(args.config)
@@ -412,7 +412,7 @@ def cmd_study(args):
 def cmd_search(args):
     from asd_keras.config import load_config_file
     from asd_keras.config import parse_overrides
-    from asd_keras.evaluation.search import run_search
+    from asd_keras.runners.search import run_search
 
     _split_data_and_overrides(args)
     spec = load_config_file(args.space)

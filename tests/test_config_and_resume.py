@@ -1,5 +1,6 @@
 """Configuration validation before any work, safe GAN resume, clean interruption."""
 
+import logging
 import os
 import signal
 import subprocess
@@ -224,7 +225,7 @@ def _remove_objects(path):
 
 
 def test_ctrl_c_during_a_save_then_a_damaged_backup_still_resume(dev, tmp_path, monkeypatch,
-                                                                 capsys):
+                                                                 caplog):
     from keras.src.saving import saving_lib
 
     table = read_dataset(dev)
@@ -255,10 +256,10 @@ def test_ctrl_c_during_a_save_then_a_damaged_backup_still_resume(dev, tmp_path, 
     # Worse still, the newest complete backup (epoch 2) is damaged on disk.
     damaged = _newest(_backups(backup))
     _remove_objects(damaged)
-    capsys.readouterr()
     system = get_system("ganomaly")(config)
-    system.fit(table, tmp_path / "run2", verbose=0, checkpoint_dir=checkpoints)
-    out = capsys.readouterr().out
+    with caplog.at_level(logging.INFO, logger="asd_keras"):
+        system.fit(table, tmp_path / "run2", verbose=0, checkpoint_dir=checkpoints)
+    out = caplog.text
     assert f"'{damaged}' cannot be loaded" in out
     assert "Resuming 'ganomaly_member0_fan' after epoch 1" in out
     # Epoch 1 came from the previous backup; epochs 2-3 were trained again.
@@ -278,7 +279,7 @@ def _tiny_model():
     return model
 
 
-def test_backup_callback_skips_backups_that_do_not_load(tmp_path, capsys):
+def test_backup_callback_skips_backups_that_do_not_load(tmp_path, caplog):
     from asd_keras.utils.checkpoints import AtomicBackupAndRestore
 
     x = np.random.default_rng(0).normal(size=(32, 4)).astype("float32")
@@ -291,11 +292,12 @@ def test_backup_callback_skips_backups_that_do_not_load(tmp_path, capsys):
     for damage in (_truncate, _remove_objects):
         newest = _newest(_backups(folder))
         damage(newest)
-        capsys.readouterr()
+        caplog.clear()
         resumed = _tiny_model()
-        history = resumed.fit(x, y, epochs=3, batch_size=8, verbose=0, callbacks=[
-            AtomicBackupAndRestore(folder, delete_checkpoint=False)])
-        out = capsys.readouterr().out
+        with caplog.at_level(logging.INFO, logger="asd_keras"):
+            history = resumed.fit(x, y, epochs=3, batch_size=8, verbose=0, callbacks=[
+                AtomicBackupAndRestore(folder, delete_checkpoint=False)])
+        out = caplog.text
         assert f"'{newest}' cannot be loaded" in out and "after epoch 2" in out
         assert len(history.history["loss"]) == 1  # only epoch 3 again
     # When no backup loads, training starts over from the model's own weights
@@ -306,8 +308,9 @@ def test_backup_callback_skips_backups_that_do_not_load(tmp_path, capsys):
     before = [v.numpy().copy() for v in fresh.weights]
     callback = AtomicBackupAndRestore(folder, delete_checkpoint=False)
     callback.set_model(fresh)
-    callback.on_train_begin()
-    assert "trains from the first epoch" in capsys.readouterr().out
+    with caplog.at_level(logging.INFO, logger="asd_keras"):
+        callback.on_train_begin()
+    assert "trains from the first epoch" in caplog.text
     assert getattr(fresh, "_initial_epoch", None) in (None, 0) and not _backups(folder)
     for value, variable in zip(before, fresh.weights):
         np.testing.assert_array_equal(value, variable.numpy())

@@ -10,6 +10,7 @@ the previous good backup, and on restore falls back to it.
 """
 
 import json
+import logging
 import os
 import re
 import tempfile
@@ -19,6 +20,8 @@ import keras
 
 from asd_keras.utils.io import atomic_path
 from asd_keras.utils.io import atomic_write_text
+
+logger = logging.getLogger(__name__)
 
 _NAME = re.compile(r"ckpt-(\d+)-(\d+)\.weights\.h5")
 
@@ -91,17 +94,17 @@ class AtomicBackupAndRestore(keras.callbacks.BackupAndRestore):
                 try:
                     self.model.load_weights(path)
                 except Exception as error:
-                    print(f"Backup '{path}' cannot be loaded ({_first_line(error)}); "
-                          "removing it and trying the previous one.", flush=True)
+                    logger.warning("Backup '%s' cannot be loaded (%s); removing it and "
+                                   "trying the previous one.", path, _first_line(error))
                     path.unlink(missing_ok=True)
                     continue
                 self.model._initial_epoch = epoch
-                print(f"Resuming '{self.model.name}' after epoch {epoch} from '{path}'.",
-                      flush=True)
+                logger.info("Resuming '%s' after epoch %d from '%s'.", self.model.name,
+                            epoch, path)
                 return
             self.model.load_weights(fresh)
-            print(f"No backup in '{folder}' could be loaded; '{self.model.name}' "
-                  "trains from the first epoch.", flush=True)
+            logger.warning("No backup in '%s' could be loaded; '%s' trains from the "
+                           "first epoch.", folder, self.model.name)
         finally:
             Path(fresh).unlink(missing_ok=True)
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import pandas as pd
 
 from asd_keras.config import parse_overrides
-from asd_keras.evaluation.study import load_tables
+from asd_keras.runners.study import load_tables
 from asd_keras.systems import get_system
 from asd_keras.utils.io import atomic_write_dataframe
 from asd_keras.utils.io import atomic_write_text

@@ -12,12 +12,12 @@ import yaml
 
 from asd_keras.config import load_config_file
 from asd_keras.config import parse_overrides
-from asd_keras.evaluation.comparison import markdown_table6
-from asd_keras.evaluation.comparison import per_machine_metrics
-from asd_keras.evaluation.comparison import run_comparison
-from asd_keras.evaluation.comparison import selection_note
-from asd_keras.evaluation.comparison import table6
-from asd_keras.evaluation.comparison import table7
+from asd_keras.runners.comparison import markdown_table6
+from asd_keras.runners.comparison import per_machine_metrics
+from asd_keras.runners.comparison import run_comparison
+from asd_keras.runners.comparison import selection_note
+from asd_keras.runners.comparison import table6
+from asd_keras.runners.comparison import table7
 from asd_keras.utils.io import atomic_write_dataframe
 from asd_keras.utils.io import atomic_write_text
 from asd_keras.visualisation.plots import plot_detector_bars

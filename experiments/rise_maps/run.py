@@ -11,7 +11,7 @@ import numpy as np
 
 from asd_keras.config import parse_overrides
 from asd_keras.evaluation.rise import importance_map
-from asd_keras.evaluation.study import load_tables
+from asd_keras.runners.study import load_tables
 from asd_keras.systems import get_system
 from asd_keras.utils.io import atomic_write_text
 from asd_keras.utils.io import staged_dir

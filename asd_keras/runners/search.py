@@ -19,6 +19,7 @@ Two selection protocols, and every result says which one produced it:
 
 import itertools
 import json
+import logging
 import shutil
 from pathlib import Path
 
@@ -31,6 +32,8 @@ from asd_keras.evaluation.metrics import machine_type_metrics
 from asd_keras.utils.io import atomic_write_dataframe
 from asd_keras.utils.io import atomic_write_text
 from asd_keras.utils.io import staged_dir
+
+logger = logging.getLogger(__name__)
 
 PROTOCOLS = {
     "test": "selected and reported on the same test clips (the paper's protocol; "
@@ -140,7 +143,7 @@ def run_search(system, space, data, out, mode="random", budget=20, protocol="hol
     Returns:
         DataFrame of the best trial per machine type.
     """
-    from asd_keras.evaluation.study import load_tables
+    from asd_keras.runners.study import load_tables
     from asd_keras.systems import get_system
     from asd_keras.utils.runs import seed_run
     from asd_keras.utils.runs import write_run_record
@@ -188,8 +191,8 @@ def run_search(system, space, data, out, mode="random", budget=20, protocol="hol
     trials_path = out / "trials.csv"
     done = pd.read_csv(trials_path) if trials_path.is_file() else pd.DataFrame()
     finished = set(done["trial"]) if len(done) else set()
-    print(f"{len(points)} point(s) of a {grid_size(space)}-point grid; "
-          f"{len(finished)} already done. Protocol: {protocol} ({PROTOCOLS[protocol]}).")
+    logger.info("%d point(s) of a %d-point grid; %d already done. Protocol: %s (%s).",
+                len(points), grid_size(space), len(finished), protocol, PROTOCOLS[protocol])
     for index, point in enumerate(tqdm(points, desc=f"Search ({system})", unit="trial")):
         if index in finished:
             continue

@@ -8,6 +8,7 @@ average and standard deviation over machine types (Table 6).
 """
 
 import json
+import logging
 import shutil
 from pathlib import Path
 
@@ -18,6 +19,8 @@ from asd_keras.evaluation.metrics import machine_type_metrics
 from asd_keras.evaluation.metrics import weighted_summary
 from asd_keras.utils.io import atomic_write_dataframe
 from asd_keras.utils.io import staged_dir
+
+logger = logging.getLogger(__name__)
 
 
 def run_comparison(conditions, data, out, force=False, keep_models=False):
@@ -36,7 +39,7 @@ def run_comparison(conditions, data, out, force=False, keep_models=False):
         DataFrame of every condition's test scores: condition, machine_type,
         section, file_name, label, score.
     """
-    from asd_keras.evaluation.study import load_tables
+    from asd_keras.runners.study import load_tables
     from asd_keras.systems import get_system
     from asd_keras.utils.runs import seed_run
     from asd_keras.utils.runs import write_run_record
@@ -57,7 +60,7 @@ def run_comparison(conditions, data, out, force=False, keep_models=False):
     for condition in tqdm(conditions, desc="Comparison", unit="system"):
         folder = out / "conditions" / condition["name"]
         if (folder / "scores.csv").is_file() and not force:
-            print(f"{condition['name']}: finished earlier; reusing '{folder}'.")
+            logger.info("%s: finished earlier; reusing '%s'.", condition["name"], folder)
             scores = pd.read_csv(folder / "scores.csv", dtype={"section": str})
         else:
             system = get_system(condition["system"])(_config(condition))
@@ -145,7 +148,7 @@ def markdown_table6(frame):
 
 def selection_note(search_folder):
     """A sentence naming the protocol of a search whose best config is used."""
-    from asd_keras.evaluation.search import PROTOCOLS
+    from asd_keras.runners.search import PROTOCOLS
 
     spec = json.loads((Path(search_folder) / "search.json").read_text())
     return (f"hyper-parameters per machine type from the {spec['mode']} search in "
