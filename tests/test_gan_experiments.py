@@ -9,7 +9,7 @@ import yaml
 
 from tests.conftest import make_synthetic
 
-from asd_keras.evaluation import search
+from asd_keras.runners import search
 from asd_keras.runners.comparison import table6
 from asd_keras.runners.comparison import table7
 from asd_keras.evaluation.metrics import machine_type_metrics

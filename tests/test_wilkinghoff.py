@@ -423,3 +423,36 @@ def test_clip_length_comes_from_dcase2023_data_of_varying_lengths(tmp_path):
         extractor.num_samples
     extractor.resolve_length(sorted((data / "fan" / "train").glob("*.wav")))
     assert (extractor.num_samples, extractor.config["length_policy"]) == (16000, "truncate")
+
+
+def test_an_interrupted_training_resumes(synthetic_sets, tmp_path, caplog):
+    import logging
+
+    table = read_dataset(synthetic_sets["dcase2022"]["dev"], machine_types=["fan"])
+    config = dict(FAST, epochs=2, monitor_compactness=False)
+    checkpoints = tmp_path / "checkpoints"
+    assert WilkinghoffSystem(config).resumable
+
+    class Stop(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            if epoch == 0:
+                raise KeyboardInterrupt  # Ctrl-C after the first epoch's backup
+
+    with pytest.raises(KeyboardInterrupt):
+        WilkinghoffSystem(config).fit(table, tmp_path / "first", verbose=0,
+                                      checkpoint_dir=checkpoints, callbacks=[Stop()])
+    seen = []
+
+    class Epochs(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            seen.append(epoch)
+
+    system = WilkinghoffSystem(config)
+    with caplog.at_level(logging.INFO, logger="asd_keras"):
+        system.fit(table, tmp_path / "second", verbose=0, checkpoint_dir=checkpoints,
+                   callbacks=[Epochs()])
+    assert "Resuming 'wilkinghoff_member0_all' after epoch 1" in caplog.text
+    assert seen == [1]  # only the second epoch ran again
+    history = pd.read_csv(tmp_path / "second" / "history" / "member0_all.csv")
+    assert history["epoch"].tolist() == [1, 2]
+    assert np.isfinite(system.score(table)["score"]).all()

@@ -283,7 +283,8 @@ class ClassifierEmbeddingExtractor(FeatureExtractor):
             if c["mixup_in"] == "model" and float(c["mixup_probability"]) > 0:
                 mixup = Mixup(float(c["mixup_probability"]), c["mixup_label"], seed,
                               name="mixup")
-            model = training_model(embedding_model, head, encoder.num_classes, mixup)
+            model = training_model(embedding_model, head, encoder.num_classes, mixup,
+                                   name=f"wilkinghoff_{name}")
             model.compile(optimizer=keras.optimizers.Adam(float(c["learning_rate"])),
                           loss=loss, jit_compile=resolve_jit_compile(c["jit_compile"]))
         train_ds = self.training_dataset(paths, labels, encoder.num_classes,

@@ -226,7 +226,8 @@ def build_head(loss, num_classes, config, seed=None):
     raise ValueError(f"loss must be one of {LOSSES}; received {loss!r}.")
 
 
-def training_model(embedding_model, head, num_classes, mixup=None):
+def training_model(embedding_model, head, num_classes, mixup=None,
+                   name="wilkinghoff_training"):
     """Wraps an embedding model for training: inputs `{"waveform", "label"}`.
 
     Args:
@@ -234,6 +235,7 @@ def training_model(embedding_model, head, num_classes, mixup=None):
         head: a head layer of `asd_keras.layers.heads`.
         num_classes: int.
         mixup: `asd_keras.layers.Mixup` or None.
+        name: str. The model's name (backups and logs name it).
 
     Returns:
         keras.Model whose output is the head's stacked output.
@@ -245,4 +247,4 @@ def training_model(embedding_model, head, num_classes, mixup=None):
     x, y = (mixup([waveform, label]) if mixup is not None else (waveform, label))
     outputs = head([embedding_model(x), y])
     return keras.Model({"waveform": waveform, "label": label}, outputs,
-                       name="wilkinghoff_training")
+                       name=name)
