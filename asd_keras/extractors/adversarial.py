@@ -21,19 +21,12 @@ GANomaly...); None (`"default"` for `reinit_threshold`) keeps the
 detector's own default.
 """
 
-import shutil
-import tempfile
-from pathlib import Path
-
-import numpy as np
-
 from asd_keras.config import boolean
 from asd_keras.config import choice
 from asd_keras.config import integer
 from asd_keras.config import number
-from asd_keras.config import validate_config
-from asd_keras.extractors.base import FeatureExtractor
 from asd_keras.extractors.base import register_extractor
+from asd_keras.extractors.vectors import VectorModelExtractor
 
 DETECTOR_NAMES = ("ganomaly", "skip_ganomaly", "egbad")
 # Feature settings of the DCASE baselines (reference dcase.md 2.1, 2.6); they
@@ -89,7 +82,7 @@ def _schema():
 
 
 @register_extractor("gan")
-class AdversarialExtractor(FeatureExtractor):
+class AdversarialExtractor(VectorModelExtractor):
     """Raw clip scores of a GAN detector (GANomaly, Skip-GANomaly, EGBAD).
 
     Args:
@@ -124,7 +117,9 @@ class AdversarialExtractor(FeatureExtractor):
             latent noise and the discriminator re-initialisation.
     """
 
-    trainable = True
+    VARIANTS = VARIANTS
+    SETS = SETS
+    description = "GAN scores"
 
     def __init__(self, detector="ganomaly", variant="dcase2020", hidden_units=128,
                  latent_dim=8, num_hidden_layers=3, dropout=0.0,
@@ -137,33 +132,7 @@ class AdversarialExtractor(FeatureExtractor):
                  power=2.0, log_mode=None, pad_mode=None, cache="disk", shuffle_clips=32,
                  shuffle_vectors=8192, score_batch_clips=8, seed=0):
         config = {k: v for k, v in locals().items() if k not in ("self", "__class__")}
-        if variant not in VARIANTS:
-            raise ValueError(f"variant must be one of {tuple(VARIANTS)}; received "
-                             f"{variant!r}.")
-        for key, value in VARIANTS[variant].items():
-            if config[key] is None:
-                config[key] = value
-        self.config = validate_config(config, _schema())
-        from asd_keras.features.spectral import LogMelFrontend
-
-        c = self.config
-        self.frontend = LogMelFrontend(
-            sample_rate=c["sample_rate"], n_fft=c["n_fft"], hop_length=c["hop_length"],
-            n_mels=c["n_mels"], n_frames=c["n_frames"], power=c["power"],
-            log_mode=c["log_mode"], pad_mode=c["pad_mode"])
-        self.model = None
-
-    def get_config(self):
-        return dict(self.config)
-
-    def loader(self):
-        from asd_keras.data.audio import AudioLoader
-
-        # Shorter clips than one stacked vector cannot be scored.
-        return AudioLoader(sample_rate=self.config["sample_rate"],
-                           channel=self.config["channel"],
-                           resample=bool(self.config["resample"]),
-                           min_samples=max(self.frontend.n_fft, self.frontend.min_samples))
+        self._configure(config, _schema())
 
     def build_detector(self, name=None):
         """A fresh, compiled detector of this configuration.
@@ -230,81 +199,27 @@ class AdversarialExtractor(FeatureExtractor):
             raise ValueError(NO_DISTRIBUTE)
         loader = self.loader()
         paths = sorted(table["path"])
-        frames = loader.check(paths, progress=False)["frames"]
-        num_vectors = int(sum(self.frontend.num_vectors(f) for f in frames))
-        cache_root = Path(tempfile.mkdtemp(prefix="cache-", dir=context.run_dir))
-        cache = {"disk": cache_root / "train", "memory": "memory"}.get(c["cache"])
+        num_vectors = int(sum(self._count_vectors(paths, loader).values()))
         # Seeded right before the detector is built, as the paper's setup
         # (and the pinned regression scores) expect.
         keras.utils.set_random_seed(c["seed"])
-        try:
+        with self._training_cache(context) as cache:
             with context.scope():
                 model = self.build_detector(f"{c['detector']}_{name}")
             dataset = vector_dataset(
                 paths, loader, self.frontend, c["batch_size"], shuffle=True, seed=c["seed"],
-                cache=cache, clip_buffer=c["shuffle_clips"],
+                cache=cache("train"), clip_buffer=c["shuffle_clips"],
                 vector_buffer=c["shuffle_vectors"], autoencoder_targets=False,
                 num_vectors=num_vectors)
             history = context.fit(model, dataset, name, c["epochs"],
                                   shuffle=False)  # the pipeline shuffles
-        finally:
-            shutil.rmtree(cache_root, ignore_errors=True)
         self.model = model
         return history
 
     # -- features --------------------------------------------------------
 
-    def _check_fitted(self):
-        if self.model is None:
-            raise ValueError("The gan extractor is not trained; call fit() or load it.")
-
-    def serving_model(self, num_samples=None):
-        """Waveforms `(batch, num_samples)` to `{"score": (batch, 1)}`."""
-        import keras
-
+    def _vector_features(self, vectors):
+        """`{"score": (batch, 1)}`: each clip's raw anomaly score."""
         from asd_keras.layers.detectors import VectorScores
-        from asd_keras.layers.statistics import LogMelVectors
 
-        self._check_fitted()
-        frontend = self.frontend.get_config()
-        n_frames = frontend.pop("n_frames")
-        waveform = keras.Input((num_samples,), name="waveform")
-        vectors = LogMelVectors(n_frames, **frontend)(waveform)
-        score = VectorScores(self.model, self.config["aggregation"])(vectors)
-        return keras.Model(waveform, {"score": score}, name="gan_features")
-
-    def transform(self, table, verbose=0):
-        """`{"score": (clips, 1)}`: each clip's raw anomaly score."""
-        from asd_keras.models.common import score_clips
-
-        self._check_fitted()
-        if len(table) == 0:
-            return {"score": np.zeros((0, 1), np.float32)}
-        model = self.serving_model(None)
-
-        def features(waveforms):
-            return {"score": model(waveforms, training=False)["score"].numpy()}
-
-        out = score_clips([str(p) for p in table["path"]], self.loader(), features,
-                          list(SETS), self.config["score_batch_clips"], "GAN scores",
-                          progress=bool(verbose))
-        scores = np.asarray(out["score"], np.float32)
-        bad = ~np.isfinite(scores[:, 0])
-        if bad.any():
-            raise ValueError(f"Non-finite score for '{table['path'].iloc[int(np.argmax(bad))]}';"
-                             " check the clip and the trained detector.")
-        return {"score": scores}
-
-    # -- persistence -----------------------------------------------------
-
-    def _save_weights(self, folder):
-        from asd_keras.utils.io import atomic_path
-
-        self._check_fitted()
-        with atomic_path(Path(folder) / "model.keras", suffix=".keras") as tmp:
-            self.model.save(tmp)
-
-    def _load_weights(self, folder):
-        from asd_keras.utils.io import load_keras_model
-
-        self.model = load_keras_model(Path(folder) / "model.keras")
+        return {"score": VectorScores(self.model, self.config["aggregation"])(vectors)}

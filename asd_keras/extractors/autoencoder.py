@@ -14,18 +14,13 @@ The shared system trains one extractor per machine type
 (`extractor_grouping=machine_type` in the `dense_ae` preset).
 """
 
-import shutil
-import tempfile
-from pathlib import Path
-
 import numpy as np
 
 from asd_keras.config import choice
 from asd_keras.config import integer
 from asd_keras.config import number
-from asd_keras.config import validate_config
-from asd_keras.extractors.base import FeatureExtractor
 from asd_keras.extractors.base import register_extractor
+from asd_keras.extractors.vectors import VectorModelExtractor
 
 # Differences between the baseline years (reference dcase.md 2.1, 2.3, 2.6);
 # they fill the keys left at None.
@@ -63,7 +58,7 @@ def _schema():
 
 
 @register_extractor("dense_ae")
-class DenseAutoencoderExtractor(FeatureExtractor):
+class DenseAutoencoderExtractor(VectorModelExtractor):
     """Reconstruction residuals of the DCASE dense autoencoder.
 
     Args:
@@ -88,8 +83,10 @@ class DenseAutoencoderExtractor(FeatureExtractor):
         seed: int. Set before each model is built and seeds the shuffles.
     """
 
-    trainable = True
+    VARIANTS = VARIANTS
+    SETS = SETS
     frame_sets = SETS
+    description = "Reconstruction errors"
 
     def __init__(self, variant="dcase2022", hidden_units=128, latent_dim=8,
                  num_hidden_layers=4, epochs=100, batch_size=None, learning_rate=1e-3,
@@ -101,33 +98,7 @@ class DenseAutoencoderExtractor(FeatureExtractor):
                  # cost as much as the step.
                  steps_per_execution=32, jit_compile="auto", seed=13711):
         config = {k: v for k, v in locals().items() if k not in ("self", "__class__")}
-        if variant not in VARIANTS:
-            raise ValueError(f"variant must be one of {tuple(VARIANTS)}; received "
-                             f"{variant!r}.")
-        for key, value in VARIANTS[variant].items():
-            if config[key] is None:
-                config[key] = value
-        self.config = validate_config(config, _schema())
-        from asd_keras.features.spectral import LogMelFrontend
-
-        c = self.config
-        self.frontend = LogMelFrontend(
-            sample_rate=c["sample_rate"], n_fft=c["n_fft"], hop_length=c["hop_length"],
-            n_mels=c["n_mels"], n_frames=c["n_frames"], power=c["power"],
-            log_mode=c["log_mode"], pad_mode=c["pad_mode"])
-        self.model = None
-
-    def get_config(self):
-        return dict(self.config)
-
-    def loader(self):
-        from asd_keras.data.audio import AudioLoader
-
-        # Shorter clips than one stacked vector cannot be scored.
-        return AudioLoader(sample_rate=self.config["sample_rate"],
-                           channel=self.config["channel"],
-                           resample=bool(self.config["resample"]),
-                           min_samples=max(self.frontend.n_fft, self.frontend.min_samples))
+        self._configure(config, _schema())
 
     # -- training --------------------------------------------------------
 
@@ -151,6 +122,7 @@ class DenseAutoencoderExtractor(FeatureExtractor):
         c = self.config
         loader = self.loader()
         paths = sorted(table["path"])
+        counts = self._count_vectors(paths, loader)
         # Keras validation_split holds out the tail of the sorted file list
         # and never trains on it (reference dcase.md 2.3); kept on purpose.
         n_val = int(len(paths) * float(c["validation_split"]))
@@ -158,18 +130,12 @@ class DenseAutoencoderExtractor(FeatureExtractor):
         if not train_paths:
             raise ValueError(f"{name!r} has {len(paths)} training clip(s): too few for "
                              f"validation_split={c['validation_split']}.")
-        frames = loader.check(paths, progress=False).set_index("path")["frames"]
 
         def count(subset):
-            return int(sum(self.frontend.num_vectors(frames[p]) for p in subset))
-
-        cache_root = Path(tempfile.mkdtemp(prefix="cache-", dir=context.run_dir))
-
-        def cache(part):
-            return {"disk": cache_root / part, "memory": "memory"}.get(c["cache"])
+            return int(sum(counts[p] for p in subset))
 
         keras.utils.set_random_seed(c["seed"])
-        try:
+        with self._training_cache(context) as cache:
             train_ds = vector_dataset(
                 train_paths, loader, self.frontend, c["batch_size"], shuffle=True,
                 seed=c["seed"], cache=cache("train"), clip_buffer=c["shuffle_clips"],
@@ -191,49 +157,16 @@ class DenseAutoencoderExtractor(FeatureExtractor):
             history = context.fit(model, train_ds, name, c["epochs"],
                                   validation_data=val_ds,
                                   shuffle=False)  # the pipeline shuffles
-        finally:
-            shutil.rmtree(cache_root, ignore_errors=True)
         self.model = model
         return history
 
     # -- features --------------------------------------------------------
 
-    def _check_fitted(self):
-        if self.model is None:
-            raise ValueError("The dense_ae extractor is not trained; call fit() or load it.")
-
-    def serving_model(self, num_samples=None):
-        """Waveforms `(batch, num_samples)` to `{"squared_error", "residual"}`."""
-        import keras
-
+    def _vector_features(self, vectors):
+        """`{"squared_error": (batch, 640), "residual": (batch, 128)}`."""
         from asd_keras.layers.reconstruction import FrameReconstruction
-        from asd_keras.layers.statistics import LogMelVectors
 
-        self._check_fitted()
-        frontend = self.frontend.get_config()
-        n_frames = frontend.pop("n_frames")
-        waveform = keras.Input((num_samples,), name="waveform")
-        vectors = LogMelVectors(n_frames, **frontend)(waveform)
-        outputs = FrameReconstruction(self.model, self.frontend.n_mels)(vectors)
-        return keras.Model(waveform, outputs, name="dense_ae_features")
-
-    def transform(self, table, verbose=0):
-        """`{"squared_error": (clips, 640), "residual": (clips, 128)}`."""
-        from asd_keras.models.common import score_clips
-
-        self._check_fitted()
-        if len(table) == 0:
-            return {"squared_error": np.zeros((0, self.frontend.vector_dim), np.float32),
-                    "residual": np.zeros((0, self.frontend.n_mels), np.float32)}
-        model = self.serving_model(None)
-
-        def features(waveforms):
-            return {k: v.numpy() for k, v in model(waveforms, training=False).items()}
-
-        out = score_clips([str(p) for p in table["path"]], self.loader(), features,
-                          list(SETS), self.config["score_batch_clips"],
-                          "Reconstruction errors", progress=bool(verbose))
-        return {k: np.asarray(out[k], np.float32) for k in SETS}
+        return FrameReconstruction(self.model, self.frontend.n_mels)(vectors)
 
     def frame_batches(self, table, feature_set):
         """Shuffled batches of frame-level residuals, for backends fitted on
@@ -269,17 +202,3 @@ class DenseAutoencoderExtractor(FeatureExtractor):
             else:
                 values = np.square(residual)[:, None, :]
             yield values, rows.numpy()
-
-    # -- persistence -----------------------------------------------------
-
-    def _save_weights(self, folder):
-        from asd_keras.utils.io import atomic_path
-
-        self._check_fitted()
-        with atomic_path(Path(folder) / "model.keras", suffix=".keras") as tmp:
-            self.model.save(tmp)
-
-    def _load_weights(self, folder):
-        from asd_keras.utils.io import load_keras_model
-
-        self.model = load_keras_model(Path(folder) / "model.keras")

@@ -388,10 +388,12 @@ class ClassifierEmbeddingExtractor(FeatureExtractor):
                           json.dumps(self.encoder.get_config(), indent=1))
 
     def _load_weights(self, folder):
-        import asd_keras.layers  # noqa: F401  (registers the custom layers)
+        import importlib
+
         from asd_keras.data.labels import ClassEncoder
         from asd_keras.utils.io import load_keras_model
 
+        importlib.import_module("asd_keras.layers")  # registers the network's layers
         self.model = load_keras_model(Path(folder) / "model.keras")
         self.encoder = ClassEncoder.from_config(
             json.loads((Path(folder) / "classes.json").read_text()))
