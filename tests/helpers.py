@@ -1,5 +1,6 @@
 """Assertions shared by the tests."""
 
+import keras
 import numpy as np
 
 
@@ -47,3 +48,15 @@ def serve_in_fresh_process(export, paths, **strings):
         [sys.executable, "-c", code, str(export), json.dumps([str(p) for p in paths]),
          json.dumps(strings)], capture_output=True, text=True, check=True)
     return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+class Interrupt(keras.callbacks.Callback):
+    """Ctrl-C at the end of an epoch of one model (named `..._<model_suffix>`)."""
+
+    def __init__(self, model_suffix, epoch):
+        super().__init__()
+        self.model_suffix, self.epoch = model_suffix, epoch
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self.model.name.endswith(self.model_suffix) and epoch + 1 == self.epoch:
+            raise KeyboardInterrupt

@@ -34,12 +34,12 @@ CASES = {
     # frontends, the network's forward pass, k-means and the scoring; the
     # next one pins training (spectrum branch).
     "wilkinghoff_kmeans": ("wilkinghoff", WK + ["learning_rate=1e-9"]),
-    "wilkinghoff_density_per_section_x2": (
-        # kmeans_clusters=null: every source embedding a reference, the
-        # local_density default (before the pipeline, density_clusters).
+    # Local density on every source embedding, two members summed (one
+    # network per section is tested in tests/test_wilkinghoff.py).
+    "wilkinghoff_density_x2": (
         "wilkinghoff", [k for k in WK if not k.startswith("kmeans_clusters")] + [
             "backend=local_density", "kmeans_clusters=null", "density_k=2",
-            "classes=per_section", "ensemble_size=2", "branches=spectrum"]),
+            "ensemble_size=2", "branches=spectrum"]),
     "ganomaly": ("ganomaly", GAN),
     "skip_ganomaly": ("skip_ganomaly", GAN),
     "egbad": ("egbad", GAN),

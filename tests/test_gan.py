@@ -4,6 +4,7 @@ import keras
 import numpy as np
 import pandas as pd
 import pytest
+from tests.helpers import Interrupt
 from tests.helpers import assert_decisions_match
 
 from asd_keras.data.layouts import read_dataset
@@ -303,8 +304,8 @@ def test_extractor_builds_each_detector_with_its_own_defaults():
 TINY = dict(epochs=2, batch_size=64, hidden_units=16, num_hidden_layers=2)
 
 
-# Skip-GANomaly goes end to end through the CLI test below and every preset
-# through the fresh-process export test of tests/test_systems.py.
+# Skip-GANomaly goes end to end through the CLI test below and EGBAD through
+# the fresh-process export test of tests/test_systems.py.
 @pytest.mark.parametrize("name", ["ganomaly"])
 def test_system_fit_score_save_load_export(name, synthetic_sets, tmp_path):
     import soundfile
@@ -394,18 +395,6 @@ def test_bad_config_and_no_minmax_test(synthetic_sets):
     assert system._new_extractor(0, "fan").config["n_mels"] == 64
     assert system._new_extractor(0, "valve").config["n_mels"] == 128
     assert system._new_backend(0, "fan").normalize == "minmax_train"
-
-
-class Interrupt(keras.callbacks.Callback):
-    """Ctrl-C at the end of an epoch of one model."""
-
-    def __init__(self, model_suffix, epoch):
-        super().__init__()
-        self.model_suffix, self.epoch = model_suffix, epoch
-
-    def on_epoch_end(self, epoch, logs=None):
-        if self.model.name.endswith(self.model_suffix) and epoch + 1 == self.epoch:
-            raise KeyboardInterrupt
 
 
 def test_interrupted_fit_resumes(synthetic_sets, tmp_path, caplog):

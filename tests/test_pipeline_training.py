@@ -16,6 +16,7 @@ from asd_keras.layers import LogMelVectors
 from asd_keras.models import dense_autoencoder
 from asd_keras.systems import get_system
 from tests.conftest import make_synthetic
+from tests.helpers import Interrupt
 
 AE = {"epochs": 4, "batch_size": 64, "hidden_units": 8, "num_hidden_layers": 1,
       "latent_dim": 2, "validation_split": 0.0}
@@ -27,18 +28,6 @@ def table(tmp_path_factory):
                           machine_types=("fan", "valve"), seconds=1.0, train=3,
                           target_train=1, test=1, eval=False)
     return read_dataset(root / "dev_data")
-
-
-class Interrupt(keras.callbacks.Callback):
-    """Ctrl-C at the end of an epoch of one model."""
-
-    def __init__(self, model_suffix, epoch):
-        super().__init__()
-        self.model_suffix, self.epoch = model_suffix, epoch
-
-    def on_epoch_end(self, epoch, logs=None):
-        if self.model.name.endswith(self.model_suffix) and epoch + 1 == self.epoch:
-            raise KeyboardInterrupt
 
 
 class Epochs(keras.callbacks.Callback):

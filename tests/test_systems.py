@@ -121,9 +121,9 @@ GAN_TINY = ["--verbose", "0", "--epochs", "1", "batch_size=64", "hidden_units=8"
             "num_hidden_layers=1", "latent_dim=2"]
 
 
-@pytest.mark.parametrize("system, normalize", [("ganomaly", "minmax_train"),
-                                               ("skip_ganomaly", "none"),
-                                               ("egbad", "none")])
+# One GAN preset here: the export path is the same for every extractor, and
+# the detectors' scoring layer is tested by save/load in tests/test_gan.py.
+@pytest.mark.parametrize("system, normalize", [("egbad", "minmax_train")])
 def test_gan_presets_export_matches_in_process_scores(recordings, tmp_path, system,
                                                       normalize):
     run, scores, export = tmp_path / "run", tmp_path / "scores", tmp_path / "export"

@@ -77,7 +77,6 @@ def _schema():
         "aggregation": choice(*AGGREGATIONS),
         **log_mel_schema(),
     }
-    del schema["deterministic"]  # a system key
     return schema
 
 

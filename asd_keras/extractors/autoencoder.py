@@ -53,7 +53,6 @@ def _schema():
         "jit_compile": choice(*JIT_CHOICES),
         **log_mel_schema(),
     }
-    del schema["deterministic"]  # a system key
     return schema
 
 

@@ -89,7 +89,6 @@ def log_mel_schema():
         "score_batch_clips": integer(min=1),
         # NumPy's seeds are 32-bit unsigned.
         "seed": integer(min=0, max=2**32 - 1),
-        "deterministic": boolean(),
     }
 
 
