@@ -1,15 +1,12 @@
-import logging
 
 import keras
 import numpy as np
 import pandas as pd
 import pytest
-from tests.helpers import Interrupt
 from tests.helpers import assert_decisions_match
 
 from asd_keras.data.layouts import read_dataset
 from asd_keras.extractors import get_extractor
-from asd_keras.extractors import load_extractor
 from asd_keras.layers import VectorScores
 from asd_keras.losses.adversarial import AdversarialCrossEntropy
 from asd_keras.losses.adversarial import FeatureMatching
@@ -159,29 +156,10 @@ def test_model_scores_match_the_networks_by_hand():
 # ----------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("cls", DETECTORS)
-def test_train_step_losses_are_finite_and_move(cls):
-    keras.utils.set_random_seed(0)
-    model = cls(**SMALL)
-    model.compile()
-    before = [w.numpy().copy() for w in model.discriminator.trainable_weights]
-    gen_before = [w.numpy().copy() for w in model.generator_variables()]
-    history = model.fit(_data(), batch_size=32, epochs=3, verbose=0).history
-    for name in model.loss_names:
-        values = np.array(history[name])
-        assert np.isfinite(values).all(), name
-    assert history["g_loss"][0] != history["g_loss"][-1]
-    assert history["d_loss"][0] != history["d_loss"][-1]
-    assert int(model.optimizer.iterations) == 9
-    assert int(model.discriminator_optimizer.iterations) == 9
-    assert any(not np.allclose(a, b.numpy())
-               for a, b in zip(before, model.discriminator.trainable_weights))
-    assert any(not np.allclose(a, b.numpy())
-               for a, b in zip(gen_before, model.generator_variables()))
-
-
-@pytest.mark.parametrize("order", ["generator_first", "discriminator_first"])
-@pytest.mark.parametrize("adversarial", ["feature_matching", "bce"])
+# Each option's two values, in two combinations (the step order and the
+# adversarial loss are independent code paths of train_step).
+@pytest.mark.parametrize("order, adversarial", [("generator_first", "feature_matching"),
+                                                ("discriminator_first", "bce")])
 def test_options_of_paper_and_code(order, adversarial):
     model = GANomaly(step_order=order, adversarial=adversarial, **SMALL)
     model.compile()
@@ -223,12 +201,24 @@ def test_discriminator_reinitialisation():
 
 
 @pytest.mark.parametrize("cls", DETECTORS)
-def test_config_round_trip_and_keras_save_load(cls, tmp_path):
+def test_training_config_round_trip_and_keras_save_load(cls, tmp_path):
     keras.utils.set_random_seed(0)
     model = cls(initializer="random_normal", dropout=0.25, **SMALL)
     model.compile()
     x = _data()
-    model.fit(x, batch_size=32, epochs=1, verbose=0)
+    before = [w.numpy().copy() for w in model.discriminator.trainable_weights]
+    gen_before = [w.numpy().copy() for w in model.generator_variables()]
+    history = model.fit(x, batch_size=32, epochs=2, verbose=0).history
+    # Both networks train, with finite losses that move.
+    for name in model.loss_names:
+        assert np.isfinite(history[name]).all(), name
+    assert history["g_loss"][0] != history["g_loss"][-1]
+    assert history["d_loss"][0] != history["d_loss"][-1]
+    assert int(model.optimizer.iterations) == 6
+    assert any(not np.allclose(a, b.numpy())
+               for a, b in zip(before, model.discriminator.trainable_weights))
+    assert any(not np.allclose(a, b.numpy())
+               for a, b in zip(gen_before, model.generator_variables()))
     clone = cls.from_config(model.get_config())
     assert clone.get_config() == model.get_config()
     assert clone.count_params() == model.count_params()
@@ -236,10 +226,10 @@ def test_config_round_trip_and_keras_save_load(cls, tmp_path):
     restored = keras.saving.load_model(tmp_path / "m.keras")
     np.testing.assert_allclose(restored.predict(x, verbose=0), model.predict(x, verbose=0),
                                rtol=1e-6)
-    assert int(restored.discriminator_optimizer.iterations) == 3
+    assert int(restored.discriminator_optimizer.iterations) == 6
     # Training continues from the restored optimizer state.
     restored.fit(x, batch_size=32, epochs=1, verbose=0)
-    assert int(restored.optimizer.iterations) == 6
+    assert int(restored.optimizer.iterations) == 9
 
 
 # ----------------------------------------------------------------------
@@ -397,42 +387,6 @@ def test_bad_config_and_no_minmax_test(synthetic_sets):
     assert system._new_backend(0, "fan").normalize == "minmax_train"
 
 
-def test_interrupted_fit_resumes(synthetic_sets, tmp_path, caplog):
-    import json
-
-    table = read_dataset(synthetic_sets["dcase2020"]["dev"])
-    checkpoints = tmp_path / "ckpt"
-    system = get_system("ganomaly")(TINY)
-    assert system.resumable
-    with pytest.raises(KeyboardInterrupt):
-        system.fit(table, tmp_path / "run1", verbose=0, checkpoint_dir=checkpoints,
-                   callbacks=[Interrupt("valve", 1)])
-    finished = checkpoints / "finished"
-    assert (finished / "member0_fan" / "extractor.json").is_file()
-    assert not (finished / "member0_valve").exists()
-    backup = checkpoints / "training" / "member0_valve" / "backup"
-    assert json.loads((backup / "training_metadata.json").read_text())["epoch"] == 1
-    fan = load_extractor(finished / "member0_fan").model.get_weights()
-    with caplog.at_level(logging.INFO, logger="asd_keras"):
-        resumed = get_system("ganomaly")(TINY)
-        resumed.fit(table, tmp_path / "run2", verbose=0, checkpoint_dir=checkpoints)
-    assert "member0_fan: finished in an earlier attempt" in caplog.text
-    assert "Resuming 'ganomaly_member0_valve' after epoch 1" in caplog.text
-    # Valve's first epoch was done before the interruption: only the second ran.
-    valve = resumed.members[0]["extractors"]["valve"]
-    train = table[(table["split"] == "train") & (table["machine_type"] == "valve")]
-    frames = valve.loader().check(sorted(train["path"]), progress=False)["frames"]
-    steps = -(-int(sum(valve.frontend.num_vectors(f) for f in frames)) // 64)
-    assert int(valve.model.optimizer.iterations) == 2 * steps
-    assert int(valve.model.discriminator_optimizer.iterations) == 2 * steps
-    history = pd.read_csv(tmp_path / "run2" / "history" / "member0_valve.csv")
-    assert history["epoch"].tolist() == [1, 2]
-    # Fan was reused from its finished checkpoint, not retrained.
-    for a, b in zip(fan, resumed.members[0]["extractors"]["fan"].model.get_weights()):
-        np.testing.assert_array_equal(a, b)
-    assert np.isfinite(resumed.score(table)["score"]).all()
-
-
 def test_cli_train_score_evaluate_export_and_resume_guard(synthetic_sets, tmp_path):
     from asd_keras import cli
 
@@ -457,13 +411,3 @@ def test_cli_train_score_evaluate_export_and_resume_guard(synthetic_sets, tmp_pa
     assert cli.main(["evaluate", "--scores", str(tmp_path / "scores"), "--data", dev]) == 0
     assert cli.main(["export", "--run", str(run), "--out", str(tmp_path / "export")]) == 0
     assert (tmp_path / "export" / "saved_model.pb").is_file()
-
-
-@pytest.mark.parametrize("layout", ["dcase2026"])
-def test_later_layouts_train_per_machine_type(layout, synthetic_sets, tmp_path):
-    table = read_dataset(synthetic_sets[layout]["dev"])
-    system = get_system("ganomaly")({**TINY, "epochs": 1, "variant": "dcase2022"})
-    system.fit(table, tmp_path / "run", verbose=0)
-    assert sorted(system.members[0]["extractors"]) == ["fan", "valve"]
-    scores = system.score(table)
-    assert np.isfinite(scores["score"]).all() and set(scores["domain"]) == {"source", "target"}

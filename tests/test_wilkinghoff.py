@@ -243,7 +243,7 @@ FAST = dict(TINY, branches="spectrum")
 
 
 def test_system_variants_train_and_score(synthetic_sets, tmp_path):
-    table = read_dataset(synthetic_sets["dcase2023"]["dev"])
+    table = read_dataset(synthetic_sets["dcase2023"]["dev"], machine_types=["fan"])
     config = dict(FAST, classes="per_section", loss="compactness", ensemble_size=2,
                   backend="local_density", density_k=2, mixup_in="pipeline")
     system = WilkinghoffSystem(config)
@@ -253,7 +253,7 @@ def test_system_variants_train_and_score(synthetic_sets, tmp_path):
         WilkinghoffSystem(dict(config, extractor_grouping="all"))
     system.fit(table, tmp_path / "run", verbose=0)
     assert len(system.members) == 2
-    assert set(system.members[0]["extractors"]) == {"fan_section_00", "valve_section_00"}
+    assert set(system.members[0]["extractors"]) == {"fan_section_00"}
     scores = system.score(table)
     assert np.isfinite(scores["score"]).all()
     history = pd.read_csv(tmp_path / "run" / "history" / "member0_fan_section_00.csv")
@@ -265,16 +265,15 @@ def test_system_variants_train_and_score(synthetic_sets, tmp_path):
         m["extractors"]["fan_section_00"].transform(fan)["embedding"])
         for m in system.members]
     np.testing.assert_allclose(fan["score"], single[0] + single[1], rtol=1e-6)
-    # The export picks each section's network and sums the two members.
+    # The export runs the section's network of each member and sums them.
     import soundfile
     import tensorflow as tf
 
     system.export(tmp_path / "export")
     served = tf.saved_model.load(str(tmp_path / "export"))
-    valve = scores[scores["machine_type"] == "valve"]
-    waves = np.stack([soundfile.read(p, dtype="float32")[0] for p in valve["path"]])
-    out = served.serve(tf.constant(waves), tf.constant("valve"), tf.constant("00"))
-    np.testing.assert_allclose(out["anomaly_score"].numpy(), valve["score"], rtol=1e-5,
+    waves = np.stack([soundfile.read(p, dtype="float32")[0] for p in fan["path"]])
+    out = served.serve(tf.constant(waves), tf.constant("fan"), tf.constant("00"))
+    np.testing.assert_allclose(out["anomaly_score"].numpy(), fan["score"], rtol=1e-5,
                                atol=1e-5)
     with pytest.raises(ValueError, match="loss must be one of"):
         WilkinghoffSystem({"loss": "cosface"})
@@ -339,7 +338,7 @@ def test_cli_train_score_evaluate_export(synthetic_sets, tmp_path):
 
 
 def test_spectrogram_functions_match_system_scores(synthetic_sets, tmp_path):
-    table = read_dataset(synthetic_sets["dcase2022"]["dev"])
+    table = read_dataset(synthetic_sets["dcase2022"]["dev"], machine_types=["fan"])
     system = WilkinghoffSystem(dict(TINY, branches="spectrogram", monitor_compactness=False))
     system.fit(table, tmp_path / "run", verbose=0)
     scores = system.score(table)
@@ -370,7 +369,9 @@ def test_spectrogram_functions_match_system_scores(synthetic_sets, tmp_path):
         both.spectrogram_functions()
 
 
-@pytest.mark.parametrize("loss", ["arcface", "softmax", "compactness_cce", "adacos"])
+# AdaCos and softmax differ from these only in the head, whose values are
+# tested in tests/test_angular_layers.py.
+@pytest.mark.parametrize("loss", ["arcface", "compactness_cce"])
 def test_every_head_trains_through_the_system(loss, synthetic_sets, tmp_path):
     table = read_dataset(synthetic_sets["dcase2021"]["dev"], machine_types=["fan"])
     system = WilkinghoffSystem(dict(FAST, loss=loss, classes="attribute",
