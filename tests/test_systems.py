@@ -111,6 +111,10 @@ def test_cross_fitted_thresholds_and_machine_overrides(recordings, tmp_path):
         gamma_threshold(scores, 0.9), rel=1e-6)
     with pytest.raises(ValueError, match="extractor_grouping='all'"):
         cls({"machine_overrides": {"pump": {"n_mels": 64}}})
+    with pytest.raises(ValueError, match="grouping='all' fits one backend"):
+        cls({"grouping": "all", "machine_overrides": {"pump": {"covariance": "oas"}}})
+    with pytest.raises(ValueError, match="seed is one per run"):
+        cls({"machine_overrides": {"pump": {"seed": 3}}})
     with pytest.raises(ValueError, match=r"machine_overrides\['pump'\]: k and density_k"):
         cls({"backend": "knn", "machine_overrides": {"pump": {"k": 0}}})
     with pytest.raises(ValueError, match=r"key\(s\) \['kk'\]"):

@@ -244,17 +244,19 @@ class AnomalySystem:
             if not isinstance(keys, dict):
                 raise ValueError(f"{where} must be a mapping of keys to values (e.g. "
                                  f"{{epochs: 30}}); received {keys!r}.")
-            unknown = sorted(k for k in keys if k not in extractor_keys
-                             and k not in backend_keys or k in ("seed", "name"))
+            unknown = sorted(k for k in keys if k == "seed" or (
+                k not in extractor_keys and k not in backend_keys))
             if unknown:
                 raise ValueError(f"{where} has key(s) {unknown} that are not keys of the "
                                  f"extractor {self.config['extractor']!r} or the backend "
-                                 f"{self.config['backend']!r}.")
-            if self.config["extractor_grouping"] == "all" and any(
-                    k in extractor_keys for k in keys):
-                raise ValueError(f"{where} changes extractor keys, but extractor_grouping="
-                                 "'all' trains one extractor for every machine type; use "
-                                 "extractor_grouping=machine_type.")
+                                 f"{self.config['backend']!r} (the seed is one per run).")
+            for grouping, component, component_keys in (
+                    ("extractor_grouping", "extractor", extractor_keys),
+                    ("grouping", "backend", backend_keys)):
+                if self.config[grouping] == "all" and any(k in component_keys for k in keys):
+                    raise ValueError(f"{where} changes {component} keys, but {grouping}='all' "
+                                     f"fits one {component} for every machine type; use "
+                                     f"{grouping}=machine_type.")
             try:
                 self._new_extractor(0, machine_type)
                 self._new_backend(0, machine_type)
