@@ -113,6 +113,12 @@ def test_cross_fitted_thresholds_and_machine_overrides(recordings, tmp_path):
         cls({"machine_overrides": {"pump": {"n_mels": 64}}})
     with pytest.raises(ValueError, match="grouping='all' fits one backend"):
         cls({"grouping": "all", "machine_overrides": {"pump": {"covariance": "oas"}}})
+    # Errors of a group's backend name the group (and the cross-fitting).
+    with pytest.raises(ValueError, match=r"Group 'pump_section_00' \(12 training clips\): "
+                                         "The source bank holds 12 clip"):
+        cls({"backend": "knn", "k": 50}).fit(table, tmp_path / "k50", verbose=0)
+    with pytest.raises(ValueError, match="half of its 12 training clips.*threshold_scores=train"):
+        cls({"backend": "knn", "k": 7}).fit(table, tmp_path / "k7", verbose=0)
     with pytest.raises(ValueError, match="seed is one per run"):
         cls({"machine_overrides": {"pump": {"seed": 3}}})
     with pytest.raises(ValueError, match=r"machine_overrides\['pump'\]: k and density_k"):

@@ -396,6 +396,12 @@ class AnomalySystem:
         return extractor
 
     def _fit_backend(self, member, group, extractor, rows, features):
+        try:
+            return self._fit_backend_of_group(member, group, extractor, rows, features)
+        except ValueError as error:
+            raise ValueError(f"Group {group!r} ({len(rows)} training clips): {error}") from error
+
+    def _fit_backend_of_group(self, member, group, extractor, rows, features):
         backend = self._new_backend(member, group)
         metadata = _metadata(rows)
         name = self.config["feature_set"]
@@ -431,8 +437,14 @@ class AnomalySystem:
                 raise ValueError(f"Group {group!r} has {len(rows)} training clip(s): too few "
                                  "to cross-fit the threshold scores (use "
                                  "threshold_scores=train).")
-            fitted = self._new_backend(member, group).fit(
-                features[~held], metadata[~held].reset_index(drop=True))
+            try:
+                fitted = self._new_backend(member, group).fit(
+                    features[~held], metadata[~held].reset_index(drop=True))
+            except ValueError as error:
+                raise ValueError(
+                    f"Group {group!r}, backend fitted on half of its {len(rows)} training "
+                    f"clips to cross-fit the threshold scores: {error} Use "
+                    "threshold_scores=train, or settings that fit fewer clips.") from error
             scores[held] = fitted.score(features[held])
         return scores
 
