@@ -9,6 +9,7 @@ waveforms to named features (`LogMelVectors` followed by the subclass's
 persistence of the trained model.
 """
 
+import abc
 import contextlib
 import shutil
 import tempfile
@@ -85,9 +86,9 @@ class VectorModelExtractor(FeatureExtractor):
             raise ValueError(f"The {self.name} extractor is not trained; call fit() or "
                              "load it.")
 
+    @abc.abstractmethod
     def _vector_features(self, vectors):
         """Keras layers: `(batch, vectors, dim)` to the dict of named features."""
-        raise NotImplementedError
 
     def serving_model(self, num_samples=None):
         """Waveforms `(batch, num_samples)` to the named features."""
