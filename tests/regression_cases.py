@@ -40,9 +40,10 @@ CASES = {
         "wilkinghoff", [k for k in WK if not k.startswith("kmeans_clusters")] + [
             "backend=local_density", "kmeans_clusters=null", "density_k=2",
             "ensemble_size=2", "branches=spectrum"]),
+    # One GAN: the three detectors share the training step and the scoring
+    # path; their networks' and losses' values are tested by hand in
+    # tests/test_gan.py.
     "ganomaly": ("ganomaly", GAN),
-    "skip_ganomaly": ("skip_ganomaly", GAN),
-    "egbad": ("egbad", GAN),
 }
 # Relative tolerance of a clip's score, and the absolute floor as a share of
 # the case's largest |score|.

@@ -149,31 +149,3 @@ def test_unknown_machine_type_at_scoring(trained, synthetic_sets):
     other.loc[:, "machine_type"] = "pump"
     with pytest.raises(ValueError, match="pump"):
         system.score(other)
-
-
-@pytest.mark.parametrize("layout", ["dcase2020", "dcase2026"])
-def test_end_to_end_on_machine_ids_and_stereo(layout, synthetic_sets, tmp_path):
-    from asd_keras.evaluation import metrics
-    from asd_keras.evaluation.submission import labels_from_data
-    from asd_keras.evaluation.submission import join_scores_and_labels
-    from asd_keras.evaluation.submission import read_submission
-    from asd_keras.evaluation.submission import write_submission
-
-    dev = synthetic_sets[layout]["dev"]
-    table = read_dataset(dev, machine_types=["fan"])
-    system = get_system("dense_ae")({"epochs": 1, "batch_size": 64, "hidden_units": 16})
-    system.fit(table, tmp_path, verbose=0)
-    scores = system.score(table)
-    write_submission(scores, tmp_path, layout)
-    names = sorted(p.name for p in tmp_path.glob("anomaly_score_*.csv"))
-    if layout == "dcase2020":
-        assert names == [f"anomaly_score_fan_id_{i}.csv" for i in ("00", "02", "04")]
-        assert not list(tmp_path.glob("decision_result_*"))
-    else:
-        assert names == ["anomaly_score_fan_section_00_test.csv"]
-    submitted, family = read_submission(tmp_path)
-    labels, detected = labels_from_data(dev)
-    joined = join_scores_and_labels(submitted, labels[labels["machine_type"] == "fan"])
-    per_unit, official = metrics.evaluate(joined, detected)
-    assert (official is None) == (layout == "dcase2020")
-    assert per_unit.filter(like="AUC").notna().all().all()

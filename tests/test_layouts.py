@@ -5,6 +5,7 @@ from asd_keras.data.layouts import LAYOUTS
 from asd_keras.data.layouts import layout_for_year
 from asd_keras.data.layouts import parse_file_name
 from asd_keras.data.layouts import read_dataset
+from asd_keras.systems import get_system
 
 
 @pytest.mark.parametrize(
@@ -132,3 +133,32 @@ def test_machine_type_filter(synthetic_sets):
     with pytest.raises(FileNotFoundError, match="pump"):
         read_dataset(synthetic_sets["dcase2022"]["dev"], machine_types=["pump"])
     assert isinstance(table, pd.DataFrame)
+
+
+@pytest.mark.parametrize("layout", ["dcase2020", "dcase2026"])
+def test_system_end_to_end_on_machine_ids_and_stereo(layout, synthetic_sets, tmp_path):
+    from asd_keras.evaluation import metrics
+    from asd_keras.evaluation.submission import labels_from_data
+    from asd_keras.evaluation.submission import join_scores_and_labels
+    from asd_keras.evaluation.submission import read_submission
+    from asd_keras.evaluation.submission import write_submission
+
+    dev = synthetic_sets[layout]["dev"]
+    table = read_dataset(dev, machine_types=["fan"])
+    # The training-free system: the layout, not the model, is under test.
+    system = get_system("logmel_stats")()
+    system.fit(table, tmp_path, verbose=0)
+    scores = system.score(table)
+    write_submission(scores, tmp_path, layout)
+    names = sorted(p.name for p in tmp_path.glob("anomaly_score_*.csv"))
+    if layout == "dcase2020":
+        assert names == [f"anomaly_score_fan_id_{i}.csv" for i in ("00", "02", "04")]
+        assert not list(tmp_path.glob("decision_result_*"))
+    else:
+        assert names == ["anomaly_score_fan_section_00_test.csv"]
+    submitted, family = read_submission(tmp_path)
+    labels, detected = labels_from_data(dev)
+    joined = join_scores_and_labels(submitted, labels[labels["machine_type"] == "fan"])
+    per_unit, official = metrics.evaluate(joined, detected)
+    assert (official is None) == (layout == "dcase2020")
+    assert per_unit.filter(like="AUC").notna().all().all()

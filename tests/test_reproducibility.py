@@ -1,6 +1,7 @@
 """`deterministic=true`: the same command on the same machine, the same scores."""
 
 import json
+import os
 import subprocess
 import sys
 
@@ -22,8 +23,11 @@ def _train_and_score(data, out, extra):
         f"'--out', {str(run)!r}, '--verbose', '0', *{TINY + extra!r}]); "
         f"sys.exit(code or main(['score', '--run', {str(run)!r}, '--data', {str(data)!r}, "
         f"'--out', {str(scores)!r}]))")
+    # Without TF_ENABLE_ONEDNN_OPTS, as on a fresh shell: asd_keras's default
+    # applies (tests/test_runtime.py tests the opt-out).
+    env = {k: v for k, v in os.environ.items() if k != "TF_ENABLE_ONEDNN_OPTS"}
     return subprocess.Popen([sys.executable, "-c", command], stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)
+                            stderr=subprocess.STDOUT, text=True, env=env)
 
 
 @pytest.fixture(scope="module")
@@ -52,3 +56,6 @@ def test_deterministic_runs_give_identical_scores(runs):
     for name in ("a", "b"):
         record = json.loads((runs / name / "run" / "run.json").read_text())
         assert record["environment"]["op_determinism"] is True
+        # asd_keras asks for oneDNN whatever the CPU, and the record says
+        # what TensorFlow actually did.
+        assert record["environment"]["onednn"] is True

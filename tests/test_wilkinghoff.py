@@ -2,8 +2,6 @@
 layers and the `wilkinghoff` preset."""
 
 import json
-import subprocess
-import sys
 
 import keras
 import numpy as np
@@ -24,6 +22,7 @@ from asd_keras.layers import CosineReferenceScore
 from asd_keras.layers import FixedLength
 from asd_keras.models.wilkinghoff import wilkinghoff_embedding_model
 from asd_keras.systems import get_system
+from tests.helpers import serve_in_fresh_process
 
 WilkinghoffSystem = get_system("wilkinghoff")
 
@@ -322,18 +321,8 @@ def test_cli_train_score_evaluate_export(synthetic_sets, tmp_path):
     fan = scores[(scores["machine_type"] == "fan") & (scores["section"] == "01")]
     table = read_dataset(dev).set_index("file_name")
     paths = [str(table.loc[f, "path"]) for f in fan["file_name"]]
-    script = (
-        "import sys, json, numpy as np, soundfile as sf, tensorflow as tf\n"
-        "paths = json.loads(sys.argv[2])\n"
-        "wave = np.stack([sf.read(p, dtype='float32')[0] for p in paths])\n"
-        "model = tf.saved_model.load(sys.argv[1])\n"
-        "out = model.signatures['serving_default'](waveform=tf.constant(wave),"
-        " machine_type=tf.constant('fan'), section=tf.constant('01'))\n"
-        "print(json.dumps(out['anomaly_score'].numpy().tolist()))\n"
-    )
-    result = subprocess.run([sys.executable, "-c", script, str(export), json.dumps(paths)],
-                            capture_output=True, text=True, check=True)
-    served = json.loads(result.stdout.strip().splitlines()[-1])
+    [(served, _)] = serve_in_fresh_process([(export, paths, {"machine_type": "fan",
+                                                             "section": "01"})])
     np.testing.assert_allclose(served, fan["score"], rtol=1e-5, atol=1e-5)
 
 
@@ -382,34 +371,13 @@ def test_every_head_trains_through_the_system(loss, synthetic_sets, tmp_path):
     assert np.isfinite(system.score(table)["score"]).all()
 
 
-def test_float_wav_files_train_and_score(synthetic_sets, tmp_path):
-    """Non-PCM16 files go through soundfile in every pipeline of the system."""
+def test_clip_length_comes_from_dcase2023_data_of_varying_lengths(tmp_path):
+    """DCASE 2023 clip lengths vary by machine type: no length setting needed.
+    One machine type's files are 32-bit float WAVs: non-PCM16 files go
+    through soundfile in every pipeline of the system."""
     import shutil
 
     import soundfile
-
-    source = synthetic_sets["dcase2022"]["dev"] / "valve"
-    target = tmp_path / "dev_data" / "valve"
-    for path in sorted(source.rglob("*")):
-        out = target / path.relative_to(source)
-        if path.is_dir():
-            out.mkdir(parents=True, exist_ok=True)
-        elif path.suffix == ".wav":
-            out.parent.mkdir(parents=True, exist_ok=True)
-            data, rate = soundfile.read(path, dtype="float32")
-            soundfile.write(out, data, rate, subtype="FLOAT")
-        else:
-            out.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy(path, out)
-    table = read_dataset(tmp_path / "dev_data")
-    system = WilkinghoffSystem(dict(FAST, classes="section"))
-    system.fit(table, tmp_path / "run", verbose=0)
-    assert np.isfinite(system.score(table)["score"]).all()
-
-
-def test_clip_length_comes_from_dcase2023_data_of_varying_lengths(tmp_path):
-    """DCASE 2023 clip lengths vary by machine type: no length setting needed."""
-    import shutil
 
     from asd_keras import cli
     from tests.conftest import make_synthetic
@@ -420,6 +388,9 @@ def test_clip_length_comes_from_dcase2023_data_of_varying_lengths(tmp_path):
                           seconds=1.5, train=3, target_train=1, test=1, eval=False)
     data = short / "dev_data" / "raw"
     shutil.copytree(long / "dev_data" / "raw" / "valve", data / "valve")
+    for path in (data / "valve").rglob("*.wav"):
+        wave, rate = soundfile.read(path, dtype="float32")
+        soundfile.write(path, wave, rate, subtype="FLOAT")
     run = tmp_path / "run"
     overrides = [f"{k}={v}" for k, v in FAST.items() if k != "clip_seconds"]
     assert cli.main(["train", "--system", "wilkinghoff", "--data", str(data), "--out",
