@@ -79,7 +79,7 @@ def test_losses_by_hand_config_and_serialisation(tmp_path):
         assert type(clone) is type(loss) and clone.get_config() == loss.get_config()
     # Save and load inside a model that uses it.
     model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(2)])
-    model.compile("adam", FeatureMatching())
+    model.compile("adam", FeatureMatching(), jit_compile=False)
     model.fit(a, b, epochs=1, verbose=0)
     model.save(tmp_path / "m.keras")
     restored = keras.saving.load_model(tmp_path / "m.keras")
