@@ -23,7 +23,7 @@ GAN = ["hidden_units=8", "num_hidden_layers=1", "latent_dim=2", "batch_size=64"]
 # One k-means centre: the mean, which moves continuously with the
 # embeddings; with several, a last-bit difference between CPUs can move a
 # clip to another centre and its score by percents.
-WK = ["clip_seconds=1.0", "batch_size=8", "kmeans_clusters=1", "monitor_compactness=false"]
+WK = ["clip_seconds=1.0", "batch_size=8", "kmeans_clusters=1"]
 
 CASES = {
     "dense_ae_mse": ("dense_ae", AE + ["score=mse"]),

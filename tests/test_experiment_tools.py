@@ -111,8 +111,7 @@ def test_study_cli_runs_resumes_and_refuses_overwrite(synthetic_sets, tmp_path):
 
     spec = {"base": {"system": "wilkinghoff", "clip_seconds": 1.0, "epochs": 1,
                      "branches": "spectrum",
-                     "batch_size": 16, "kmeans_clusters": 2,
-                     "monitor_compactness": False},
+                     "batch_size": 16, "kmeans_clusters": 2},
             "conditions": [{"name": "one", "loss": "compactness", "classes": "one"},
                            {"name": "attr", "loss": "sc_adacos", "classes": "attribute"}]}
     config = tmp_path / "study.yaml"

@@ -244,7 +244,8 @@ FAST = dict(TINY, branches="spectrum")
 def test_system_variants_train_and_score(synthetic_sets, tmp_path):
     table = read_dataset(synthetic_sets["dcase2023"]["dev"], machine_types=["fan"])
     config = dict(FAST, classes="per_section", loss="compactness", ensemble_size=2,
-                  backend="local_density", density_k=2, mixup_in="pipeline")
+                  backend="local_density", density_k=2, mixup_in="pipeline",
+                  monitor_compactness=True)
     system = WilkinghoffSystem(config)
     # classes=per_section means one network per section.
     assert system.config["extractor_grouping"] == "section"
@@ -328,7 +329,7 @@ def test_cli_train_score_evaluate_export(synthetic_sets, tmp_path):
 
 def test_spectrogram_functions_match_system_scores(synthetic_sets, tmp_path):
     table = read_dataset(synthetic_sets["dcase2022"]["dev"], machine_types=["fan"])
-    system = WilkinghoffSystem(dict(TINY, branches="spectrogram", monitor_compactness=False))
+    system = WilkinghoffSystem(dict(TINY, branches="spectrogram"))
     system.fit(table, tmp_path / "run", verbose=0)
     scores = system.score(table)
     row = scores.iloc[0]
@@ -416,7 +417,7 @@ def test_an_interrupted_training_resumes(synthetic_sets, tmp_path, caplog):
     import logging
 
     table = read_dataset(synthetic_sets["dcase2022"]["dev"], machine_types=["fan"])
-    config = dict(FAST, epochs=2, monitor_compactness=False)
+    config = dict(FAST, epochs=2)
     checkpoints = tmp_path / "checkpoints"
     assert WilkinghoffSystem(config).resumable
 

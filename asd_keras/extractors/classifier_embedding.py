@@ -97,7 +97,10 @@ class ClassifierEmbeddingExtractor(FeatureExtractor):
         length_policy: `"truncate"`, `"pad"`, `"tile_crop"` or `"auto"`.
         sample_rate, channel, resample: audio loading.
         monitor_compactness, monitor_clips: log intra/inter-class
-            compactness on a fixed subset of training clips every epoch.
+            compactness on a fixed subset of training clips every epoch (a
+            diagnostic of the paper's Figs. 2-3, off by default: it embeds
+            `monitor_clips` clips after every epoch, about a sixth of the
+            demo's training time).
         score_batch_clips: int. Clips per `transform` batch.
         pipeline_ram_mb: int. tf.data autotuner memory budget.
         jit_compile: `"auto"` (XLA on GPU only), True or False.
@@ -113,7 +116,7 @@ class ClassifierEmbeddingExtractor(FeatureExtractor):
                  block2_bn="shortcut", branches="both", embedding_dim=128, l2=1e-5,
                  epochs=10, batch_size=64, learning_rate=1e-3, clip_seconds="auto",
                  length_policy="auto", sample_rate=16000, channel=0, resample=False,
-                 monitor_compactness=True, monitor_clips=256, score_batch_clips=16,
+                 monitor_compactness=False, monitor_clips=256, score_batch_clips=16,
                  pipeline_ram_mb=256, jit_compile="auto", seed=1234):
         config = {k: v for k, v in locals().items() if k not in ("self", "__class__")}
         self.config = validate_config(config, _schema())

@@ -37,7 +37,7 @@ def main(argv=None):
     parser.add_argument("overrides", nargs="*", metavar="key=value")
     args = parser.parse_args(argv)
     base = {"clip_seconds": 4.0, "classes": "attribute", "epochs": args.epochs,
-            "monitor_clips": 256, "seed": 7, **parse_overrides(args.overrides)}
+            "monitor_compactness": True, "monitor_clips": 256, "seed": 7, **parse_overrides(args.overrides)}
     table = load_tables(args.data)
     from asd_keras.visualisation.plots import plot_training_curves
 
