@@ -8,6 +8,7 @@ import pandas as pd
 import pytest
 from tests.helpers import assert_decisions_match
 
+from asd_keras import cli
 from asd_keras.cli import main
 
 
@@ -23,7 +24,10 @@ def pipeline(tmp_path_factory):
                 "--seconds", 1, "--train", 8, "--target-train", 2, "--test", 3, "--eval") == 0
     run = base / "run"
     assert _run("train", "--system", "dense_ae", "--data", data / "dev_data", "--out", run,
-                "--epochs", 2, "--verbose", 0, "batch_size=64", "hidden_units=32") == 0
+                "--epochs", 2, "--verbose", 0, "batch_size=64", "hidden_units=32",
+                # Few steps per epoch: one step per call traces the training
+                # step once, not twice (Keras' multi-step loop).
+                "validation_split=0.1", "steps_per_execution=1") == 0
     return base, data, run
 
 
@@ -142,3 +146,93 @@ def test_overrides_before_and_after_the_options_are_all_read(pipeline, tmp_path,
              tmp_path / "run", "--bogus")
     assert "unrecognized arguments: --bogus" in capsys.readouterr().err
     assert not (tmp_path / "run").exists()
+
+
+# The dense AE system behind the CLI: the run trained by `pipeline`, loaded
+# as the Python API loads it.
+@pytest.fixture(scope="module")
+def trained(pipeline):
+    from asd_keras.data.layouts import read_dataset
+
+    _, data, run = pipeline
+    system = cli._load_run(run)[0]
+    train_scores = pd.read_csv(run / "train_scores.csv")
+    return system, read_dataset(data / "dev_data"), run, train_scores
+
+
+def test_system_fit_score_and_reload(trained):
+    system, table, run_dir, train_scores = trained
+    assert set(train_scores["group"]) == {"fan", "valve"}
+    history = pd.read_csv(run_dir / "history" / "member0_fan.csv")
+    assert np.isfinite(history["loss"]).all() and "val_loss" in history
+    assert list(history["epoch"]) == [1, 2]
+    scores = system.score(table)
+    test = table[table["split"] == "test"]
+    assert list(scores["file_name"]) == list(test["file_name"])
+    assert np.isfinite(scores["score"]).all() and (scores["score"] > 0).all()
+    assert set(scores["decision"]) <= {0, 1}
+    # MSE = the mean of the clip-mean squared residual (reference dcase.md 2.4).
+    errors = system.features(test)
+    assert errors.shape == (len(test), 640)
+    np.testing.assert_allclose(errors.mean(axis=1), scores["score"], rtol=1e-5)
+    reloaded = type(system).load(run_dir, system.config)
+    again = reloaded.score(table)
+    np.testing.assert_allclose(again["score"], scores["score"], rtol=1e-6)
+    assert all(v > 0 for v in system.thresholds.values())
+    assert sorted(p.name for p in (run_dir / "members" / "member0" / "extractors").iterdir()) \
+        == ["fan", "valve"]
+
+
+def test_mse_score_matches_the_model_on_pipeline_features(trained):
+    import tensorflow as tf
+
+    from asd_keras.data.audio import AudioLoader
+
+    system, table, _, _ = trained
+    rows = table[(table["split"] == "test") & (table["machine_type"] == "fan")].iloc[:1]
+    path = rows["path"].iloc[0]
+    loader = AudioLoader()
+    loader.check([path])
+    extractor = system.members[0]["extractors"]["fan"]
+    vectors = extractor.frontend.vectors(loader.load(tf.constant(path))).numpy()
+    residual = vectors - extractor.model.predict(vectors, verbose=0)
+    features = extractor.transform(rows)
+    assert features["squared_error"][0].mean() == pytest.approx(np.mean(residual ** 2),
+                                                                rel=1e-5)
+    np.testing.assert_allclose(features["residual"][0],
+                               residual.reshape(-1, 128).mean(axis=0), rtol=1e-4, atol=1e-5)
+
+
+def test_mahala_covariance_from_the_frame_level_residuals(trained):
+    """The backend's precisions are the inverses of the baseline's batch-centred
+    covariances over the extractor's frame batches (reference dcase.md 3)."""
+    from asd_keras.backends import get_backend
+    from asd_keras.backends.mahalanobis import ResidualCovariance
+
+    system, table, _, _ = trained
+    rows = table[(table["split"] == "train") & (table["machine_type"] == "fan")]
+    rows = rows.reset_index(drop=True)
+    extractor = system.members[0]["extractors"]["fan"]
+    batches = list(extractor.frame_batches(rows, "residual"))
+    again = list(extractor.frame_batches(rows, "residual"))
+    assert all(np.array_equal(a[1], b[1]) for a, b in zip(batches, again))
+    assert batches[0][0].shape[1:] == (5, 128)
+    assert sum(len(r) for _, r in batches) == len(rows) * 28  # 1 s clips: 28 vectors
+    target = (rows["domain"] == "target").to_numpy()
+    accumulator = ResidualCovariance(128)
+    for values, clip_rows in batches:
+        accumulator.update(values.reshape(len(values), -1), target[clip_rows])
+    backend = get_backend("mahala").fit_frames(batches, rows[["domain"]])
+    np.testing.assert_allclose(backend.arrays["precisions"], accumulator.inverses(),
+                               rtol=1e-5, atol=1e-6)
+    clip = np.random.default_rng(0).normal(size=(3, 128)).astype("float32")
+    expected = np.einsum("bi,kij,bj->bk", clip, accumulator.inverses(), clip).min(axis=1)
+    np.testing.assert_allclose(backend.score(clip), expected, rtol=1e-4)
+
+
+def test_unknown_machine_type_at_scoring(trained):
+    system, table, _, _ = trained
+    other = table.copy()
+    other.loc[:, "machine_type"] = "pump"
+    with pytest.raises(ValueError, match="pump"):
+        system.score(other)

@@ -322,7 +322,11 @@ def _start(args):
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
-EPOCHS = 6
+# Batches of 4 vectors make about 30 steps per epoch: the first backup comes
+# seconds before the run could end by itself, so the signal lands in training
+# even when this process is slow to poll on a loaded CPU.
+EPOCHS = 12
+SIGINT_GAN_ARGS = [f"{k}={v}" for k, v in {**TINY_GAN, "batch_size": 4}.items()]
 # Where `asd-keras train --out run` backs up the GAN of machine type fan.
 GAN_BACKUP = Path("run.checkpoints") / "training" / "member0_fan" / "backup"
 
@@ -338,7 +342,7 @@ def signalled_runs(dev, tmp_path_factory):
     base = tmp_path_factory.mktemp("signals")
     runs = {
         "sigint": dict(folder=base / "sigint", signal=signal.SIGINT, args=[
-            "--system", "ganomaly", "--epochs", str(EPOCHS), *TINY_GAN_ARGS]),
+            "--system", "ganomaly", "--epochs", str(EPOCHS), *SIGINT_GAN_ARGS]),
         "sigterm": dict(folder=base / "sigterm", signal=signal.SIGTERM, args=[
             "--system", "dense_ae", "--epochs", "100000", "batch_size=64",
             "hidden_units=8", "num_hidden_layers=1", "latent_dim=2"]),

@@ -1,9 +1,7 @@
 import keras
 import numpy as np
-import pandas as pd
 import pytest
 
-from asd_keras.data.layouts import read_dataset
 from asd_keras.models import dense_autoencoder
 from asd_keras.systems import get_system
 
@@ -57,91 +55,3 @@ def test_variants_and_bad_config():
         system_cls({"epoch": 3})
     with pytest.raises(ValueError, match="known systems"):
         get_system("resnet")
-
-
-@pytest.fixture(scope="module")
-def trained(synthetic_sets, tmp_path_factory):
-    table = read_dataset(synthetic_sets["dcase2022"]["dev"])
-    system = get_system("dense_ae")(
-        {"epochs": 2, "batch_size": 64, "hidden_units": 16, "validation_split": 0.1})
-    run_dir = tmp_path_factory.mktemp("run")
-    train_scores = system.fit(table, run_dir, verbose=0)
-    return system, table, run_dir, train_scores
-
-
-def test_system_fit_score_and_reload(trained):
-    system, table, run_dir, train_scores = trained
-    assert set(train_scores["group"]) == {"fan", "valve"}
-    history = pd.read_csv(run_dir / "history" / "member0_fan.csv")
-    assert np.isfinite(history["loss"]).all() and "val_loss" in history
-    assert list(history["epoch"]) == [1, 2]
-    scores = system.score(table)
-    test = table[table["split"] == "test"]
-    assert list(scores["file_name"]) == list(test["file_name"])
-    assert np.isfinite(scores["score"]).all() and (scores["score"] > 0).all()
-    assert set(scores["decision"]) <= {0, 1}
-    # MSE = the mean of the clip-mean squared residual (reference dcase.md 2.4).
-    errors = system.features(test)
-    assert errors.shape == (len(test), 640)
-    np.testing.assert_allclose(errors.mean(axis=1), scores["score"], rtol=1e-5)
-    reloaded = type(system).load(run_dir, system.config)
-    again = reloaded.score(table)
-    np.testing.assert_allclose(again["score"], scores["score"], rtol=1e-6)
-    assert all(v > 0 for v in system.thresholds.values())
-    assert sorted(p.name for p in (run_dir / "members" / "member0" / "extractors").iterdir()) \
-        == ["fan", "valve"]
-
-
-def test_mse_score_matches_the_model_on_pipeline_features(trained):
-    import tensorflow as tf
-
-    from asd_keras.data.audio import AudioLoader
-
-    system, table, _, _ = trained
-    rows = table[(table["split"] == "test") & (table["machine_type"] == "fan")].iloc[:1]
-    path = rows["path"].iloc[0]
-    loader = AudioLoader()
-    loader.check([path])
-    extractor = system.members[0]["extractors"]["fan"]
-    vectors = extractor.frontend.vectors(loader.load(tf.constant(path))).numpy()
-    residual = vectors - extractor.model.predict(vectors, verbose=0)
-    features = extractor.transform(rows)
-    assert features["squared_error"][0].mean() == pytest.approx(np.mean(residual ** 2),
-                                                                rel=1e-5)
-    np.testing.assert_allclose(features["residual"][0],
-                               residual.reshape(-1, 128).mean(axis=0), rtol=1e-4, atol=1e-5)
-
-
-def test_mahala_covariance_from_the_frame_level_residuals(trained):
-    """The backend's precisions are the inverses of the baseline's batch-centred
-    covariances over the extractor's frame batches (reference dcase.md 3)."""
-    from asd_keras.backends import get_backend
-    from asd_keras.backends.mahalanobis import ResidualCovariance
-
-    system, table, _, _ = trained
-    rows = table[(table["split"] == "train") & (table["machine_type"] == "fan")]
-    rows = rows.reset_index(drop=True)
-    extractor = system.members[0]["extractors"]["fan"]
-    batches = list(extractor.frame_batches(rows, "residual"))
-    again = list(extractor.frame_batches(rows, "residual"))
-    assert all(np.array_equal(a[1], b[1]) for a, b in zip(batches, again))
-    assert batches[0][0].shape[1:] == (5, 128)
-    assert sum(len(r) for _, r in batches) == len(rows) * 28  # 1 s clips: 28 vectors
-    target = (rows["domain"] == "target").to_numpy()
-    accumulator = ResidualCovariance(128)
-    for values, clip_rows in batches:
-        accumulator.update(values.reshape(len(values), -1), target[clip_rows])
-    backend = get_backend("mahala").fit_frames(batches, rows[["domain"]])
-    np.testing.assert_allclose(backend.arrays["precisions"], accumulator.inverses(),
-                               rtol=1e-5, atol=1e-6)
-    clip = np.random.default_rng(0).normal(size=(3, 128)).astype("float32")
-    expected = np.einsum("bi,kij,bj->bk", clip, accumulator.inverses(), clip).min(axis=1)
-    np.testing.assert_allclose(backend.score(clip), expected, rtol=1e-4)
-
-
-def test_unknown_machine_type_at_scoring(trained, synthetic_sets):
-    system, table, _, _ = trained
-    other = table.copy()
-    other.loc[:, "machine_type"] = "pump"
-    with pytest.raises(ValueError, match="pump"):
-        system.score(other)

@@ -99,7 +99,7 @@ def test_search_resume_and_experiment_tables(synthetic_sets, tmp_path, monkeypat
                              eval=False) / "dev_data")
     space_file = tmp_path / "space.yaml"
     space_file.write_text(yaml.safe_dump({
-        "base": {"epochs": 1, "batch_size": 64, "hidden_units": 8},
+        "base": {"epochs": 1, "batch_size": 64, "hidden_units": 8, "steps_per_execution": 1},
         "space": {"latent_dim": [2, 4], "num_hidden_layers": [1, 2]}}))
     out = tmp_path / "search"
     args = ["search", "--system", "dense_ae", "--space", str(space_file), "--data", dev,
@@ -132,9 +132,10 @@ def test_search_resume_and_experiment_tables(synthetic_sets, tmp_path, monkeypat
 
     config = tmp_path / "config.yaml"
     config.write_text(yaml.safe_dump({"conditions": [
-        {"name": "DCASE", "system": "dense_ae", "epochs": 1, "variant": "dcase2020"},
+        {"name": "DCASE", "system": "dense_ae", "epochs": 1, "variant": "dcase2020",
+         "steps_per_execution": 1},
         {"name": "Tuned", "system": "dense_ae", "epochs": 1, "batch_size": 64,
-         "hidden_units": 8}]}))
+         "hidden_units": 8, "steps_per_execution": 1}]}))
     results = tmp_path / "results"
     run = _load_run_script()
     run.main(["--data", dev, "--config", str(config), "--out", str(results),

@@ -1,5 +1,11 @@
-"""Keras layers: spectral front ends, mixup, classification heads and scoring."""
+"""Keras layers: spectral front ends, augmentation, mixup, classification heads
+and scoring."""
 
+from asd_keras.layers.augment import FrequencyMasking
+from asd_keras.layers.augment import PitchShift
+from asd_keras.layers.augment import TimeMasking
+from asd_keras.layers.augment import TimeStretch
+from asd_keras.layers.augment import WhiteNoise
 from asd_keras.layers.heads import AdaCos
 from asd_keras.layers.heads import ArcFace
 from asd_keras.layers.heads import CompactnessHead

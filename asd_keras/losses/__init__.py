@@ -6,3 +6,8 @@ from asd_keras.losses.angular import MixupCrossEntropy
 from asd_keras.losses.angular import compactness_crossentropy_loss
 from asd_keras.losses.angular import compactness_loss
 from asd_keras.losses.angular import mixup_categorical_crossentropy
+from asd_keras.losses.contrastive import NTXent
+from asd_keras.losses.contrastive import SimSiamLoss
+from asd_keras.losses.contrastive import negative_cosine_similarity
+from asd_keras.losses.contrastive import nt_xent
+from asd_keras.losses.contrastive import simsiam_loss

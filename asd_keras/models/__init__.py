@@ -4,4 +4,7 @@ from asd_keras.models.dense_ae import dense_autoencoder
 from asd_keras.models.gan import EGBAD
 from asd_keras.models.gan import GANomaly
 from asd_keras.models.gan import SkipGANomaly
+from asd_keras.models.resnet import RESNET_DEPTHS
+from asd_keras.models.resnet import resnet_backbone
+from asd_keras.models.resnet import resnet_feature_dim
 from asd_keras.models.wilkinghoff import wilkinghoff_embedding_model
