@@ -318,8 +318,12 @@ def test_backup_callback_skips_backups_that_do_not_load(tmp_path, caplog):
 
 def _start(args):
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "CUDA_VISIBLE_DEVICES": ""}
+    # As a command started from a terminal: a test session launched in the
+    # background of a script (`make test &`) ignores SIGINT, the child would
+    # inherit that, and Python then installs no KeyboardInterrupt handler.
     return subprocess.Popen([sys.executable, "-m", "asd_keras", *args], cwd=REPO, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
 
 
 # Batches of 4 vectors make about 30 steps per epoch: the first backup comes
