@@ -88,6 +88,7 @@ test: $(STAMP)
 bench: $(STAMP)
 	$(PY) benchmarks/bench_pipeline.py
 	$(PY) benchmarks/bench_dense_ae.py
+	$(PY) benchmarks/bench_dense_ae_step.py
 	$(PY) benchmarks/bench_wilkinghoff.py
 	$(PY) benchmarks/bench_gan.py
 
