@@ -68,6 +68,8 @@ def main():
     parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.epochs < 1:
+        parser.error(f"--epochs must be at least 1; received {args.epochs}.")
     if args.worker:
         _worker(**json.loads(args.worker), epochs=args.epochs)
         return

@@ -112,8 +112,9 @@ def test_cross_fitted_thresholds_and_machine_overrides(recordings, tmp_path):
         cls({"machine_overrides": {"pump": {"kk": 1}}})
 
 
-# A tiny version of each extractor family, and each backend on the
-# training-free extractor; the export path is the same for all of them.
+# A tiny dense AE and GAN, and each backend on the training-free extractor,
+# served by one fresh process; the export path is the same for all of them
+# (the Wilkinghoff export has its own in tests/test_wilkinghoff.py).
 EXPORTED = {
     "mahalanobis": ("logmel_stats", ["backend=mahalanobis"]),
     "knn": ("logmel_stats", ["backend=knn"]),
