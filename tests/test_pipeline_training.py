@@ -118,8 +118,11 @@ def test_frame_reconstruction_and_feature_mean_by_hand(tmp_path):
                                rtol=1e-5, atol=1e-7)
     np.testing.assert_allclose(out["residual"], residual.reshape(2, 15, 4).mean(axis=1),
                                rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(out["absolute_error"], np.abs(residual).mean(axis=1),
+                               rtol=1e-5, atol=1e-7)
     assert layer.compute_output_shape((2, 5, 12)) == {"squared_error": (2, 12),
-                                                      "residual": (2, 4)}
+                                                      "residual": (2, 4),
+                                                      "absolute_error": (2, 12)}
     mean = FeatureMean()
     np.testing.assert_allclose(mean(out["squared_error"]), out["squared_error"].mean(axis=1),
                                rtol=1e-6)

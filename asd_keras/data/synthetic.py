@@ -17,6 +17,32 @@ is a small physical sound model:
 * slider: a slide rail's strokes (motor tone following the speed, friction
   noise, end-stop knocks); anomalies: no grease (a squeal), rail damage (a
   tick at one position of every stroke).
+* bearing: a rolling-element bearing on a shaft (shaft-rate harmonics, weak
+  outer- and inner-race ball-pass tones, the inner one shaft-rate modulated,
+  broadband friction noise); attribute: rotation speed; anomalies: an
+  outer-race defect (impacts at the outer ball-pass rate ringing the
+  housing's resonance), an inner-race defect (impacts at the inner ball-pass
+  rate, swelling once per shaft turn), lubrication loss (louder friction and
+  rough high-frequency noise).
+* ToyCar: a toy car on a rolling belt (commutator whine and pinion mesh
+  following the motor speed, tyre/belt noise); attribute: speed; anomalies:
+  a bent shaft (once-per-wheel-turn speed and level wobble and thump), a
+  damaged gear (an impact every wheel turn, mesh modulation), a loose part
+  (bursts of rattle clicks).
+* ToyTrain: a toy train on a track of rail segments (motor tone, brush
+  noise, wheel-rail rumble, each axle clacking over every rail joint at a
+  speed-dependent rate); attribute: speed; anomalies: a flat wheel (an
+  impact every wheel turn), a derailment-like scrape (bursts of rough
+  broadband grinding), a chipped rail (a sharp extra clack per axle at one
+  place of the loop, once per lap).
+
+`MACHINE_TYPES` lists every type; seeds derive from a type's position in it,
+so new types are appended and never change the earlier types' audio.
+`generate` writes `DEFAULT_MACHINE_TYPES` (the first five) unless told
+otherwise; `DCASE2022_MACHINE_TYPES` is the DCASE 2022 Task 2 set (fan,
+gearbox, bearing, slider, ToyCar, ToyTrain, valve), whose dev sections 00-02
+and eval ("additional training") sections 03-05 the dcase2022 layout writes
+with `eval=True`. Any type can be written in any layout.
 
 A section is one machine instance with its own physical parameters. An
 attribute (speed, flow, pattern, ...) changes the sound. The source domain
@@ -43,7 +69,17 @@ from asd_keras.utils.io import atomic_write_rows
 from asd_keras.utils.io import atomic_write_text
 from asd_keras.utils.io import staged_dir
 
-MACHINE_TYPES = ("fan", "pump", "gearbox", "valve", "slider")
+# Every synthetic machine type. Seeds derive from a type's position here, so
+# new types are appended: the earlier types' audio never changes.
+MACHINE_TYPES = (
+    "fan", "pump", "gearbox", "valve", "slider", "bearing", "ToyCar", "ToyTrain"
+)
+# The types written when none are chosen (the demo and the tests' data).
+DEFAULT_MACHINE_TYPES = ("fan", "pump", "gearbox", "valve", "slider")
+# The seven machine types of DCASE 2022 Task 2 (the folder names).
+DCASE2022_MACHINE_TYPES = (
+    "fan", "gearbox", "bearing", "slider", "ToyCar", "ToyTrain", "valve"
+)
 
 
 # --------------------------------------------------------------------------
@@ -408,12 +444,267 @@ class Slider(_Machine):
         return x
 
 
+class Bearing(_Machine):
+    """A rolling-element bearing on a rotating shaft.
+
+    The ball-pass frequencies follow from the ball count and the ball to
+    pitch diameter ratio r: outer race (balls / 2)(1 - r) x shaft rate,
+    inner race (balls / 2)(1 + r) x shaft rate.
+    """
+
+    attribute_name = "vel"
+    anomaly_kinds = ("outer_race", "inner_race", "lubrication")
+
+    def instance(self, rng):
+        return {
+            "shaft_hz": rng.uniform(20, 35),
+            "balls": int(rng.integers(7, 13)),
+            "ball_ratio": rng.uniform(0.15, 0.3),
+            "shaft_harmonics": rng.uniform(0.3, 1.0, 6) * 0.6 ** np.arange(6),
+            "ball_pass_level": rng.uniform(0.08, 0.15),
+            "resonance_hz": rng.uniform(2500, 5000),
+            "friction_low": rng.uniform(800, 2000),
+            "friction_level": rng.uniform(0.3, 0.5),
+        }
+
+    def render(self, inst, level, anomaly, severity, n, sr, rng):
+        shaft = inst["shaft_hz"] * (1 + 0.15 * (level - 2))
+        shaft_curve = shaft * (1 + 0.003 * _slow_noise(rng, n, sr, 2.0))
+        half, ratio = inst["balls"] / 2, inst["ball_ratio"]
+        outer_curve = half * (1 - ratio) * shaft_curve
+        inner_curve = half * (1 + ratio) * shaft_curve
+        shaft_phase = 2 * np.pi * np.cumsum(shaft_curve) / sr
+        x = _tone_bank(shaft_curve, inst["shaft_harmonics"], sr, rng)
+        # Even a healthy bearing has weak ball-pass tones; the inner race
+        # turns with the shaft, so its tone is modulated at the shaft rate.
+        bp = inst["ball_pass_level"]
+        x += bp * _tone_bank(outer_curve, [1.0, 0.5, 0.25], sr, rng)
+        x += bp * (1 + 0.5 * np.cos(shaft_phase)) * _tone_bank(
+            inner_curve, [1.0, 0.5], sr, rng
+        )
+        friction = _band_noise(
+            rng, n, sr, inst["friction_low"], inst["friction_low"] + 3000
+        )
+        gain = inst["friction_level"] * shaft / inst["shaft_hz"]
+        if anomaly == "lubrication":
+            gain *= 1 + 0.8 * severity
+        x += gain * friction + 0.1 * _band_noise(rng, n, sr, 50, 600)
+        if anomaly == "lubrication":
+            # Metal-to-metal contact: rough high-frequency friction noise.
+            roughness = np.abs(1 + 0.7 * _slow_noise(rng, n, sr, 40.0))
+            hiss = _band_noise(rng, n, sr, 4500, 7800, order=3)
+            x += 0.8 * severity * roughness * hiss
+        elif anomaly in ("outer_race", "inner_race"):
+            # A spall is struck by every passing ball; each strike rings the
+            # housing's resonance. The inner race carries the spall through
+            # the load zone once per turn, so those strikes swell and fade
+            # at the shaft rate.
+            curve = outer_curve if anomaly == "outer_race" else inner_curve
+            times = _periodic_times(curve, sr, rng.uniform())
+            amplitudes = 3 * severity * rng.uniform(0.8, 1.2, len(times))
+            if anomaly == "inner_race":
+                at = np.minimum((times * sr).astype(int), n - 1)
+                amplitudes *= 1.6 * (0.6 + 0.4 * np.cos(shaft_phase[at]))
+            x += _resonant_hits(
+                times, amplitudes, n, sr, inst["resonance_hz"], 0.0015, rng
+            )
+        return x
+
+
+class ToyCar(_Machine):
+    """A toy car running on a rolling belt.
+
+    A small DC motor (commutator whine) drives the wheels through a pinion
+    and a spur gear; the tyres roll on the belt.
+    """
+
+    attribute_name = "spd"
+    anomaly_kinds = ("bent_shaft", "gear_damage", "loose_part")
+
+    def instance(self, rng):
+        return {
+            "motor_hz": rng.uniform(120, 220),
+            "poles": int(rng.integers(3, 6)),
+            "whine_harmonics": rng.uniform(0.3, 1.0, 4) * 0.6 ** np.arange(4),
+            "pinion_teeth": int(rng.integers(8, 14)),
+            "gear_ratio": rng.uniform(8, 16),
+            "mesh_level": rng.uniform(0.3, 0.6),
+            "belt_low": rng.uniform(150, 400),
+            "belt_high": rng.uniform(1500, 3000),
+            "belt_level": rng.uniform(0.4, 0.8),
+            "gear_resonance_hz": rng.uniform(2000, 4000),
+            "rattle_hz": rng.uniform(1200, 3000),
+        }
+
+    def render(self, inst, level, anomaly, severity, n, sr, rng):
+        motor = inst["motor_hz"] * (1 + 0.15 * (level - 2))
+        motor_curve = motor * (1 + 0.01 * _slow_noise(rng, n, sr, 1.0))
+        wheel_curve = motor_curve / inst["gear_ratio"]
+        wheel_phase = 2 * np.pi * np.cumsum(wheel_curve) / sr + rng.uniform(0, 2 * np.pi)
+        if anomaly == "bent_shaft":
+            # The wobbling axle loads the motor once per wheel turn.
+            motor_curve = motor_curve * (1 + 0.08 * severity * np.sin(wheel_phase))
+        whine = _tone_bank(
+            inst["poles"] * motor_curve, inst["whine_harmonics"], sr, rng
+        )
+        mesh = _tone_bank(inst["pinion_teeth"] * motor_curve, [1.0, 0.4], sr, rng)
+        belt = _band_noise(rng, n, sr, inst["belt_low"], inst["belt_high"])
+        belt *= inst["belt_level"] * (motor / inst["motor_hz"]) * (
+            1 + 0.1 * np.sin(wheel_phase)
+        )
+        if anomaly == "gear_damage":
+            mesh *= 1 + 0.6 * severity * np.sin(wheel_phase)
+        x = 0.6 * whine + inst["mesh_level"] * mesh + belt
+        if anomaly == "bent_shaft":
+            x *= 1 + 0.6 * severity * np.sin(wheel_phase + 0.5)
+            x += 1.5 * severity * np.sin(wheel_phase) ** 8 * _band_noise(
+                rng, n, sr, 100, 800
+            )
+        elif anomaly == "gear_damage":
+            # A damaged tooth of the spur gear strikes once per wheel turn.
+            times = _periodic_times(wheel_curve, sr, rng.uniform())
+            x += _resonant_hits(
+                times,
+                7 * severity * rng.uniform(0.8, 1.2, len(times)),
+                n,
+                sr,
+                inst["gear_resonance_hz"],
+                0.003,
+                rng,
+            )
+        elif anomaly == "loose_part":
+            # A loose part bounces: short bursts of clicks, mostly once per
+            # wheel turn, some at random.
+            turns = _periodic_times(wheel_curve, sr, rng.uniform())
+            turns = turns[rng.uniform(size=len(turns)) < 0.5 + 0.5 * severity]
+            extra = rng.uniform(0, n / sr, rng.poisson(5 * severity * n / sr))
+            starts = np.concatenate([turns, extra])
+            gaps = rng.uniform(0.004, 0.015, (len(starts), 3))
+            times = (starts[:, None] + np.cumsum(gaps, axis=1)).ravel()
+            x += _resonant_hits(
+                times,
+                6 * severity * rng.uniform(0.5, 1.0, len(times)),
+                n,
+                sr,
+                inst["rattle_hz"],
+                0.002,
+                rng,
+            )
+        return x
+
+
+class ToyTrain(_Machine):
+    """A toy train running on a track of rail segments.
+
+    A motor drives the wheels through a gear; the wheels rumble on the
+    rails, and every axle clacks over every rail joint.
+    """
+
+    attribute_name = "spd"
+    anomaly_kinds = ("flat_wheel", "scrape", "chipped_rail")
+
+    def instance(self, rng):
+        wheelbase, length = rng.uniform(0.03, 0.05), rng.uniform(0.1, 0.2)
+        return {
+            "speed_m_s": rng.uniform(0.3, 0.6),
+            "wheel_m": rng.uniform(0.03, 0.06),
+            "motor_ratio": rng.uniform(15, 30),
+            "motor_harmonics": rng.uniform(0.3, 1.0, 5) * 0.6 ** np.arange(5),
+            "segment_m": rng.uniform(0.15, 0.3),
+            "loop_m": rng.uniform(1.2, 2.4),
+            "axles_m": np.array([0.0, wheelbase, length, length + wheelbase]),
+            "rumble_high": rng.uniform(800, 1600),
+            "rumble_level": rng.uniform(0.4, 0.8),
+            "clack_hz": rng.uniform(800, 2000),
+            "wheel_ring_hz": rng.uniform(3000, 6000),
+            "chip_hz": rng.uniform(4500, 6500),
+        }
+
+    def render(self, inst, level, anomaly, severity, n, sr, rng):
+        speed = inst["speed_m_s"] * (1 + 0.15 * (level - 2))
+        speed_curve = speed * (1 + 0.01 * _slow_noise(rng, n, sr, 1.0))
+        wheel_curve = speed_curve / inst["wheel_m"]
+        motor_curve = wheel_curve * inst["motor_ratio"]
+        motor = _tone_bank(motor_curve, inst["motor_harmonics"], sr, rng)
+        motor_phase = 2 * np.pi * np.cumsum(motor_curve) / sr
+        brushes = _band_noise(rng, n, sr, 2000, 5000) * (
+            0.08 * (1 + 0.5 * np.sin(motor_phase))
+        )
+        rumble = _band_noise(rng, n, sr, 60, inst["rumble_high"])
+        rumble *= inst["rumble_level"] * speed / inst["speed_m_s"]
+        x = 0.5 * motor + brushes + rumble
+        # Rail joints: every axle passes every joint; axles trail the front
+        # one by their distance along the train.
+        start = rng.uniform(0, inst["segment_m"])
+        clacks = []
+        for offset in inst["axles_m"]:
+            clacks.append(
+                _periodic_times(
+                    speed_curve / inst["segment_m"],
+                    sr,
+                    (start - offset) / inst["segment_m"],
+                )
+            )
+        clacks = np.concatenate(clacks)
+        x += _resonant_hits(
+            clacks,
+            2 * rng.uniform(0.8, 1.2, len(clacks)),
+            n,
+            sr,
+            inst["clack_hz"],
+            0.008,
+            rng,
+        )
+        if anomaly == "flat_wheel":
+            times = _periodic_times(wheel_curve, sr, rng.uniform())
+            x += _resonant_hits(
+                times,
+                8 * severity * rng.uniform(0.8, 1.2, len(times)),
+                n,
+                sr,
+                inst["wheel_ring_hz"],
+                0.002,
+                rng,
+            )
+        elif anomaly == "scrape":
+            # Derailment-like grinding: bursts of rough broadband noise.
+            count = 1 + rng.poisson(2 * severity * n / sr)
+            grind = np.zeros(n)
+            for _ in range(count):
+                length = int(rng.uniform(0.2, 0.5) * sr)
+                a = int(rng.uniform(0, max(1, n - length)))
+                grind[a : a + length] += np.hanning(length)[: n - a]
+            roughness = np.abs(1 + 0.8 * _slow_noise(rng, n, sr, 40.0))
+            x += 4 * severity * grind * roughness * _band_noise(
+                rng, n, sr, 1000, 7000
+            )
+        elif anomaly == "chipped_rail":
+            # A chip at one place of the loop: every axle strikes it once
+            # per lap, the first pass early in the clip.
+            lap = inst["loop_m"] / speed
+            passes = np.arange(rng.uniform(0, min(lap, 0.5 * n / sr)), n / sr, lap)
+            times = (passes[:, None] + inst["axles_m"][None, :] / speed).ravel()
+            x += _resonant_hits(
+                times,
+                15 * severity * rng.uniform(0.8, 1.2, len(times)),
+                n,
+                sr,
+                inst["chip_hz"],
+                0.005,
+                rng,
+            )
+        return x
+
+
 _MODELS = {
     "fan": Fan(),
     "pump": Pump(),
     "gearbox": Gearbox(),
     "valve": Valve(),
     "slider": Slider(),
+    "bearing": Bearing(),
+    "ToyCar": ToyCar(),
+    "ToyTrain": ToyTrain(),
 }
 
 # Sections per layout and split (reference dcase.md section 1).
@@ -437,7 +728,8 @@ class SynthConfig:
 
     Attributes:
         layout: str. One of `LAYOUTS`.
-        machine_types: list of str. Subset of `MACHINE_TYPES`.
+        machine_types: list of str. Subset of `MACHINE_TYPES`; defaults to
+            `DEFAULT_MACHINE_TYPES`.
         seconds: float. Clip length.
         train: int. Source-domain training clips per section.
         target_train: int. Target-domain training clips per section.
@@ -453,7 +745,7 @@ class SynthConfig:
     """
 
     layout: str = "dcase2022"
-    machine_types: tuple = MACHINE_TYPES
+    machine_types: tuple = DEFAULT_MACHINE_TYPES
     seconds: float = 10.0
     train: int = 50
     target_train: int = 3
@@ -471,9 +763,16 @@ class SynthConfig:
             )
         unknown = sorted(set(self.machine_types) - set(MACHINE_TYPES))
         if unknown or not self.machine_types:
+            spelled = {m.lower(): m for m in MACHINE_TYPES}
+            hints = [
+                f"{u!r} -> {spelled[u.lower()]!r}"
+                for u in unknown
+                if u.lower() in spelled
+            ]
+            hint = f" (names are case-sensitive: {', '.join(hints)})" if hints else ""
             raise ValueError(
                 f"Unknown synthetic machine type(s) {unknown or '(none)'}; "
-                f"choose from {MACHINE_TYPES}."
+                f"choose from {MACHINE_TYPES}{hint}."
             )
         if self.seconds * self.sample_rate < 4096:
             raise ValueError(

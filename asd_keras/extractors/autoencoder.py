@@ -8,7 +8,13 @@ clip by its reconstruction residuals (`FrameReconstruction`):
   residual; the `feature_mean` backend turns it into the MSE score;
 - `residual` `(clips, 128)`: the clip mean of the residual chunks; the
   `mahala` backend scores it (and fits its covariances on the frame-level
-  residuals, `frame_batches`).
+  residuals, `frame_batches`);
+- `absolute_error` `(clips, 640)`: the clip mean of the element-wise
+  absolute residual, Shin & Lee's AE feature (their proxy study trains the
+  AE with `loss="mae"`, paper Table I).
+
+`proxy_metrics` gives the AE's proxy-task metric of that study: the test
+MAE (paper Eq. 6) of the normal test clips.
 
 The shared system trains one extractor per machine type
 (`extractor_grouping=machine_type` in the `dense_ae` preset).
@@ -33,7 +39,8 @@ VARIANTS = {
     # PyTorch port used 2023-2026: batch 256.
     "dcase2023": {"log_mode": "max", "pad_mode": "constant", "batch_size": 256},
 }
-SETS = ("squared_error", "residual")
+SETS = ("squared_error", "residual", "absolute_error")
+LOSSES = ("mse", "mae")
 
 
 def _schema():
@@ -48,6 +55,8 @@ def _schema():
         "epochs": integer(min=1),
         "batch_size": integer(min=1),
         "learning_rate": number(gt=0),
+        "loss": choice(*LOSSES),
+        "select": choice("last", "min_loss"),
         "validation_split": number(min=0, lt=1),
         "steps_per_execution": integer(min=1),
         "jit_compile": choice(*JIT_CHOICES),
@@ -68,6 +77,11 @@ class DenseAutoencoderExtractor(VectorModelExtractor):
         epochs: int. Defaults to `100`.
         batch_size: int or None. Vectors per step.
         learning_rate: float. Adam. Defaults to `1e-3`.
+        loss: str. `"mse"` (the DCASE baselines) or `"mae"` (Shin & Lee's
+            AE, paper Table I).
+        select: str. `"last"` keeps the last epoch's weights (the DCASE
+            baselines); `"min_loss"` those of the epoch with the lowest
+            training loss (Shin & Lee §III-A).
         validation_split: float. Share of the sorted training files held out
             for Keras validation and never trained on (dcase.md 2.3).
         sample_rate, channel, resample, n_fft, hop_length, n_mels, n_frames,
@@ -89,7 +103,7 @@ class DenseAutoencoderExtractor(VectorModelExtractor):
 
     def __init__(self, variant="dcase2022", hidden_units=128, latent_dim=8,
                  num_hidden_layers=4, epochs=100, batch_size=None, learning_rate=1e-3,
-                 validation_split=0.1, sample_rate=16000, channel=0, resample=False,
+                 loss="mse", select="last", validation_split=0.1, sample_rate=16000, channel=0, resample=False,
                  n_fft=1024, hop_length=512, n_mels=128, n_frames=5, power=2.0,
                  log_mode=None, pad_mode=None, cache="disk", shuffle_clips=32,
                  shuffle_vectors=8192, score_batch_clips=8,
@@ -151,10 +165,15 @@ class DenseAutoencoderExtractor(VectorModelExtractor):
                                           c["latent_dim"], c["num_hidden_layers"],
                                           name=f"dense_autoencoder_{name}")
                 model.compile(optimizer=keras.optimizers.Adam(c["learning_rate"]),
-                              loss="mse", steps_per_execution=c["steps_per_execution"],
+                              loss=c["loss"], steps_per_execution=c["steps_per_execution"],
                               jit_compile=resolve_jit_compile(c["jit_compile"]))
+            callbacks = []
+            if c["select"] == "min_loss":
+                from asd_keras.utils.callbacks import RestoreBestWeights
+
+                callbacks.append(RestoreBestWeights(monitor="loss"))
             history = context.fit(model, train_ds, name, c["epochs"],
-                                  validation_data=val_ds,
+                                  validation_data=val_ds, callbacks=callbacks,
                                   shuffle=False)  # the pipeline shuffles
         self.model = model
         return history
@@ -162,7 +181,7 @@ class DenseAutoencoderExtractor(VectorModelExtractor):
     # -- features --------------------------------------------------------
 
     def _vector_features(self, vectors):
-        """`{"squared_error": (batch, 640), "residual": (batch, 128)}`."""
+        """`{"squared_error", "absolute_error": (batch, 640), "residual": (batch, 128)}`."""
         from asd_keras.layers.reconstruction import FrameReconstruction
 
         return FrameReconstruction(self.model, self.frontend.n_mels)(vectors)
@@ -198,6 +217,35 @@ class DenseAutoencoderExtractor(VectorModelExtractor):
             residual = vectors - self.model(vectors, training=False).numpy()
             if feature_set == "residual":
                 values = residual.reshape(len(residual), -1, self.frontend.n_mels)
+            elif feature_set == "absolute_error":
+                values = np.abs(residual)[:, None, :]
             else:
                 values = np.square(residual)[:, None, :]
             yield values, rows.numpy()
+
+    # -- proxy task ------------------------------------------------------
+
+    def proxy_metrics(self, train, test, verbose=0):
+        """Shin & Lee's AE proxy metric: `{"test_mae": ...}`.
+
+        The mean absolute reconstruction error on log-mel (paper Eq. 6),
+        averaged over the stacked vectors of the normal test clips: the
+        proxy task is reconstructing normal sound, so anomalous clips are
+        left out (an assumption; the paper says "test MAE"). The values are
+        in dB of the front end's log-mel, not the paper's normalised scale.
+
+        Args:
+            train: unused (the AE needs no fitted classifier).
+            test: DataFrame of labelled test clips (`label` 0 = normal).
+            verbose: int.
+
+        Returns:
+            dict with `test_mae`.
+        """
+        del train
+        normal = test[test["label"].astype(int) == 0]
+        if len(normal) == 0:
+            raise ValueError("test_mae needs normal test clips; the test table holds "
+                             f"{len(test)} clip(s), none labelled normal.")
+        errors = self.transform(normal, verbose=verbose)["absolute_error"]
+        return {"test_mae": float(errors.mean())}

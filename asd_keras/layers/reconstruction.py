@@ -17,7 +17,11 @@ class FrameReconstruction(keras.layers.Layer):
     - `residual`: the clip mean of the residual chunks, `r_t` cut into
       `dim // chunk_dim` chunks of `chunk_dim` values (one per context
       frame), `(batch, chunk_dim)`: the vector that MAHALA scores
-      (reference dcase.md 3).
+      (reference dcase.md 3);
+    - `absolute_error`: the clip mean of `|r_t|`, element-wise, `(batch,
+      dim)`: Shin & Lee's element-wise reconstruction error (their AE is
+      trained with the MAE, paper Table I); its mean over `dim` is the
+      clip's MAE (Eq. 6) over the stacked vectors.
 
     Args:
         autoencoder: `keras.Model` from `(n, dim)` to `(n, dim)`.
@@ -27,8 +31,8 @@ class FrameReconstruction(keras.layers.Layer):
         vectors: float tensor `(batch, vectors, dim)`.
 
     Returns:
-        dict with `squared_error` `(batch, dim)` and `residual`
-        `(batch, chunk_dim)`.
+        dict with `squared_error` and `absolute_error` `(batch, dim)` and
+        `residual` `(batch, chunk_dim)`.
     """
 
     def __init__(self, autoencoder, chunk_dim: int, **kwargs):
@@ -49,11 +53,13 @@ class FrameReconstruction(keras.layers.Layer):
         residual = ops.reshape(residual, (shape[0], -1, self.dim))
         chunks = ops.reshape(residual, (shape[0], -1, self.chunk_dim))
         return {"squared_error": ops.mean(ops.square(residual), axis=1),
-                "residual": ops.mean(chunks, axis=1)}
+                "residual": ops.mean(chunks, axis=1),
+                "absolute_error": ops.mean(ops.abs(residual), axis=1)}
 
     def compute_output_shape(self, input_shape):
         return {"squared_error": (input_shape[0], self.dim),
-                "residual": (input_shape[0], self.chunk_dim)}
+                "residual": (input_shape[0], self.chunk_dim),
+                "absolute_error": (input_shape[0], self.dim)}
 
     def get_config(self):
         config = super().get_config()

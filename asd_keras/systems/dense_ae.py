@@ -5,8 +5,10 @@ log-mel vectors; a clip's score is its mean squared reconstruction error
 (`score=mse`: the `feature_mean` backend on the clip-mean squared residual)
 or the selective Mahalanobis distance of its mean residual chunk
 (`score=mahala`: the `mahala` backend, covariances per domain from the
-frame-level residuals, reference dcase.md 3); the decision threshold is the
-gamma fit of the training scores per machine type (dcase.md 2.5).
+frame-level residuals, reference dcase.md 3), or its mean absolute error
+(`score=mae`, with `loss=mae` the AE of Shin & Lee's proxy study); the
+decision threshold is the gamma fit of the training scores per machine type
+(dcase.md 2.5).
 """
 
 from asd_keras.systems.base import AnomalySystem
@@ -22,4 +24,6 @@ class DenseAutoencoderSystem(AnomalySystem):
     OPTIONS = {"score": {
         "mse": {"backend": "feature_mean", "feature_set": "squared_error"},
         "mahala": {"backend": "mahala", "feature_set": "residual"},
+        # Shin & Lee's AE (train with loss=mae): the clip's MAE.
+        "mae": {"backend": "feature_mean", "feature_set": "absolute_error"},
     }}

@@ -1,0 +1,55 @@
+"""Runs one family group of Shin & Lee's proxy-task study (Tables II, III, V).
+
+Thin wrapper of `asd_keras.runners.proxy_study.run_proxy_study`: trains
+every configuration of the study configuration `--config` on the normal
+training clips of `--data` (DCASE 2022 `dev_data` and `eval_data`, whose
+training clips are the additional-training sections), and writes the study
+folder `--out` (rows.csv, configurations.csv/.md, study.json, features/).
+`asd-keras proxy-report --study OUT ...` then writes Table VII, Figs. 2-5
+and the three-stage report. Interrupted studies resume; `--force` restarts.
+
+Usage:
+    python experiments/proxy_tasks/run.py --config experiments/proxy_tasks/ae/config.yaml \
+        --data DEV EVAL --out experiments/proxy_tasks/ae/results [key=value ...]
+"""
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from asd_keras.config import parse_overrides
+from asd_keras.runners.proxy_study import run_proxy_study
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--config", required=True, help="study configuration (YAML)")
+    parser.add_argument("--data", nargs="+", required=True,
+                        help="data folder(s): DCASE 2022 dev_data [eval_data]")
+    parser.add_argument("--out", required=True, help="study folder")
+    parser.add_argument("--trials", type=int, default=1, help="trials per configuration")
+    parser.add_argument("--families", nargs="+", help="run only these families")
+    parser.add_argument("--keep-models", action="store_true")
+    parser.add_argument("--force", action="store_true", help="discard a finished study")
+    parser.add_argument("overrides", nargs="*", metavar="key=value",
+                        help="applied to every configuration last (e.g. epochs=20)")
+    args = parser.parse_args(argv)
+    # `--data DIR key=value`: nargs="+" also takes the overrides.
+    args.overrides += [d for d in args.data if "=" in d and not Path(d).exists()]
+    args.data = [d for d in args.data if d not in args.overrides]
+    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stdout)
+    try:
+        summary = run_proxy_study(args.config, args.data, args.out, trials=args.trials,
+                                  force=args.force, overrides=parse_overrides(args.overrides),
+                                  keep_models=args.keep_models, families=args.families)
+    except (ValueError, FileNotFoundError, FileExistsError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    print(summary.to_markdown(index=False, floatfmt=".4g"))
+    print(f"Study written to {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
