@@ -41,7 +41,7 @@ def cmd_synth(args):
 
     config = synthetic.SynthConfig(
         layout=args.layout,
-        machine_types=tuple(args.machines or synthetic.MACHINE_TYPES),
+        machine_types=tuple(args.machines or synthetic.DEFAULT_MACHINE_TYPES),
         seconds=args.seconds,
         train=args.train,
         target_train=args.target_train,
@@ -431,6 +431,19 @@ def cmd_search(args):
 
 
 # ----------------------------------------------------------------------
+# proxy-report
+# ----------------------------------------------------------------------
+
+
+def cmd_proxy_report(args):
+    from asd_keras.runners.proxy_report import write_proxy_report
+
+    out = write_proxy_report(args.study, args.out, force=args.force)
+    print((out / "table7.md").read_text())
+    print(f"Proxy-task report written to '{out}' (report.md, table7.csv, figures).")
+
+
+# ----------------------------------------------------------------------
 # download
 # ----------------------------------------------------------------------
 
@@ -467,7 +480,11 @@ def build_parser():
     p = sub.add_parser("synth", help="write synthetic DCASE-format data")
     p.add_argument("--out", required=True)
     p.add_argument("--layout", choices=LAYOUTS, default="dcase2022")
-    p.add_argument("--machines", nargs="+")
+    p.add_argument("--machines", nargs="+",
+                   help="machine types: fan pump gearbox valve slider bearing "
+                        "ToyCar ToyTrain (default: the first five; the DCASE "
+                        "2022 set is fan gearbox bearing slider ToyCar "
+                        "ToyTrain valve)")
     p.add_argument("--seconds", type=float, default=10.0)
     p.add_argument("--train", type=int, default=50,
                    help="source-domain training clips per section")
@@ -562,6 +579,14 @@ def build_parser():
     p.add_argument("--force", action="store_true")
     p.add_argument("overrides", nargs="*", metavar="key=value")
     p.set_defaults(func=cmd_search, resumable=True)
+
+    p = sub.add_parser("proxy-report", help="three-stage report of proxy-task "
+                                              "study folders (Table VII, Figs. 2-5)")
+    p.add_argument("--study", required=True, nargs="+",
+                   help="study folder(s) with study.json, rows.csv, configurations.csv")
+    p.add_argument("--out", required=True, help="report folder")
+    p.add_argument("--force", action="store_true")
+    p.set_defaults(func=cmd_proxy_report)
 
     p = sub.add_parser("download", help="download DCASE data from Zenodo")
     p.add_argument("--year", type=int, required=True)
