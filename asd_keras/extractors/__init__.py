@@ -12,3 +12,5 @@ from asd_keras.extractors import logmel_stats  # noqa: F401
 from asd_keras.extractors import autoencoder  # noqa: F401
 from asd_keras.extractors import classifier_embedding  # noqa: F401
 from asd_keras.extractors import adversarial  # noqa: F401
+from asd_keras.extractors import contrastive  # noqa: F401
+from asd_keras.extractors import resnet_classifier  # noqa: F401

@@ -280,7 +280,7 @@ def _markdown(frame):
 
 
 def run_proxy_study(config, data, out, trials=1, force=False, overrides=None,
-                    keep_models=False, families=None):
+                    keep_models=False, families=None, machine_types=None):
     """Trains and evaluates every configuration of every family.
 
     Args:
@@ -295,6 +295,8 @@ def run_proxy_study(config, data, out, trials=1, force=False, overrides=None,
             `epochs` for a quick run).
         keep_models: bool. Keep the trained models of every trial.
         families: list of family names to run (default: all).
+        machine_types: list of machine types to train and evaluate
+            (default: every one in the data), to shrink a study.
 
     Returns:
         DataFrame of the configurations' means (`configurations.csv`).
@@ -328,6 +330,13 @@ def run_proxy_study(config, data, out, trials=1, force=False, overrides=None,
         for configuration in family["configurations"]:
             _system(family, configuration, study["base"], overrides, 0)
     train, test = split_study_data(load_tables(data))
+    if machine_types is not None:
+        unknown = sorted(set(machine_types) - set(test["machine_type"]))
+        if unknown:
+            raise ValueError(f"machine_types {unknown} are not in the data; it holds "
+                             f"{sorted(test['machine_type'].unique())}.")
+        train = train[train["machine_type"].isin(machine_types)].reset_index(drop=True)
+        test = test[test["machine_type"].isin(machine_types)].reset_index(drop=True)
     if study["figure_machine_type"] is None:
         study["figure_machine_type"] = sorted(test["machine_type"].unique())[0]
     elif study["figure_machine_type"] not in set(test["machine_type"]):
@@ -356,6 +365,7 @@ def run_proxy_study(config, data, out, trials=1, force=False, overrides=None,
         "figure_machine_type": study["figure_machine_type"],
         "data": [str(d) for d in ([data] if isinstance(data, (str, Path)) else data)],
         "overrides": overrides,
+        "machine_types": sorted(test["machine_type"].unique()),
         "families": [{"name": f["name"], "label": f["label"], "system": f["system"],
                       "proxy_metric": f["proxy_metric"],
                       "proxy_metrics": sorted(f["lower_is_better"]),

@@ -7,11 +7,13 @@ a preset of `AnomalySystem` (an extractor composed with a backend).
 from asd_keras.systems.base import SYSTEMS
 from asd_keras.systems.base import AnomalySystem
 from asd_keras.systems.base import register_system
+from asd_keras.systems import contrastive  # noqa: F401
 from asd_keras.systems.dense_ae import DenseAutoencoderSystem
 from asd_keras.systems.gan import EGBADSystem
 from asd_keras.systems.gan import GANomalySystem
 from asd_keras.systems.gan import SkipGANomalySystem
 from asd_keras.systems.logmel_stats import LogMelStatsSystem
+from asd_keras.systems import resnet  # noqa: F401
 from asd_keras.systems.wilkinghoff import WilkinghoffSystem
 
 

@@ -30,6 +30,8 @@ def main(argv=None):
     parser.add_argument("--out", required=True, help="study folder")
     parser.add_argument("--trials", type=int, default=1, help="trials per configuration")
     parser.add_argument("--families", nargs="+", help="run only these families")
+    parser.add_argument("--machine-types", nargs="+",
+                        help="train and evaluate only these machine types")
     parser.add_argument("--keep-models", action="store_true")
     parser.add_argument("--force", action="store_true", help="discard a finished study")
     parser.add_argument("overrides", nargs="*", metavar="key=value",
@@ -38,11 +40,15 @@ def main(argv=None):
     # `--data DIR key=value`: nargs="+" also takes the overrides.
     args.overrides += [d for d in args.data if "=" in d and not Path(d).exists()]
     args.data = [d for d in args.data if d not in args.overrides]
+    if args.machine_types:
+        args.overrides += [m for m in args.machine_types if "=" in m]
+        args.machine_types = [m for m in args.machine_types if "=" not in m]
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stdout)
     try:
         summary = run_proxy_study(args.config, args.data, args.out, trials=args.trials,
                                   force=args.force, overrides=parse_overrides(args.overrides),
-                                  keep_models=args.keep_models, families=args.families)
+                                  keep_models=args.keep_models, families=args.families,
+                                  machine_types=args.machine_types)
     except (ValueError, FileNotFoundError, FileExistsError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
