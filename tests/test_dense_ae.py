@@ -47,7 +47,7 @@ def test_variants_and_bad_config():
     assert system_cls({"variant": "dcase2023"}).config["batch_size"] == 256
     assert system_cls({"variant": "dcase2023", "batch_size": 64}).config["batch_size"] == 64
     assert system_cls({"score": "mahala"}).config["backend"] == "mahala"
-    with pytest.raises(ValueError, match=r"score must be one of \('mse', 'mahala'\)"):
+    with pytest.raises(ValueError, match=r"score must be one of \('mse', 'mahala', 'mae'\)"):
         system_cls({"score": "l1"})
     with pytest.raises(ValueError, match="score=mahala means backend='mahala'"):
         system_cls({"score": "mahala", "backend": "knn"})
