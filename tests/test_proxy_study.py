@@ -114,6 +114,11 @@ def test_a_finished_study_resumes_refuses_and_restarts_with_force(study, monkeyp
     monkeypatch.setattr(module, "_run_trial", lambda *a, **k: pytest.fail("retrained"))
     again = run_proxy_study(_study(), study["data"], study["out"])
     pd.testing.assert_frame_equal(again, study["summary"])
+    # Other settings never reuse a finished trial.
+    (study["out"] / "study.json").rename(study["out"] / "study.json.bak")
+    with pytest.raises(ValueError, match=r"trained with other settings \(\['epochs'\]\)"):
+        run_proxy_study(_study(), study["data"], study["out"], overrides={"epochs": 3})
+    (study["out"] / "study.json.bak").rename(study["out"] / "study.json")
 
 
 def test_the_report_holds_table7_the_figures_and_three_stages(study, tmp_path):

@@ -215,6 +215,18 @@ def _run_trial(family, configuration, trial, study, train, test, folder, overrid
     return rows
 
 
+def _check_resumed(folder, system):
+    """A finished trial is reused only if it was trained with the same
+    resolved configuration (not, say, with other `key=value` overrides)."""
+    recorded = yaml.safe_load((folder / "config.yaml").read_text()).get("params")
+    current = yaml.safe_load(yaml.safe_dump(system.config))
+    if recorded != current:
+        changed = sorted(k for k in set(recorded or {}) | set(current)
+                         if (recorded or {}).get(k) != current.get(k))
+        raise ValueError(f"'{folder}' was trained with other settings ({changed}); pass "
+                         "--force to run the study again, or choose another folder.")
+
+
 def _atomic_npz(path):
     from asd_keras.utils.io import atomic_path
 
@@ -348,6 +360,8 @@ def run_proxy_study(config, data, out, trials=1, force=False, overrides=None,
     for family, configuration, trial in tqdm(jobs, desc="Proxy study", unit="trial"):
         folder = out / "trials" / family["name"] / configuration["name"] / f"trial{trial}"
         if (folder / "rows.csv").is_file():  # finished in an earlier attempt
+            _check_resumed(folder, _system(family, configuration, study["base"], overrides,
+                                           trial))
             rows.extend(pd.read_csv(folder / "rows.csv").to_dict("records"))
             continue
         figure_dir = (out / "features" / family["name"] / configuration["name"]
