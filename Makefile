@@ -47,6 +47,7 @@ else
 PROXY_AE_SIZE := epochs=30 steps_per_execution=1
 PROXY_RESNET_SIZE := --machine-types fan ToyCar epochs=10 clip_seconds=1.0 batch_size=16 lr_step_epochs=5 run_eagerly=true
 endif
+PROXY_STUDIES := $(PROXY_OUT)/ae/results $(PROXY_OUT)/classification/results $(PROXY_OUT)/contrastive/results
 PROXY_RUN = $(PY) experiments/proxy_tasks/run.py --data $(PROXY_DATA) --trials $(PROXY_TRIALS) $(FORCE)
 
 $(STAMP): requirements.txt pyproject.toml
@@ -127,4 +128,5 @@ exp-proxy-contrastive: $(STAMP) $(PROXY_EXP_DATA)/synth.json
 
 # Table VII, Figs. 2-5 and the three-stage report from the three studies.
 exp-proxy-report: $(STAMP)
-	$(PY) -m asd_keras proxy-report --study $(PROXY_OUT)/ae/results $(PROXY_OUT)/classification/results $(PROXY_OUT)/contrastive/results --out $(PROXY_OUT)/report/results --force
+	$(PY) -m asd_keras proxy-report --study $(PROXY_STUDIES) --out $(PROXY_OUT)/report/results --force
+	$(PY) experiments/proxy_tasks/compare.py --study $(PROXY_STUDIES) --report $(PROXY_OUT)/report/results --out $(PROXY_OUT)/report/results/comparison.md

@@ -47,9 +47,8 @@ SELECTIONS = ("min_loss", "last")
 
 def spectrogram_model_schema():
     """Validation rules of the keys every spectrogram-model extractor takes."""
-    from asd_keras.features.spectral import LOG_MODES
-    from asd_keras.features.spectral import PAD_MODES
     from asd_keras.models.common import JIT_CHOICES
+    from asd_keras.models.common import front_end_schema
     from asd_keras.models.resnet import RESNET_DEPTHS
 
     return {
@@ -63,14 +62,7 @@ def spectrogram_model_schema():
         "select": choice(*SELECTIONS),
         "clip_seconds": number(gt=0),
         "length_policy": choice(*LENGTH_POLICIES),
-        "sample_rate": integer(min=1),
-        "channel": choice(0, 1),
-        "resample": boolean(),
-        "n_fft": integer(min=1),
-        "hop_length": integer(min=1),
-        "n_mels": integer(min=1),
-        "log_mode": choice(*LOG_MODES),
-        "pad_mode": choice(*PAD_MODES),
+        **front_end_schema(),
         "score_batch_clips": integer(min=1),
         "pipeline_ram_mb": integer(min=1),
         "jit_compile": choice(*JIT_CHOICES),

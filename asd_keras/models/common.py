@@ -57,16 +57,12 @@ def score_clips(paths, loader, score_fn, keys, batch_clips=8, desc="Scoring", pr
     return out
 
 
-def log_mel_schema():
-    """Validation rules of the log-mel, pipeline and seed keys of the dense AE and GANs.
-
-    Returns:
-        dict key -> `asd_keras.config.Option`, to merge into a system's schema.
-    """
+def front_end_schema():
+    """Validation rules of the audio loading and log-mel keys every
+    log-mel extractor takes (`sample_rate` ... `pad_mode`)."""
     from asd_keras.config import boolean
     from asd_keras.config import choice
     from asd_keras.config import integer
-    from asd_keras.config import number
     from asd_keras.features.spectral import LOG_MODES
     from asd_keras.features.spectral import PAD_MODES
 
@@ -78,10 +74,25 @@ def log_mel_schema():
         "n_fft": integer(min=1),
         "hop_length": integer(min=1),
         "n_mels": integer(min=1),
-        "n_frames": integer(min=1),
-        "power": number(gt=0),
         "log_mode": choice(*LOG_MODES),
         "pad_mode": choice(*PAD_MODES),
+    }
+
+
+def log_mel_schema():
+    """Validation rules of the log-mel, pipeline and seed keys of the dense AE and GANs.
+
+    Returns:
+        dict key -> `asd_keras.config.Option`, to merge into a system's schema.
+    """
+    from asd_keras.config import choice
+    from asd_keras.config import integer
+    from asd_keras.config import number
+
+    return {
+        **front_end_schema(),
+        "n_frames": integer(min=1),
+        "power": number(gt=0),
         # Anything but "disk" or "memory" trains without a cache.
         "cache": choice("disk", "memory", "none", optional=True),
         "shuffle_clips": integer(min=1),
