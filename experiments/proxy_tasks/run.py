@@ -52,6 +52,11 @@ def main(argv=None):
     except (ValueError, FileNotFoundError, FileExistsError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        # The unfinished trial's staging folder is gone; finished trials stay.
+        print(f"Interrupted; run the same command again to resume the study in "
+              f"{args.out}.", file=sys.stderr)
+        return 130
     print(summary.to_markdown(index=False, floatfmt=".4g"))
     print(f"Study written to {args.out}")
     return 0
