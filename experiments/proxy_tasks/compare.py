@@ -28,7 +28,7 @@ ASD = [("lp_in_domain_auc", "in-domain LP %"), ("lp_out_domain_auc", "out-domain
 def family_table(name, paper, ours):
     """Markdown rows `configuration | metric: paper / ours ...` of one family."""
     proxy = paper["proxy"]
-    scale = float(paper["proxy_scale"])
+    scale = float(paper["ours_factor"])
     records = []
     for i, (configuration, values) in enumerate(paper["rows"].items()):
         row = ours[ours["configuration"] == configuration]
