@@ -119,6 +119,11 @@ def test_a_finished_study_resumes_refuses_and_restarts_with_force(study, monkeyp
     with pytest.raises(ValueError, match=r"trained with other settings \(\['epochs'\]\)"):
         run_proxy_study(_study(), study["data"], study["out"], overrides={"epochs": 3})
     (study["out"] / "study.json.bak").rename(study["out"] / "study.json")
+    # A study finished for one family is extended, not refused, by more.
+    part = run_proxy_study(_study(), study["data"], study["out"], families=["ae"], force=False)
+    assert set(part["family"]) == {"ae"}
+    again = run_proxy_study(_study(), study["data"], study["out"])
+    pd.testing.assert_frame_equal(again, study["summary"])
 
 
 def test_the_report_holds_table7_the_figures_and_three_stages(study, tmp_path):

@@ -331,11 +331,20 @@ def run_proxy_study(config, data, out, trials=1, force=False, overrides=None,
     out = Path(out)
     overrides = dict(overrides or {})
     if (out / "study.json").is_file():
-        if not force:
+        done = json.loads((out / "study.json").read_text())
+        finished = {f["name"]: f["configurations"] for f in done.get("families", [])}
+        wanted = {f["name"]: [c["name"] for c in f["configurations"]]
+                  for f in study["families"]}
+        if force:
+            for name in ("trials", "features"):
+                shutil.rmtree(out / name, ignore_errors=True)
+        elif finished == wanted and done.get("trials") == int(trials):
             raise FileExistsError(f"'{out}' already holds a finished study (study.json). Pass "
                                   "--force to run it again, or choose another folder.")
-        for name in ("trials", "features"):
-            shutil.rmtree(out / name, ignore_errors=True)
+        else:
+            # A study finished for other families (e.g. --families simclr)
+            # is extended: its trials are reused after the settings check.
+            logger.info("Extending the study in '%s' (finished: %s).", out, sorted(finished))
         (out / "study.json").unlink()
     # Every system is built before any training, so a bad key fails at once.
     for family in study["families"]:
@@ -362,7 +371,13 @@ def run_proxy_study(config, data, out, trials=1, force=False, overrides=None,
         if (folder / "rows.csv").is_file():  # finished in an earlier attempt
             _check_resumed(folder, _system(family, configuration, study["base"], overrides,
                                            trial))
-            rows.extend(pd.read_csv(folder / "rows.csv").to_dict("records"))
+            done = pd.read_csv(folder / "rows.csv")
+            if sorted(done["machine_type"]) != sorted(test["machine_type"].unique()):
+                raise ValueError(f"'{folder}' holds the machine types "
+                                 f"{sorted(done['machine_type'])}, not the study's "
+                                 f"{sorted(test['machine_type'].unique())}; pass --force "
+                                 "or choose another folder.")
+            rows.extend(done.to_dict("records"))
             continue
         figure_dir = (out / "features" / family["name"] / configuration["name"]
                       if trial == 0 else None)
