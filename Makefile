@@ -101,8 +101,10 @@ exp-gan-search: $(STAMP) $(GAN_EXP_DATA)/synth.json
 	$(PY) -m asd_keras search --system skip_ganomaly --space experiments/gan_detectors/search_small.yaml --data $(GAN_DATA) --out $(GAN_SEARCH)/skip_ganomaly-$(PROTOCOL) --budget $(SEARCH_BUDGET) --protocol $(PROTOCOL) $(FORCE)
 	$(PY) experiments/gan_detectors/run.py --data $(GAN_DATA) --out experiments/gan_detectors/results-search-$(PROTOCOL) --selection GANomaly=$(GAN_SEARCH)/ganomaly-$(PROTOCOL) --selection SKIP-GANomaly=$(GAN_SEARCH)/skip_ganomaly-$(PROTOCOL) $(FORCE) $(EXP_OVERRIDES)
 
+# --dist loadfile: each test module runs on one worker, so its module-scoped
+# fixtures (trained tiny models) are built once, not once per worker.
 test: $(STAMP)
-	$(PY) -m pytest -q -p no:cacheprovider -n 2
+	$(PY) -m pytest -q -p no:cacheprovider -n 2 --dist loadfile
 
 bench: $(STAMP)
 	$(PY) benchmarks/bench_pipeline.py

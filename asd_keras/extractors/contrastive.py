@@ -147,9 +147,9 @@ class ContrastiveExtractor(SpectrogramModelExtractor):
         score_batch_clips: int. Clips per feature batch. Defaults to `16`.
         pipeline_ram_mb: int. RAM budget of the tf.data autotuner.
         jit_compile: `"auto"` (XLA on GPU only), True or False.
-        run_eagerly: bool. Train without tracing a graph: on a CPU with
-            few clips, tracing a deep ResNet's training step costs more
-            than the training itself.
+        run_eagerly: bool. Train and embed without tracing a graph: on a
+            CPU with few clips, tracing a deep ResNet's training step (or
+            its predict step) costs more than the work itself.
         seed: int. Seeds the weights, the shuffle and the training views.
     """
 

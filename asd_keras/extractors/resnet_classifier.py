@@ -111,9 +111,9 @@ class ResNetClassifierExtractor(SpectrogramModelExtractor):
         score_batch_clips: int. Clips per `transform` batch.
         pipeline_ram_mb: int. tf.data autotuner memory budget.
         jit_compile: `"auto"` (XLA on GPU only), True or False.
-        run_eagerly: bool. Train without tracing a graph: on a CPU with
-            few clips, tracing a deep ResNet's training step costs more
-            than the training itself.
+        run_eagerly: bool. Train and embed without tracing a graph: on a
+            CPU with few clips, tracing a deep ResNet's training step (or
+            its predict step) costs more than the work itself.
         seed: int. Seeds the backbone, the head and the shuffles.
 
     Example:
@@ -231,8 +231,12 @@ class ResNetClassifierExtractor(SpectrogramModelExtractor):
         true = self.class_indices(test, "test")
         features = self.embed([str(p) for p in test["path"]], verbose)
         if self.config["loss"] == "ce":
-            probabilities = self.classifier.predict(
-                features, batch_size=int(self.config["score_batch_clips"]), verbose=verbose)
+            if self.config["run_eagerly"]:
+                probabilities = np.asarray(self.classifier(features, training=False))
+            else:
+                probabilities = self.classifier.predict(
+                    features, batch_size=int(self.config["score_batch_clips"]),
+                    verbose=verbose)
             return np.argmax(probabilities, axis=-1), true
         train = train.reset_index(drop=True)
         labels = self.class_indices(train, "training")

@@ -267,8 +267,14 @@ class SpectrogramModelExtractor(FeatureExtractor):
         self._check_fitted()
         if len(paths) == 0:
             return np.zeros((0, self.encoder.output_shape[-1]), np.float32)
-        values = np.asarray(self.encoder.predict(self.waveform_dataset(list(paths)),
-                                                 verbose=verbose), np.float32)
+        dataset = self.waveform_dataset(list(paths))
+        if self.config["run_eagerly"]:
+            # Batch by batch without tracing `predict`: for the few clips
+            # this option is meant for, a trace costs more than the batches.
+            values = np.concatenate([np.asarray(self.encoder(batch, training=False))
+                                     for batch in dataset]).astype(np.float32)
+        else:
+            values = np.asarray(self.encoder.predict(dataset, verbose=verbose), np.float32)
         bad = ~np.isfinite(values).all(axis=1)
         if bad.any():
             raise ValueError(f"Non-finite embedding for '{list(paths)[int(np.argmax(bad))]}'"
