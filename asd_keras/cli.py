@@ -438,7 +438,8 @@ def cmd_search(args):
 def cmd_proxy_report(args):
     from asd_keras.runners.proxy_report import write_proxy_report
 
-    out = write_proxy_report(args.study, args.out, force=args.force)
+    out = write_proxy_report(args.study, args.out, force=args.force,
+                             projections=not args.no_projections)
     print((out / "table7.md").read_text())
     print(f"Proxy-task report written to '{out}' (report.md, table7.csv, figures).")
 
@@ -586,6 +587,8 @@ def build_parser():
                    help="study folder(s) with study.json, rows.csv, configurations.csv")
     p.add_argument("--out", required=True, help="report folder")
     p.add_argument("--force", action="store_true")
+    p.add_argument("--no-projections", action="store_true",
+                   help="skip Fig. 5 (UMAP and t-SNE take tens of seconds)")
     p.set_defaults(func=cmd_proxy_report)
 
     p = sub.add_parser("download", help="download DCASE data from Zenodo")

@@ -629,7 +629,7 @@ def _check_out(out, studies):
 
 def write_proxy_report(study_dirs, out, force=False, saturation_levels=None,
                        saturation_spread=0.01, collapse_levels=None, loss_ratio=0.95,
-                       seed=0):
+                       seed=0, projections=True):
     """Writes the proxy-task report of one or more study folders.
 
     Args:
@@ -642,6 +642,8 @@ def write_proxy_report(study_dirs, out, force=False, saturation_levels=None,
             Stage 1 thresholds, see `training_health`.
         seed: int. Random state of UMAP and t-SNE (Fig. 5), and of the
             Spearman test if a family has more than 10 configurations.
+        projections: bool. Draw Fig. 5; False skips UMAP and t-SNE (tens
+            of seconds in a new process), and the report says so.
 
     Returns:
         Path of the report folder.
@@ -672,7 +674,7 @@ def write_proxy_report(study_dirs, out, force=False, saturation_levels=None,
     table7 = correlation_verdicts(configurations, families, health, seed=seed)
     machine_types = [s["spec"].get("figure_machine_type") for s in studies]
     machine_type = next((m for m in machine_types if m), None)
-    panels = feature_panels(families, configurations, machine_type)
+    panels = feature_panels(families, configurations, machine_type) if projections else []
 
     thresholds = _thresholds_text(families, saturation_levels, saturation_spread,
                                   collapse_levels, loss_ratio)
@@ -687,7 +689,9 @@ def write_proxy_report(study_dirs, out, force=False, saturation_levels=None,
         for asd, name in FIGURES.items():
             plot_proxy_vs_asd(configurations, families, asd, stage / name,
                               correlations=table7)
-        if len(panels) >= 2:
+        if not projections:
+            fig5 = "Fig. 5 not drawn (`projections=False`, `--no-projections`)."
+        elif len(panels) >= 2:
             plot_feature_projections([p[:4] for p in panels], stage / FIG5, seed=seed)
             fig5 = (f"`{FIG5}`: UMAP and t-SNE of the {machine_type} test features "
                     "(trial 0) of " + " and ".join(
