@@ -29,7 +29,7 @@ SEARCH_BUDGET ?= 6
 PROTOCOL ?= holdout
 GAN_SEARCH := experiments/gan_detectors/search
 
-.PHONY: install demo test bench clean-demo exp-angular-margin exp-compactness exp-tsne exp-rise exp-gan exp-gan-search exp-proxy-ae exp-proxy-classification exp-proxy-contrastive exp-proxy-report
+.PHONY: install demo test bench clean-demo exp-angular-margin exp-compactness exp-tsne exp-rise exp-gan exp-gan-search exp-proxy-ae exp-proxy-classification exp-proxy-contrastive exp-proxy-separation exp-proxy-report
 
 # Shin & Lee's proxy-task study. PROXY_DATA: DCASE 2022 dev_data and eval_data
 # (its training clips are the additional-training sections 03-05); by default a
@@ -46,8 +46,10 @@ PROXY_RESNET_SIZE :=
 else
 PROXY_AE_SIZE := epochs=30 steps_per_execution=1
 PROXY_RESNET_SIZE := --machine-types fan ToyCar epochs=10 clip_seconds=1.0 batch_size=16 lr_step_epochs=5 run_eagerly=true
+PROXY_SEPARATION_SIZE := --machine-types fan ToyCar epochs=6 clip_seconds=1.0 segment_seconds=0.5 lr_step_epochs=3 eval_mixtures=12
 endif
-PROXY_STUDIES := $(PROXY_OUT)/ae/results $(PROXY_OUT)/classification/results $(PROXY_OUT)/contrastive/results
+PROXY_MIXTURES := eval_mixtures_dir=$(PROXY_OUT)/separation/mixtures
+PROXY_STUDIES := $(PROXY_OUT)/ae/results $(PROXY_OUT)/classification/results $(PROXY_OUT)/contrastive/results $(PROXY_OUT)/separation/results
 PROXY_RUN = $(PY) experiments/proxy_tasks/run.py --data $(PROXY_DATA) --trials $(PROXY_TRIALS) $(FORCE)
 
 $(STAMP): requirements.txt pyproject.toml
@@ -128,7 +130,11 @@ exp-proxy-classification: $(STAMP) $(PROXY_EXP_DATA)/synth.json
 exp-proxy-contrastive: $(STAMP) $(PROXY_EXP_DATA)/synth.json
 	$(PROXY_RUN) --config $(PROXY_OUT)/contrastive/config.yaml --out $(PROXY_OUT)/contrastive/results $(PROXY_RESNET_SIZE) $(EXP_OVERRIDES)
 
-# Table VII, Figs. 2-5 and the three-stage report from the three studies.
+exp-proxy-separation: $(STAMP) $(PROXY_EXP_DATA)/synth.json
+	$(PROXY_RUN) --config $(PROXY_OUT)/separation/config.yaml --out $(PROXY_OUT)/separation/results $(PROXY_SEPARATION_SIZE) $(PROXY_MIXTURES) $(EXP_OVERRIDES)
+	$(PY) experiments/proxy_tasks/separation/table4.py --study $(PROXY_OUT)/separation/results --out $(PROXY_OUT)/separation/results --force
+
+# Table VII, Figs. 2-5 and the three-stage report from the four studies.
 exp-proxy-report: $(STAMP)
 	$(PY) -m asd_keras proxy-report --study $(PROXY_STUDIES) --out $(PROXY_OUT)/report/results --force
 	$(PY) experiments/proxy_tasks/compare.py --study $(PROXY_STUDIES) --report $(PROXY_OUT)/report/results --out $(PROXY_OUT)/report/results/comparison.md

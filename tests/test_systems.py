@@ -200,3 +200,32 @@ def test_probe_writes_lp_and_md_aucs_and_no_submission(recordings, tmp_path, cap
     capsys.readouterr()
     assert _run("probe", "--run", run, "--data", bare, "--out", tmp_path / "p2") == 2
     assert "labelled test clips" in capsys.readouterr().err
+
+
+def test_caching_features_runs_each_clip_through_the_extractor_once(recordings, tmp_path,
+                                                                    monkeypatch):
+    from asd_keras.data.layouts import read_dataset
+    from asd_keras.extractors.logmel_stats import LogMelStatsExtractor
+
+    table = read_dataset(recordings)
+    test = table[table["split"] == "test"].reset_index(drop=True)
+    calls = []
+    original = LogMelStatsExtractor.transform
+
+    def counting(self, rows, verbose=0):
+        calls.append(len(rows))
+        return original(self, rows, verbose)
+
+    monkeypatch.setattr(LogMelStatsExtractor, "transform", counting)
+    system = get_system("logmel_stats")({})
+    with system.caching_features():
+        system.fit(table, tmp_path / "run", verbose=0)
+        train_features = system.features(table[table["split"] == "train"])
+        first = system.features(test.head(4))
+        both = system.features(test)  # only the 8 clips not seen yet are computed
+    assert calls == [12, 4, 8]
+    uncached = system.features(test)  # the block has ended
+    assert calls == [12, 4, 8, 12]
+    np.testing.assert_allclose(both, uncached, rtol=1e-6)
+    np.testing.assert_allclose(first, uncached[:4], rtol=1e-6)
+    assert train_features.shape[0] == 12

@@ -52,6 +52,11 @@ class FeatureExtractor(abc.ABC):
     # What `fit` resolved from the training data and why (e.g. a clip
     # length), recorded in the run's run.json.
     data_choices = {}
+    # Extractors that also learn from clips outside their group (the
+    # separation task mixes a machine type's clips with other types') get
+    # every training row of the run as `pool` in `fit`, and the proxy study
+    # gives their `proxy_metrics` every labelled test row as `pool`.
+    uses_other_groups = False
 
     def fit(self, table, context, name=None):
         """Learns from the training clips of `table`; returns a history
@@ -61,6 +66,9 @@ class FeatureExtractor(abc.ABC):
             table: DataFrame of the (normal) training rows.
             context: `TrainingContext` of the run.
             name: str. Unique name of this model within the run.
+
+        Extractors with `uses_other_groups` also take `pool`: every
+        training row of the run, the extractor's own group included.
         """
         del table, context, name
         return None

@@ -45,14 +45,13 @@ LENGTH_POLICIES = ("truncate", "pad", "tile_crop")
 SELECTIONS = ("min_loss", "last")
 
 
-def spectrogram_model_schema():
-    """Validation rules of the keys every spectrogram-model extractor takes."""
+def trained_model_schema():
+    """Validation rules of the training, loading and feature keys that every
+    trained waveform-model extractor takes (the log-mel ones add their front
+    end and backbone keys, `spectrogram_model_schema`)."""
     from asd_keras.models.common import JIT_CHOICES
-    from asd_keras.models.common import front_end_schema
-    from asd_keras.models.resnet import RESNET_DEPTHS
 
     return {
-        "depth": choice(*RESNET_DEPTHS),
         "epochs": integer(min=1),
         "batch_size": integer(min=1),
         "learning_rate": number(gt=0),
@@ -62,12 +61,26 @@ def spectrogram_model_schema():
         "select": choice(*SELECTIONS),
         "clip_seconds": number(gt=0),
         "length_policy": choice(*LENGTH_POLICIES),
-        **front_end_schema(),
+        "sample_rate": integer(min=1),
+        "channel": choice(0, 1),
+        "resample": boolean(),
         "score_batch_clips": integer(min=1),
         "pipeline_ram_mb": integer(min=1),
         "jit_compile": choice(*JIT_CHOICES),
         "run_eagerly": boolean(),
         "seed": integer(min=0, max=2**32 - 1),
+    }
+
+
+def spectrogram_model_schema():
+    """Validation rules of the keys every log-mel spectrogram-model extractor takes."""
+    from asd_keras.models.common import front_end_schema
+    from asd_keras.models.resnet import RESNET_DEPTHS
+
+    return {
+        "depth": choice(*RESNET_DEPTHS),
+        **trained_model_schema(),
+        **front_end_schema(),
     }
 
 
@@ -204,6 +217,16 @@ class SpectrogramModelExtractor(FeatureExtractor):
 
     # -- training ----------------------------------------------------------
 
+    def _fit_kwargs(self, table):
+        """More `model.fit` arguments (e.g. `steps_per_epoch` for an
+        endless training stream)."""
+        del table
+        return {}
+
+    def _steps_per_epoch(self, table):
+        """Optimizer steps per epoch, which the StepLR schedule counts in."""
+        return len(table) // self.batch_size(len(table))
+
     @abc.abstractmethod
     def _build_training_model(self, encoder, table):
         """Returns `(model, loss, dataset)`: the uncompiled training model
@@ -229,7 +252,7 @@ class SpectrogramModelExtractor(FeatureExtractor):
         with context.scope():
             encoder = self.build_encoder()
             model, loss, dataset = self._build_training_model(encoder, table)
-            steps = len(table) // self.batch_size(len(table))
+            steps = self._steps_per_epoch(table)
             optimizer = keras.optimizers.AdamW(
                 learning_rate=step_lr_schedule(c["learning_rate"], c["lr_step_epochs"],
                                                c["lr_gamma"], steps),
@@ -243,7 +266,8 @@ class SpectrogramModelExtractor(FeatureExtractor):
             best = RestoreBestWeights(monitor="loss")
             callbacks.append(best)
         history = context.fit(model, dataset, name, c["epochs"], callbacks=callbacks,
-                              shuffle=False)  # tf.data shuffles
+                              shuffle=False,  # tf.data shuffles
+                              **self._fit_kwargs(table))
         if best is not None and best.best_epoch is not None and len(history):
             history["selected"] = history["epoch"] == best.best_epoch + 1
             if context.run_dir is not None:

@@ -11,3 +11,6 @@ from asd_keras.losses.contrastive import SimSiamLoss
 from asd_keras.losses.contrastive import negative_cosine_similarity
 from asd_keras.losses.contrastive import nt_xent
 from asd_keras.losses.contrastive import simsiam_loss
+from asd_keras.losses.separation import NegativeSISDR
+from asd_keras.losses.separation import negative_si_sdr
+from asd_keras.losses.separation import si_sdr

@@ -7,4 +7,6 @@ from asd_keras.models.gan import SkipGANomaly
 from asd_keras.models.resnet import RESNET_DEPTHS
 from asd_keras.models.resnet import resnet_backbone
 from asd_keras.models.resnet import resnet_feature_dim
+from asd_keras.models.separator import build_separator
+from asd_keras.models.separator import separator_feature_model
 from asd_keras.models.wilkinghoff import wilkinghoff_embedding_model

@@ -182,7 +182,10 @@ def _run_trial(family, configuration, trial, study, train, test, folder, overrid
     system = _system(family, configuration, study["base"], overrides, trial)
     seed = seed_run(system.config)
     table = pd.concat([train, test], ignore_index=True)
-    with staged_dir(folder, force=True, what="trial folder") as stage:
+    # Training, probe and figure read the same clips: their features are
+    # computed once.
+    with staged_dir(folder, force=True, what="trial folder") as stage, \
+            system.caching_features():
         system.fit(train, stage / "run", verbose=0)
         write_run_record(stage, {"family": family["name"], "configuration": configuration,
                                  "trial": trial, "system": family["system"],
@@ -194,7 +197,9 @@ def _run_trial(family, configuration, trial, study, train, test, folder, overrid
         for machine_type in sorted(test["machine_type"].unique()):
             t = test[test["machine_type"] == machine_type].reset_index(drop=True)
             r = train[train["machine_type"] == machine_type].reset_index(drop=True)
-            metrics = _extractor_of(system, machine_type).proxy_metrics(r, t)
+            extractor = _extractor_of(system, machine_type)
+            extra = {"pool": test} if extractor.uses_other_groups else {}
+            metrics = extractor.proxy_metrics(r, t, **extra)
             sections = per_section[per_section["machine_type"] == machine_type]
             rows.append({"family": family["name"], "configuration": configuration["name"],
                          "machine_type": machine_type, "trial": trial,

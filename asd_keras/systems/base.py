@@ -44,6 +44,7 @@ are kept there and an unfinished Keras training is backed up every epoch,
 so a repeated `fit` after an interruption resumes where it stopped.
 """
 
+import contextlib
 import json
 import logging
 from pathlib import Path
@@ -218,6 +219,7 @@ class AnomalySystem:
         self.members = []
         self.thresholds = {}
         self.data_choices = {}
+        self._feature_cache = None
 
     def _expand_options(self, user):
         """Replaces the preset's named options in `user` by the keys they stand
@@ -310,15 +312,47 @@ class AnomalySystem:
             raise ValueError(
                 f"No trained extractor for {unseen} (extractor_grouping="
                 f"{self.config['extractor_grouping']!r}); trained: {sorted(extractors)}.")
+        cache = None
+        if self._feature_cache is not None:
+            cache = self._feature_cache.setdefault(id(extractors), {})
         out = None
         for group in sorted(keys.unique()):
             rows = (keys == group).to_numpy()
-            sets = extractors[group].transform(table[rows], verbose=verbose)
-            values = sets[self._set_name(sets)]
+            part = table[rows]
+            paths = part["path"].astype(str).tolist() if "path" in part else None
+            todo = np.ones(len(part), bool)
+            if cache is not None and paths is not None:
+                todo = np.array([p not in cache for p in paths], bool)
+            values = None
+            if todo.any():
+                sets = extractors[group].transform(part[todo], verbose=verbose)
+                values = sets[self._set_name(sets)]
+                if cache is not None and paths is not None:
+                    cache.update(zip(np.asarray(paths)[todo], values))
+            if not todo.all() or values is None:
+                values = np.stack([cache[p] for p in paths])
             if out is None:
                 out = np.zeros((len(table),) + values.shape[1:], np.float32)
             out[rows] = values
         return out
+
+    @contextlib.contextmanager
+    def caching_features(self):
+        """Within the block, each clip's features are computed once.
+
+        The features of a clip (by path) from the extractors of a fit or of
+        the first member are kept and reused by `fit`, `features` and
+        `score` until the block ends, so that an evaluation reading the
+        same clips several times (`asd-keras probe` after training, the
+        proxy study's probe and figure files) runs the networks once. Use it
+        only while the clips on disk do not change.
+        """
+        previous = self._feature_cache
+        self._feature_cache = {} if previous is None else previous
+        try:
+            yield self
+        finally:
+            self._feature_cache = previous
 
     # -- fit ---------------------------------------------------------------
 
@@ -355,7 +389,7 @@ class AnomalySystem:
             for group in sorted(extractor_groups.unique()):
                 rows = train[(extractor_groups == group).to_numpy()]
                 extractors[group] = self._fit_extractor(member, group, rows, context,
-                                                        checkpoints)
+                                                        checkpoints, train)
             features = self._transform(extractors, train, verbose)
             backends = {}
             for group in sorted(groups.unique()):
@@ -374,7 +408,7 @@ class AnomalySystem:
         atomic_write_dataframe(run_dir / "train_scores.csv", result)
         return result
 
-    def _fit_extractor(self, member, group, rows, context, checkpoints):
+    def _fit_extractor(self, member, group, rows, context, checkpoints, pool):
         name = f"member{member}_{group}"
         finished = None if checkpoints is None else checkpoints / "finished" / name
         if finished is not None and (finished / "extractor.json").is_file():
@@ -384,7 +418,8 @@ class AnomalySystem:
         if extractor.trainable:
             logger.info("Training %s extractor %s on %d clips.", self.config["extractor"],
                         name, len(rows))
-        extractor.fit(rows.reset_index(drop=True), context, name)
+        extra = {"pool": pool} if extractor.uses_other_groups else {}
+        extractor.fit(rows.reset_index(drop=True), context, name, **extra)
         choices = extractor.data_choices
         if choices:
             if self.config["extractor_grouping"] == "all":
