@@ -46,7 +46,7 @@ PROXY_RESNET_SIZE :=
 else
 PROXY_AE_SIZE := epochs=30 steps_per_execution=1
 PROXY_RESNET_SIZE := --machine-types fan ToyCar epochs=10 clip_seconds=1.0 batch_size=16 lr_step_epochs=5 run_eagerly=true
-PROXY_SEPARATION_SIZE := --machine-types fan ToyCar epochs=6 clip_seconds=1.0 segment_seconds=0.5 lr_step_epochs=3 eval_mixtures=12
+PROXY_SEPARATION_SIZE := --machine-types fan ToyCar epochs=4 clip_seconds=0.5 segment_seconds=0.25 lr_step_epochs=2 eval_mixtures=12 run_eagerly=true
 endif
 PROXY_MIXTURES := eval_mixtures_dir=$(PROXY_OUT)/separation/mixtures
 PROXY_STUDIES := $(PROXY_OUT)/ae/results $(PROXY_OUT)/classification/results $(PROXY_OUT)/contrastive/results $(PROXY_OUT)/separation/results

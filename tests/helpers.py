@@ -65,3 +65,22 @@ class Interrupt(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         if self.model.name.endswith(self.model_suffix) and epoch + 1 == self.epoch:
             raise KeyboardInterrupt
+
+
+def roundtrip_and_save(layer, inputs, tmp_path, training=False, rtol=1e-5, atol=1e-6):
+    """Config round trip, then save/load inside a Functional model; returns
+    the model's output (the loaded model must give the same, to tolerance)."""
+    clone = layer.__class__.from_config(layer.get_config())
+    assert clone.get_config() == layer.get_config()
+    if isinstance(inputs, list):
+        symbolic = [keras.Input(np.shape(x)[1:]) for x in inputs]
+    else:
+        symbolic = keras.Input(np.shape(inputs)[1:])
+    model = keras.Model(symbolic, layer(symbolic))
+    expected = keras.ops.convert_to_numpy(model(inputs, training=training))
+    path = tmp_path / f"{layer.name}.keras"
+    model.save(path)
+    loaded = keras.saving.load_model(path)
+    got = keras.ops.convert_to_numpy(loaded(inputs, training=training))
+    np.testing.assert_allclose(got, expected, rtol=rtol, atol=atol)
+    return expected

@@ -11,30 +11,13 @@ from asd_keras import layers
 from asd_keras import losses
 from asd_keras.layers.heads import adaptive_scale
 from asd_keras.layers.mixup import mix
+from tests.helpers import roundtrip_and_save as _roundtrip_and_save
 
 RNG = np.random.default_rng(0)
 
 
 def _unit(x, axis=-1):
     return x / np.linalg.norm(x, axis=axis, keepdims=True)
-
-
-def _roundtrip_and_save(layer, inputs, tmp_path, training=False):
-    """Config round trip, then save/load inside a Functional model."""
-    clone = layer.__class__.from_config(layer.get_config())
-    assert clone.get_config() == layer.get_config()
-    if isinstance(inputs, list):
-        symbolic = [keras.Input(np.shape(x)[1:]) for x in inputs]
-    else:
-        symbolic = keras.Input(np.shape(inputs)[1:])
-    model = keras.Model(symbolic, layer(symbolic))
-    expected = keras.ops.convert_to_numpy(model(inputs, training=training))
-    path = tmp_path / f"{layer.name}.keras"
-    model.save(path)
-    loaded = keras.saving.load_model(path)
-    got = keras.ops.convert_to_numpy(loaded(inputs, training=training))
-    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
-    return expected
 
 
 # ----------------------------------------------------------------------

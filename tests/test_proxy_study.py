@@ -1,5 +1,6 @@
-"""A tiny end-to-end proxy-task study: every family of issue 11, two
-configurations each, trained on a few clips of one machine type (dev sections
+"""A tiny end-to-end proxy-task study: one family of each extractor of issue
+11 (AE, cross-entropy classification, SimCLR; ArcFace and SimSiam train
+in their own modules' tests), two configurations each, trained on a few clips of one machine type (dev sections
 00-02 plus the additional-training sections 03-05), then Table VII, the
 figures and the three-stage report (paper: Shin & Lee, Tables II-VII)."""
 
@@ -42,15 +43,7 @@ def _study():
              "system": "resnet_ce", "proxy_metric": "macro_f1",
              "lower_is_better": {"macro_f1": False}, "base": SPECTROGRAM,
              "configurations": resnet},
-            {"name": "classification_arcface", "label": "Classification (ArcFace)",
-             "system": "resnet_arcface", "proxy_metric": "macro_f1",
-             "lower_is_better": {"macro_f1": False}, "base": SPECTROGRAM,
-             "configurations": resnet},
             {"name": "simclr", "label": "Contrastive (SimCLR)", "system": "simclr",
-             "proxy_metric": "uniformity",
-             "lower_is_better": {"uniformity": True, "alignment": True},
-             "base": SPECTROGRAM, "configurations": resnet},
-            {"name": "simsiam", "label": "Contrastive (SimSiam)", "system": "simsiam",
              "proxy_metric": "uniformity",
              "lower_is_better": {"uniformity": True, "alignment": True},
              "base": SPECTROGRAM, "configurations": resnet},
@@ -71,7 +64,7 @@ def study(tmp_path_factory):
 def test_study_writes_one_row_per_configuration_machine_type_and_trial(study):
     out = study["out"]
     rows = pd.read_csv(out / "rows.csv")
-    assert len(rows) == 10  # 5 families x 2 configurations x 1 machine type x 1 trial
+    assert len(rows) == 6  # 3 families x 2 configurations x 1 machine type x 1 trial
     assert set(rows["machine_type"]) == {"ToyCar"}
     for column in ASD_COLUMNS:
         assert rows[column].between(0, 1).all(), column
@@ -80,16 +73,16 @@ def test_study_writes_one_row_per_configuration_machine_type_and_trial(study):
     assert by_family.loc["ae", "test_mae"].gt(0).all()
     assert by_family.loc["ae", "macro_f1"].isna().all()
     assert by_family.loc["classification_ce", "macro_f1"].between(0, 1).all()
-    assert by_family.loc["simsiam", "uniformity"].between(-4, 0).all()
+    assert by_family.loc["simclr", "uniformity"].between(-4, 0).all()
     assert by_family.loc["simclr", "alignment"].between(0, 4).all()
-    assert rows["epochs"].tolist() == [2, 2] + [1] * 8
+    assert rows["epochs"].tolist() == [2, 2] + [1] * 4
     assert (rows["min_loss"] <= rows["first_loss"]).all()
     record = json.loads((out / "study.json").read_text())
     assert record["figure_machine_type"] == "ToyCar"
     assert [f["name"] for f in record["families"]] == [
-        "ae", "classification_ce", "classification_arcface", "simclr", "simsiam"]
+        "ae", "classification_ce", "simclr"]
     summary = pd.read_csv(out / "configurations.csv")
-    assert len(summary) == 10 and (summary["n_rows"] == 1).all()
+    assert len(summary) == 6 and (summary["n_rows"] == 1).all()
     features = np.load(out / "features" / "simclr" / "seed_a" / "ToyCar.npz")
     assert features["features"].shape == (24, 512)  # 3 sections x 8 labelled test clips
     assert set(features["label"]) == {0, 1}
@@ -138,7 +131,7 @@ def test_the_report_holds_table7_the_figures_and_three_stages(study, tmp_path):
     assert main(["proxy-report", "--study", str(study["out"]), "--out", str(out),
                  "--no-projections"]) in (0, None)
     table7 = pd.read_csv(out / "table7.csv")
-    assert set(table7["family"]) >= {"ae", "classification_ce", "simclr", "simsiam"}
+    assert set(table7["family"]) >= {"ae", "classification_ce", "simclr"}
     for name in ("fig2_in_domain_lp.png", "fig3_out_domain_lp.png", "fig4_md.png"):
         assert (out / name).stat().st_size > 1000, name
     assert not (out / "fig5_projections.png").exists()
@@ -167,7 +160,7 @@ def test_bad_study_configurations_and_data_are_named():
     with pytest.raises(ValueError, match="lower_is_better must map every proxy metric"):
         load_study_config(bad)
     bad = _study()
-    bad["families"][3]["base"] = {**SPECTROGRAM, "depth": 19}
+    bad["families"][2]["base"] = {**SPECTROGRAM, "depth": 19}
     with pytest.raises(ValueError, match="Family 'simclr', configuration 'seed_a'.*depth"):
         run_proxy_study(bad, [], "/nonexistent/never-written")
     unlabelled = pd.DataFrame({"split": ["train", "test"], "label": [0, None],

@@ -18,7 +18,7 @@ from asd_keras.layers.segments import PooledFeatureMaps
 from asd_keras.layers.segments import SplitSegments
 from asd_keras.losses.separation import NegativeSISDR
 from asd_keras.losses.separation import si_sdr
-from tests.test_angular_layers import _roundtrip_and_save
+from tests.helpers import roundtrip_and_save as _roundtrip_and_save
 
 RNG = np.random.default_rng(0)
 

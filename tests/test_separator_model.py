@@ -10,6 +10,7 @@ from asd_keras import layers
 from asd_keras.layers.conformer import glu
 from asd_keras.models import build_separator
 from asd_keras.models import separator_feature_model
+from tests.helpers import roundtrip_and_save
 
 RNG = np.random.default_rng(0)
 # 0.3 s at 16 kHz, not a multiple of the 100-sample hop.
@@ -22,20 +23,7 @@ def _np(x):
 
 
 def _roundtrip_and_save(layer, inputs, tmp_path):
-    """Config round trip, then save/load inside a Functional model."""
-    clone = layer.__class__.from_config(layer.get_config())
-    assert clone.get_config() == layer.get_config()
-    if isinstance(inputs, list):
-        symbolic = [keras.Input(np.shape(x)[1:]) for x in inputs]
-    else:
-        symbolic = keras.Input(np.shape(inputs)[1:])
-    model = keras.Model(symbolic, layer(symbolic))
-    expected = _np(model(inputs, training=False))
-    path = tmp_path / f"{layer.name}.keras"
-    model.save(path)
-    got = _np(keras.saving.load_model(path)(inputs, training=False))
-    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5)
-    return expected
+    return roundtrip_and_save(layer, inputs, tmp_path, atol=1e-5)
 
 
 # ----------------------------------------------------------------------

@@ -248,8 +248,32 @@ class RelativePositionAttention(keras.layers.Layer):
         return config
 
 
+class _ConformerLayer(keras.layers.Layer):
+    """The validated constructor arguments and config of the conformer layers."""
+
+    def __init__(self, dim, num_heads=4, head_dim=None, ff_mult=4,
+                 conv_expansion=2, conv_kernel=31, attn_dropout=0.2,
+                 ff_dropout=0.2, conv_dropout=0.0, max_relative_position=512,
+                 seed=None, **kwargs):
+        super().__init__(**kwargs)
+        arguments = _conformer_arguments(
+            dim, num_heads, head_dim, ff_mult, conv_expansion, conv_kernel,
+            attn_dropout, ff_dropout, conv_dropout, max_relative_position)
+        for key, value in arguments.items():
+            setattr(self, key, value)
+        self.seed = seed
+
+    def _conformer_config(self):
+        return {key: getattr(self, key) for key in _CONFORMER_ARGUMENTS}
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(self._conformer_config(), seed=self.seed)
+        return config
+
+
 @keras.saving.register_keras_serializable(package="asd_keras")
-class ConformerBlock(keras.layers.Layer):
+class ConformerBlock(_ConformerLayer):
     """Conformer block: ½FF, MHSA, convolution module, ½FF, LayerNorm.
 
     CMGAN's `ConformerBlock` (reference methods.md §E), every sub-module
@@ -295,20 +319,6 @@ class ConformerBlock(keras.layers.Layer):
     TensorShape([2, 10, 64])
     """
 
-    def __init__(self, dim, num_heads=4, head_dim=None, ff_mult=4,
-                 conv_expansion=2, conv_kernel=31, attn_dropout=0.2,
-                 ff_dropout=0.2, conv_dropout=0.0, max_relative_position=512,
-                 seed=None, **kwargs):
-        super().__init__(**kwargs)
-        arguments = _conformer_arguments(
-            dim, num_heads, head_dim, ff_mult, conv_expansion, conv_kernel,
-            attn_dropout, ff_dropout, conv_dropout, max_relative_position)
-        for key, value in arguments.items():
-            setattr(self, key, value)
-        self.seed = seed
-
-    def _conformer_config(self):
-        return {key: getattr(self, key) for key in _CONFORMER_ARGUMENTS}
 
     def _layer_norm(self, name):
         return keras.layers.LayerNormalization(epsilon=_NORM_EPSILON, name=name)
@@ -398,14 +408,10 @@ class ConformerBlock(keras.layers.Layer):
     def compute_output_shape(self, input_shape):
         return input_shape
 
-    def get_config(self):
-        config = super().get_config()
-        config.update(self._conformer_config(), seed=self.seed)
-        return config
 
 
 @keras.saving.register_keras_serializable(package="asd_keras")
-class TwoStageConformer(keras.layers.Layer):
+class TwoStageConformer(_ConformerLayer):
     """Two-stage conformer block: a time conformer, then a frequency one.
 
     CMGAN's `TSCB` (reference methods.md §E) on a channels-last
@@ -437,20 +443,6 @@ class TwoStageConformer(keras.layers.Layer):
     TensorShape([1, 5, 101, 64])
     """
 
-    def __init__(self, dim, num_heads=4, head_dim=None, ff_mult=4,
-                 conv_expansion=2, conv_kernel=31, attn_dropout=0.2,
-                 ff_dropout=0.2, conv_dropout=0.0, max_relative_position=512,
-                 seed=None, **kwargs):
-        super().__init__(**kwargs)
-        arguments = _conformer_arguments(
-            dim, num_heads, head_dim, ff_mult, conv_expansion, conv_kernel,
-            attn_dropout, ff_dropout, conv_dropout, max_relative_position)
-        for key, value in arguments.items():
-            setattr(self, key, value)
-        self.seed = seed
-
-    def _conformer_config(self):
-        return {key: getattr(self, key) for key in _CONFORMER_ARGUMENTS}
 
     def build(self, input_shape):
         if len(input_shape) != 4 or input_shape[2] is None or input_shape[3] != self.dim:
@@ -480,7 +472,3 @@ class TwoStageConformer(keras.layers.Layer):
     def compute_output_shape(self, input_shape):
         return input_shape
 
-    def get_config(self):
-        config = super().get_config()
-        config.update(self._conformer_config(), seed=self.seed)
-        return config

@@ -105,8 +105,24 @@ class RMSScaling(keras.layers.Layer):
         return config
 
 
+class _CompressedSpectrum(keras.layers.Layer):
+    """The STFT settings and config shared by the analysis and synthesis layers."""
+
+    def __init__(self, n_fft=400, hop_length=100, compress_factor=0.3, **kwargs):
+        super().__init__(**kwargs)
+        self.n_fft, self.hop_length, self.compress_factor = _check_spectral(
+            n_fft, hop_length, compress_factor)
+        self._window = hamming_window(self.n_fft)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(n_fft=self.n_fft, hop_length=self.hop_length,
+                      compress_factor=self.compress_factor)
+        return config
+
+
 @keras.saving.register_keras_serializable(package="asd_keras")
-class SeparatorSTFT(keras.layers.Layer):
+class SeparatorSTFT(_CompressedSpectrum):
     """Power-law compressed STFT, stacked as (magnitude, real, imaginary).
 
     `torch.stft(x, n_fft, hop_length, window=hamming_window(n_fft),
@@ -133,11 +149,6 @@ class SeparatorSTFT(keras.layers.Layer):
     TensorShape([2, 161, 201, 3])
     """
 
-    def __init__(self, n_fft=400, hop_length=100, compress_factor=0.3, **kwargs):
-        super().__init__(**kwargs)
-        self.n_fft, self.hop_length, self.compress_factor = _check_spectral(
-            n_fft, hop_length, compress_factor)
-        self._window = hamming_window(self.n_fft)
 
     def call(self, waveform):
         real, imag = ops.stft(
@@ -156,15 +167,10 @@ class SeparatorSTFT(keras.layers.Layer):
         frames = None if samples is None else 1 + samples // self.hop_length
         return (input_shape[0], frames, self.n_fft // 2 + 1, 3)
 
-    def get_config(self):
-        config = super().get_config()
-        config.update(n_fft=self.n_fft, hop_length=self.hop_length,
-                      compress_factor=self.compress_factor)
-        return config
 
 
 @keras.saving.register_keras_serializable(package="asd_keras")
-class SeparatorISTFT(keras.layers.Layer):
+class SeparatorISTFT(_CompressedSpectrum):
     """Inverse of `SeparatorSTFT`: uncompress, inverse STFT, crop.
 
     The compressed `(real, imaginary)` pair is uncompressed to
@@ -196,11 +202,6 @@ class SeparatorISTFT(keras.layers.Layer):
     >>> y = SeparatorISTFT()([SeparatorSTFT()(x)[..., 1:], x])  # y == x
     """
 
-    def __init__(self, n_fft=400, hop_length=100, compress_factor=0.3, **kwargs):
-        super().__init__(**kwargs)
-        self.n_fft, self.hop_length, self.compress_factor = _check_spectral(
-            n_fft, hop_length, compress_factor)
-        self._window = hamming_window(self.n_fft)
 
     def call(self, inputs):
         spectrum, reference = inputs
@@ -219,11 +220,6 @@ class SeparatorISTFT(keras.layers.Layer):
     def compute_output_shape(self, input_shape):
         return (input_shape[0][0], input_shape[1][-1])
 
-    def get_config(self):
-        config = super().get_config()
-        config.update(n_fft=self.n_fft, hop_length=self.hop_length,
-                      compress_factor=self.compress_factor)
-        return config
 
 
 @keras.saving.register_keras_serializable(package="asd_keras")
