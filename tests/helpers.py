@@ -84,3 +84,33 @@ def roundtrip_and_save(layer, inputs, tmp_path, training=False, rtol=1e-5, atol=
     got = keras.ops.convert_to_numpy(loaded(inputs, training=training))
     np.testing.assert_allclose(got, expected, rtol=rtol, atol=atol)
     return expected
+
+
+def reference_stft(y, n_fft, hop_length, window="hann", center=True, pad_mode="constant"):
+    """librosa.stft's definition in NumPy: `(1 + n_fft // 2, frames)` complex.
+
+    Periodic window (`scipy.signal.get_window(fftbins=True)`, as librosa),
+    centred frames padded by `n_fft // 2` with `pad_mode`. Written out so that
+    the tests compare with librosa's definition without `librosa.stft`, whose
+    numba kernels take about 27 s to compile in a fresh environment (once per
+    test worker).
+    """
+    import scipy.signal
+
+    y = np.asarray(y, np.float64)
+    if center:
+        y = np.pad(y, n_fft // 2, mode=pad_mode)
+    frames = np.lib.stride_tricks.sliding_window_view(y, n_fft)[::hop_length]
+    win = scipy.signal.get_window(window, n_fft, fftbins=True)
+    return np.fft.rfft(frames * win, axis=-1).T
+
+
+def reference_melspectrogram(y, sr, n_fft, hop_length, n_mels, power=2.0, center=True,
+                             pad_mode="constant"):
+    """librosa.feature.melspectrogram's definition: librosa's Slaney mel basis
+    times `|reference_stft|**power`, `(n_mels, frames)`."""
+    import librosa
+
+    basis = librosa.filters.mel(sr=sr, n_fft=n_fft, n_mels=n_mels)
+    return basis @ np.abs(reference_stft(y, n_fft, hop_length, center=center,
+                                         pad_mode=pad_mode)) ** power
