@@ -465,6 +465,29 @@ def cmd_download(args):
 
 
 # ----------------------------------------------------------------------
+# convert
+# ----------------------------------------------------------------------
+
+
+def cmd_convert(args):
+    from asd_keras.config import parse_overrides
+    from asd_keras.models.converters import convert_checkpoint
+    from asd_keras.utils.io import check_output_dir
+
+    check_output_dir(args.out, args.force, what="preset folder")
+    metadata = convert_checkpoint(args.encoder, args.checkpoint, args.out, force=args.force,
+                                  trust_pickle=args.trust_pickle,
+                                  overrides=parse_overrides(args.overrides))
+    layout = f", {metadata['layout']} layout" if "layout" in metadata else ""
+    dropped = (f", {metadata['dropped']} pre-training keys dropped"
+               if metadata.get("dropped") else "")
+    print(f"Converted {metadata['keys']} keys of '{args.checkpoint}' ({args.encoder}{layout}"
+          f"{dropped}) into the preset '{args.out}'. Use it with "
+          f"'asd-keras train --system frozen_encoder encoder={args.encoder} "
+          f"preset={args.out} ...'.")
+
+
+# ----------------------------------------------------------------------
 
 
 def build_parser():
@@ -590,6 +613,20 @@ def build_parser():
     p.add_argument("--no-projections", action="store_true",
                    help="skip Fig. 5 (UMAP and t-SNE take tens of seconds)")
     p.set_defaults(func=cmd_proxy_report)
+
+    p = sub.add_parser("convert", help="convert an official BEATs or EAT checkpoint into "
+                       "a Keras preset folder")
+    p.add_argument("--encoder", required=True, choices=("beats", "eat"))
+    p.add_argument("--checkpoint", required=True,
+                   help=".pt (needs torch), .safetensors or .npz state dict")
+    p.add_argument("--out", required=True, help="preset folder to write")
+    p.add_argument("--trust-pickle", action="store_true",
+                   help="let torch unpickle non-tensor objects (fairseq configs); only for "
+                        "files from a trusted source")
+    p.add_argument("--force", action="store_true")
+    p.add_argument("overrides", nargs="*", help="encoder arguments the file cannot tell, "
+                   "key=value (e.g. num_heads=16)")
+    p.set_defaults(func=cmd_convert)
 
     p = sub.add_parser("download", help="download DCASE data from Zenodo")
     p.add_argument("--year", type=int, required=True)

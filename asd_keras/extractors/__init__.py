@@ -15,3 +15,4 @@ from asd_keras.extractors import adversarial  # noqa: F401
 from asd_keras.extractors import contrastive  # noqa: F401
 from asd_keras.extractors import resnet_classifier  # noqa: F401
 from asd_keras.extractors import separation  # noqa: F401
+from asd_keras.extractors import frozen_encoder  # noqa: F401

@@ -35,3 +35,4 @@ from asd_keras.layers.detectors import VectorScores
 from asd_keras.layers.segments import MergeSegments
 from asd_keras.layers.segments import PooledFeatureMaps
 from asd_keras.layers.segments import SplitSegments
+from asd_keras.layers.pooling import TemporalPooling

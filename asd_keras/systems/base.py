@@ -622,14 +622,20 @@ class AnomalySystem:
             return {"anomaly_score": total,
                     "decision": tf.cast(total > thresholds[index], tf.int32)}
 
-        signature = [tf.TensorSpec([None, None], tf.float32, name="waveform")]
+        # Two-channel extractors (DCASE 2026 near and far microphones) serve
+        # `(clips, samples, 2)`.
+        channels = getattr(next(iter(self.members[0]["extractors"].values())),
+                           "serving_channels", 1)
+        shape = [None, None] if channels == 1 else [None, None, channels]
+        signature = [tf.TensorSpec(shape, tf.float32, name="waveform")]
         if finest != "all":
             signature.append(tf.TensorSpec([], tf.string, name="machine_type"))
         if finest == "section":
             signature.append(tf.TensorSpec([], tf.string, name="section"))
         archive.add_endpoint("serve", serve, input_signature=signature)
         archive.write_out(str(out_dir), verbose=False)
-        manifest = {"inputs": [spec.name for spec in signature], "grouping": grouping,
+        manifest = {"inputs": [spec.name for spec in signature], "waveform_shape": shape,
+                    "grouping": grouping,
                     "groups": groups, "ensemble_size": len(self.members)}
         if grouping != "all":
             manifest["machine_types"] = sorted({g.split("_section_")[0] for g in groups})

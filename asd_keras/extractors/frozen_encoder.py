@@ -1,0 +1,336 @@
+"""Frozen pretrained audio encoders (BEATs, EAT) as training-free extractors.
+
+A clip goes through the encoder's own front end and transformer
+(`asd_keras.models.audio_encoders`); the tokens of the chosen layer(s) are
+pooled into one vector per clip (`TemporalPooling`: the proxy study's mean
+over tokens, GenRep's band-preserving temporal mean, EAT's CLS token, GeM,
+GWRP, RDP). Nothing is trained: GenRep (methods.md §B) and Wilkinghoff et
+al. 2026 (§B2) score such embeddings with kNN memory banks, Shin & Lee with
+Mahalanobis distance and linear probes.
+
+Embeddings are cached on disk, one file per clip holding every layer's
+pooled vector, keyed by the encoder's weights, the front-end settings, the
+pooling and the clip file (path, size, modification time): a sweep over
+layers or over a backend's parameters runs the encoder once per clip.
+"""
+
+import hashlib
+import json
+import logging
+import os
+from pathlib import Path
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from asd_keras.data.audio import AudioLoader
+from asd_keras.data.audio import nonfinite_audio_error
+from asd_keras.data.pipelines import clip_dataset
+from asd_keras.extractors.base import FeatureExtractor
+from asd_keras.extractors.base import register_extractor
+from asd_keras.layers.pooling import POOLING_MODES
+
+logger = logging.getLogger(__name__)
+
+CHANNELS = {"near": 0, "far": 1, "both": "both"}
+DEFAULT_PRESETS = {"beats": "beats_iter3", "eat": "eat_base"}
+CACHE_ENV = "ASD_KERAS_CACHE"
+_CACHE_VERSION = 1
+
+
+def default_cache_dir():
+    """`$ASD_KERAS_CACHE/embeddings`, else `~/.cache/asd-keras/embeddings`."""
+    root = os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "asd-keras"
+    return Path(root) / "embeddings"
+
+
+@register_extractor("frozen_encoder")
+class FrozenEncoderExtractor(FeatureExtractor):
+    """Pooled token embeddings of a frozen BEATs or EAT encoder.
+
+    Feature sets are named `layer_<i>`: `layer_0` is the input of the first
+    transformer layer, `layer_i` the output of layer `i`.
+
+    Args:
+        encoder: str. `"beats"` or `"eat"`.
+        preset: str or None. A named configuration (`beats_iter3`,
+            `beats_iter3_plus`, `beats_iter3_plus_as2m`, `eat_base`,
+            `eat_large`, ...; random weights) or a folder written by
+            `asd-keras convert`. None: `beats_iter3` or `eat_base`.
+        layer: int, list of int, or None. Layer(s) to give (None: the last).
+        pooling: str. One of `TemporalPooling`'s modes: `"mean"`,
+            `"band_mean"`, `"cls"` (EAT), `"max"`, `"gem"`, `"gwrp"`, `"rdp"`,
+            `"rdp_gem"`.
+        pooling_p: float. GeM exponent.
+        pooling_r: float. GWRP decay.
+        pooling_gamma: float. RDP exponent.
+        channel: str. `"near"` (channel 0, mono files), `"far"` (channel 1)
+            or `"both"` (the two channels' embeddings concatenated).
+        clip_seconds: float or None. Zero-pad or cut clips to this length
+            first (GenRep pads to 10 s); None keeps each clip's length (then
+            clips are encoded one at a time).
+        batch_size: int. Clips per encoder call.
+        cache_dir: str. `"auto"` (`default_cache_dir()`), a folder, or
+            `"none"` for no cache.
+        weights_seed: int. Seed of a named configuration's random weights.
+        preset_fingerprint: str or None. Set on first use; a run whose
+            preset folder has changed since then is refused.
+    """
+
+    trainable = False
+
+    def __init__(self, encoder="beats", preset=None, layer=None, pooling="mean",
+                 pooling_p=3.0, pooling_r=0.5, pooling_gamma=1.0, channel="near",
+                 clip_seconds=10.0, batch_size=8, cache_dir="auto", weights_seed=0,
+                 preset_fingerprint=None, sample_rate=16000):
+        from asd_keras.models.audio_encoders import ENCODER_TYPES
+        from asd_keras.models.audio_encoders import PRESETS
+
+        if encoder not in ENCODER_TYPES:
+            raise ValueError(f"encoder must be one of {ENCODER_TYPES}; received {encoder!r}.")
+        if pooling not in POOLING_MODES:
+            raise ValueError(f"pooling must be one of {POOLING_MODES}; received {pooling!r}.")
+        if pooling == "cls" and encoder != "eat":
+            raise ValueError("pooling='cls' needs an encoder with a CLS token (encoder=eat); "
+                             f"received encoder={encoder!r}.")
+        if channel not in CHANNELS:
+            raise ValueError(f"channel must be one of {tuple(CHANNELS)}; received {channel!r}.")
+        if clip_seconds is not None and float(clip_seconds) <= 0:
+            raise ValueError(f"clip_seconds must be positive or null; received {clip_seconds!r}.")
+        if int(batch_size) < 1:
+            raise ValueError(f"batch_size must be >= 1; received {batch_size!r}.")
+        self.encoder = encoder
+        self.preset = DEFAULT_PRESETS[encoder] if preset is None else str(preset)
+        if self.preset in PRESETS and PRESETS[self.preset]["encoder"] != encoder:
+            raise ValueError(f"preset {self.preset!r} is a {PRESETS[self.preset]['encoder']} "
+                             f"configuration, not {encoder!r}.")
+        if self.preset not in PRESETS:
+            self.preset = str(Path(self.preset).expanduser().resolve())
+        self.pooling = pooling
+        self.pooling_p, self.pooling_r = float(pooling_p), float(pooling_r)
+        self.pooling_gamma = float(pooling_gamma)
+        self.channel = channel
+        self.clip_seconds = None if clip_seconds is None else float(clip_seconds)
+        self.batch_size = int(batch_size)
+        self.cache_dir = str(cache_dir)
+        self.weights_seed = int(weights_seed)
+        self.sample_rate = int(sample_rate)
+        self._info = self._preset_info()
+        if self._info["encoder"] != encoder:
+            raise ValueError(f"The preset '{self.preset}' holds a {self._info['encoder']} "
+                             f"encoder; set encoder={self._info['encoder']}.")
+        if preset_fingerprint is not None and preset_fingerprint != self._info["fingerprint"]:
+            raise ValueError(
+                f"The preset '{self.preset}' has changed since this extractor was fitted "
+                f"(weights {self._info['fingerprint'][:12]}..., recorded "
+                f"{preset_fingerprint[:12]}...). Retrain the run, or restore the preset.")
+        self.preset_fingerprint = self._info["fingerprint"]
+        self.num_layers = self._encoder_config()["num_layers"]
+        layers = [self.num_layers] if layer is None else layer
+        layers = [layers] if isinstance(layers, int) else list(layers)
+        for value in layers:
+            if isinstance(value, bool) or not isinstance(value, int) \
+                    or not 0 <= value <= self.num_layers:
+                raise ValueError(f"layer must be an integer in [0, {self.num_layers}] (or a "
+                                 f"list of them) for this encoder; received {layer!r}.")
+        if not layers:
+            raise ValueError("layer must name at least one layer; received an empty list.")
+        self.layer = layers[0] if len(layers) == 1 else layers
+        self._layers = layers
+        self._encoder = None
+        self._models = {}
+
+    # -- configuration ------------------------------------------------------
+
+    def _preset_info(self):
+        from asd_keras.models.audio_encoders import preset_info
+
+        info = preset_info(self.preset)
+        if not info["pretrained"]:
+            info["fingerprint"] = f"{info['fingerprint']}:seed{self.weights_seed}"
+        return info
+
+    def _encoder_config(self):
+        from asd_keras.models.audio_encoders import ENCODER_CLASSES
+        from asd_keras.models.converters import _defaults
+        return {**_defaults(ENCODER_CLASSES[self.encoder]), **self._info["config"]}
+
+    @property
+    def pretrained(self):
+        """Whether the weights are converted ones (False: random weights)."""
+        return bool(self._info["pretrained"])
+
+    @property
+    def feature_names(self):
+        return [f"layer_{i}" for i in self._layers]
+
+    @property
+    def data_choices(self):
+        return {"encoder_weights": "pretrained" if self.pretrained else "random weights",
+                "preset_source": self._info["source"]}
+
+    def get_config(self):
+        return {"encoder": self.encoder, "preset": self.preset, "layer": self.layer,
+                "pooling": self.pooling, "pooling_p": self.pooling_p,
+                "pooling_r": self.pooling_r, "pooling_gamma": self.pooling_gamma,
+                "channel": self.channel, "clip_seconds": self.clip_seconds,
+                "batch_size": self.batch_size, "cache_dir": self.cache_dir,
+                "weights_seed": self.weights_seed,
+                "preset_fingerprint": self.preset_fingerprint,
+                "sample_rate": self.sample_rate}
+
+    # -- models ---------------------------------------------------------------
+
+    def _load_encoder(self):
+        if self._encoder is None:
+            from asd_keras.models.audio_encoders import load_encoder
+
+            self._encoder, _ = load_encoder(self.preset, seed=self.weights_seed)
+        return self._encoder
+
+    def _pooling_layer(self, name):
+        from asd_keras.layers.pooling import TemporalPooling
+
+        encoder = self._load_encoder()
+        return TemporalPooling(self.pooling, num_bands=encoder.num_bands,
+                               num_extra_tokens=encoder.num_extra_tokens, p=self.pooling_p,
+                               r=self.pooling_r, gamma=self.pooling_gamma, name=name)
+
+    def _pooled_model(self, layers, num_samples=None):
+        """Waveforms `(batch, samples[, 2])` to `{"layer_i": pooled}`."""
+        import keras
+
+        from asd_keras.layers.spectral import FixedLength
+
+        key = (tuple(layers), num_samples)
+        if key in self._models:
+            return self._models[key]
+        encoder = self._load_encoder()
+        names = [f"layer_{i}" for i in layers]
+        trunk = keras.Model(encoder.input, {n: encoder.output[n] for n in names},
+                            name=f"{self.encoder}_trunk")
+        both = self.channel == "both"
+        waveform = keras.Input((num_samples, 2) if both else (num_samples,), name="waveform")
+        channels = [waveform[..., 0], waveform[..., 1]] if both else [waveform]
+        if self.clip_seconds is not None:
+            length = FixedLength(int(round(self.clip_seconds * self.sample_rate)), "pad",
+                                 name="clip_length")
+            channels = [length(c) for c in channels]
+        pooled = {n: [] for n in names}
+        for channel in channels:
+            tokens = trunk(channel)
+            for n in names:
+                pooled[n].append(tokens[n])
+        outputs = {}
+        for n in names:
+            pool = self._pooling_layer(f"pool_{n}")
+            parts = [pool(t) for t in pooled[n]]
+            outputs[n] = (keras.layers.Concatenate(name=f"channels_{n}")(parts)
+                          if len(parts) > 1 else parts[0])
+        model = keras.Model(waveform, outputs, name=f"frozen_{self.encoder}")
+        self._models[key] = model
+        return model
+
+    def serving_model(self, num_samples=None):
+        """Waveforms to `{"layer_i": (batch, dim)}`; with `channel="both"`
+        the input is `(batch, samples, 2)` (near, far)."""
+        return self._pooled_model(self._layers, num_samples)
+
+    @property
+    def serving_channels(self):
+        return 2 if self.channel == "both" else 1
+
+    # -- features -------------------------------------------------------------
+
+    def _cache_root(self):
+        if self.cache_dir == "none":
+            return None
+        return default_cache_dir() if self.cache_dir == "auto" else Path(self.cache_dir)
+
+    def _cache_keys(self, paths):
+        settings = json.dumps({
+            "version": _CACHE_VERSION, "weights": self.preset_fingerprint,
+            "encoder": self.encoder, "channel": self.channel,
+            "clip_seconds": self.clip_seconds, "sample_rate": self.sample_rate,
+            "pooling": [self.pooling, self.pooling_p, self.pooling_r, self.pooling_gamma],
+            "keras": _keras_version()}, sort_keys=True)
+        keys = []
+        for path in paths:
+            stat = os.stat(path)
+            ident = f"{settings}|{os.path.realpath(path)}|{stat.st_size}|{stat.st_mtime_ns}"
+            keys.append(hashlib.sha256(ident.encode()).hexdigest())
+        return keys
+
+    def transform(self, table, verbose=0):
+        """`{"layer_i": (clips, dim)}` for the clips of `table["path"]`.
+
+        Raises:
+            FileNotFoundError, ValueError: naming a missing, unreadable,
+                wrongly sampled, single-channel (for `far`/`both`) or
+                corrupt clip.
+        """
+        paths = [str(p) for p in table["path"]]
+        if not paths:
+            dim = self._pooled_model(self._layers).output[self.feature_names[0]].shape[-1]
+            return {n: np.zeros((0, dim), np.float32) for n in self.feature_names}
+        length = None if self.clip_seconds is None else int(round(self.clip_seconds
+                                                                * self.sample_rate))
+        loader = AudioLoader(self.sample_rate, channel=CHANNELS[self.channel], length=length,
+                             length_policy="none" if length is None else "pad",
+                             min_samples=400)
+        loader.check(paths, progress=bool(verbose))
+        root = self._cache_root()
+        if root is None:
+            values = self._encode(paths, loader, self._layers, verbose)
+            return {f"layer_{i}": values[:, j] for j, i in enumerate(self._layers)}
+        all_layers = list(range(self.num_layers + 1))
+        keys = self._cache_keys(paths)
+        files = [root / k[:2] / f"{k}.npy" for k in keys]
+        rows = [None] * len(paths)
+        missing = []
+        for i, f in enumerate(files):
+            try:
+                rows[i] = np.load(f)
+            except (OSError, ValueError):
+                missing.append(i)
+        if missing:
+            logger.info("Encoding %d of %d clips with %s (%s); the cache holds the rest.",
+                        len(missing), len(paths), self.encoder, self._info["source"])
+            values = self._encode([paths[i] for i in missing], loader, all_layers, verbose)
+            from asd_keras.utils.io import atomic_path
+            for j, i in enumerate(missing):
+                rows[i] = values[j]
+                files[i].parent.mkdir(parents=True, exist_ok=True)
+                with atomic_path(files[i], suffix=".npy") as tmp:
+                    np.save(tmp, values[j])
+        stacked = np.stack(rows)
+        return {f"layer_{i}": np.ascontiguousarray(stacked[:, i]) for i in self._layers}
+
+    def _encode(self, paths, loader, layers, verbose):
+        """`(clips, len(layers), dim)` float32 pooled embeddings."""
+        import tensorflow as tf
+
+        model = self._pooled_model(layers)
+        names = [f"layer_{i}" for i in layers]
+        run = tf.function(lambda x: model(x, training=False), reduce_retracing=True)
+        batch = self.batch_size if self.clip_seconds is not None else 1
+        ds = clip_dataset(paths, loader).batch(batch).prefetch(tf.data.AUTOTUNE)
+        parts = []
+        with tqdm(total=len(paths), desc=f"{self.encoder} embeddings", unit="clip",
+                  disable=not verbose, leave=False) as bar:
+            try:
+                for waveform in ds:
+                    out = run(waveform)
+                    parts.append(np.stack([out[n].numpy() for n in names], axis=1))
+                    bar.update(len(parts[-1]))
+            except tf.errors.InvalidArgumentError as error:
+                clear = nonfinite_audio_error(error)
+                if clear is None:
+                    raise
+                raise clear from None
+        return np.concatenate(parts).astype(np.float32)
+
+
+def _keras_version():
+    import keras
+    return keras.__version__

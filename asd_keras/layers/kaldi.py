@@ -1,0 +1,197 @@
+"""Kaldi-compatible log-mel filter banks, the front end of BEATs and EAT.
+
+Both encoders were pre-trained on `torchaudio.compliance.kaldi.fbank`
+features (reference methods.md §C1, §C2), so a port must reproduce that
+function, not a librosa-style log-mel. Per frame (25 ms, 10 ms shift,
+`snip_edges`: only frames that fit entirely): remove the frame's DC offset,
+pre-emphasise (0.97, the first sample replicated), window (Povey = Hann
+** 0.85, or Hann; both symmetric), zero-pad to the next power of two, take
+the power spectrum, apply Kaldi's triangular mel bank (mel = 1127 ln(1 + f
+/ 700), 20 Hz to Nyquist, zero weight on the Nyquist bin) and the natural
+log of at least float32 epsilon. Then the encoders' own steps: BEATs scales
+the waveform by 2**15 first; EAT removes the waveform's mean first and pads
+or crops to a fixed number of frames before normalising.
+"""
+
+import keras
+import numpy as np
+from keras import ops
+
+WINDOWS = ("povey", "hanning")
+# torch.finfo(torch.float32).eps: Kaldi's log floor.
+_LOG_FLOOR = float(np.finfo(np.float32).eps)
+
+
+def _mel(freq):
+    return 1127.0 * np.log(1.0 + np.asarray(freq, np.float64) / 700.0)
+
+
+def kaldi_mel_banks(num_mel_bins, padded_window_size, sample_rate, low_freq=20.0,
+                    high_freq=0.0):
+    """Kaldi's triangular mel filter bank on the rfft bins.
+
+    Args:
+        num_mel_bins: int.
+        padded_window_size: int. FFT length (a power of two).
+        sample_rate: int.
+        low_freq: float. Lowest edge in Hz.
+        high_freq: float. Highest edge in Hz; `<= 0` is an offset from the
+            Nyquist frequency (Kaldi's convention).
+
+    Returns:
+        float32 array `(padded_window_size // 2 + 1, num_mel_bins)`; the
+        Nyquist bin has zero weight, as in Kaldi.
+    """
+    nyquist = 0.5 * sample_rate
+    if high_freq <= 0.0:
+        high_freq += nyquist
+    if not 0.0 <= low_freq < high_freq <= nyquist:
+        raise ValueError(
+            f"Mel bank edges must satisfy 0 <= low_freq < high_freq <= {nyquist}; "
+            f"received low_freq={low_freq!r}, high_freq={high_freq!r}.")
+    num_fft_bins = padded_window_size // 2
+    mel_low, mel_high = _mel(low_freq), _mel(high_freq)
+    delta = (mel_high - mel_low) / (num_mel_bins + 1)
+    index = np.arange(num_mel_bins)[:, None]
+    left = mel_low + index * delta
+    centre = mel_low + (index + 1.0) * delta
+    right = mel_low + (index + 2.0) * delta
+    mel = _mel(sample_rate / padded_window_size * np.arange(num_fft_bins))[None, :]
+    up = (mel - left) / (centre - left)
+    down = (right - mel) / (right - centre)
+    banks = np.maximum(0.0, np.minimum(up, down))
+    banks = np.pad(banks, ((0, 0), (0, 1)))
+    return banks.T.astype(np.float32)
+
+
+def kaldi_window(window_type, length):
+    """Kaldi's symmetric analysis window: `"povey"` (Hann ** 0.85) or
+    `"hanning"`, as float32 `(length,)`."""
+    if window_type not in WINDOWS:
+        raise ValueError(f"window_type must be one of {WINDOWS}; received {window_type!r}.")
+    n = np.arange(length, dtype=np.float64)
+    hann = 0.5 - 0.5 * np.cos(2.0 * np.pi * n / (length - 1))
+    return (hann ** 0.85 if window_type == "povey" else hann).astype(np.float32)
+
+
+@keras.saving.register_keras_serializable(package="asd_keras")
+class KaldiFbank(keras.layers.Layer):
+    """Waveforms `(batch, samples)` to Kaldi log-mel filter banks
+    `(batch, frames, num_mel_bins)`, normalised as an encoder expects.
+
+    `frames = 1 + (samples - frame_length) // frame_shift` (Kaldi's
+    `snip_edges`), or `num_frames` when given: the features are then cut or
+    zero-padded at the end (before normalisation, as EAT's
+    `feature_extract.py`). The output is `(fbank - norm_mean) / (2 *
+    norm_std)`, the AudioSet normalisation both encoders use.
+
+    Args:
+        sample_rate: int. Defaults to `16000`.
+        num_mel_bins: int. Defaults to `128`.
+        frame_length_ms: float. Defaults to `25.0`.
+        frame_shift_ms: float. Defaults to `10.0`.
+        window_type: str. `"povey"` (BEATs) or `"hanning"` (EAT).
+        preemphasis: float. Defaults to `0.97`.
+        low_freq: float. Defaults to `20.0`.
+        waveform_scale: float. Multiplies the waveform first (BEATs:
+            `32768.0`, 16-bit integer range).
+        subtract_waveform_mean: bool. Removes each clip's mean first (EAT).
+        num_frames: int or None. Fixed output length (EAT: 1024 for 10 s).
+        norm_mean: float. BEATs 15.41663, EAT -4.268.
+        norm_std: float. BEATs 6.55582, EAT 4.569.
+
+    Example:
+    >>> fbank = KaldiFbank(window_type="povey", waveform_scale=32768.0,
+    ...                    norm_mean=15.41663, norm_std=6.55582)
+    >>> fbank(np.zeros((2, 16000), "float32")).shape
+    TensorShape([2, 98, 128])
+    """
+
+    def __init__(self, sample_rate: int = 16000, num_mel_bins: int = 128,
+                 frame_length_ms: float = 25.0, frame_shift_ms: float = 10.0,
+                 window_type: str = "povey", preemphasis: float = 0.97,
+                 low_freq: float = 20.0, waveform_scale: float = 1.0,
+                 subtract_waveform_mean: bool = False, num_frames: int = None,
+                 norm_mean: float = 0.0, norm_std: float = 0.5, **kwargs):
+        super().__init__(**kwargs)
+        if window_type not in WINDOWS:
+            raise ValueError(f"window_type must be one of {WINDOWS}; received {window_type!r}.")
+        if num_mel_bins < 4:
+            raise ValueError(f"num_mel_bins must be at least 4; received {num_mel_bins!r}.")
+        if norm_std <= 0:
+            raise ValueError(f"norm_std must be positive; received {norm_std!r}.")
+        if num_frames is not None and int(num_frames) < 1:
+            raise ValueError(f"num_frames must be positive or None; received {num_frames!r}.")
+        self.sample_rate = int(sample_rate)
+        self.num_mel_bins = int(num_mel_bins)
+        self.frame_length_ms = float(frame_length_ms)
+        self.frame_shift_ms = float(frame_shift_ms)
+        self.window_type = window_type
+        self.preemphasis = float(preemphasis)
+        self.low_freq = float(low_freq)
+        self.waveform_scale = float(waveform_scale)
+        self.subtract_waveform_mean = bool(subtract_waveform_mean)
+        self.num_frames = None if num_frames is None else int(num_frames)
+        self.norm_mean = float(norm_mean)
+        self.norm_std = float(norm_std)
+        # Kaldi truncates the millisecond sizes to whole samples.
+        self.window_size = int(self.sample_rate * self.frame_length_ms * 0.001)
+        self.window_shift = int(self.sample_rate * self.frame_shift_ms * 0.001)
+        if self.window_size < 2 or self.window_shift < 1:
+            raise ValueError(
+                f"frame_length_ms={frame_length_ms!r} and frame_shift_ms={frame_shift_ms!r} "
+                f"give fewer than 2 samples per frame at {sample_rate} Hz.")
+        self.fft_length = 1 << (self.window_size - 1).bit_length()
+        self._window = kaldi_window(window_type, self.window_size)
+        self._banks = kaldi_mel_banks(self.num_mel_bins, self.fft_length, self.sample_rate,
+                                      self.low_freq)
+
+    def frames_for(self, num_samples):
+        """Frames of a clip of `num_samples` samples (before `num_frames`)."""
+        return max(0, 1 + (int(num_samples) - self.window_size) // self.window_shift)
+
+    def call(self, waveform):
+        waveform = ops.cast(waveform, "float32")
+        if self.subtract_waveform_mean:
+            waveform = waveform - ops.mean(waveform, axis=-1, keepdims=True)
+        if self.waveform_scale != 1.0:
+            waveform = waveform * self.waveform_scale
+        num_samples = ops.shape(waveform)[-1]
+        count = 1 + (num_samples - self.window_size) // self.window_shift
+        index = (ops.arange(count)[:, None] * self.window_shift
+                 + ops.arange(self.window_size)[None, :])
+        frames = ops.take(waveform, index, axis=1)
+        frames = frames - ops.mean(frames, axis=-1, keepdims=True)
+        if self.preemphasis != 0.0:
+            previous = ops.concatenate([frames[..., :1], frames[..., :-1]], axis=-1)
+            frames = frames - self.preemphasis * previous
+        frames = frames * ops.convert_to_tensor(self._window)
+        real, imag = ops.rfft(frames, fft_length=self.fft_length)
+        power = real * real + imag * imag
+        energies = ops.matmul(power, ops.convert_to_tensor(self._banks))
+        fbank = ops.log(ops.maximum(energies, _LOG_FLOOR))
+        if self.num_frames is not None:
+            fbank = fbank[:, :self.num_frames]
+            missing = ops.maximum(self.num_frames - ops.shape(fbank)[1], 0)
+            fbank = ops.pad(fbank, ((0, 0), (0, missing), (0, 0)))
+            fbank = ops.reshape(fbank, (-1, self.num_frames, self.num_mel_bins))
+        return (fbank - self.norm_mean) / (2.0 * self.norm_std)
+
+    def compute_output_shape(self, input_shape):
+        frames = self.num_frames
+        if frames is None and input_shape[-1] is not None:
+            frames = self.frames_for(input_shape[-1])
+        return (input_shape[0], frames, self.num_mel_bins)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({
+            "sample_rate": self.sample_rate, "num_mel_bins": self.num_mel_bins,
+            "frame_length_ms": self.frame_length_ms, "frame_shift_ms": self.frame_shift_ms,
+            "window_type": self.window_type, "preemphasis": self.preemphasis,
+            "low_freq": self.low_freq, "waveform_scale": self.waveform_scale,
+            "subtract_waveform_mean": self.subtract_waveform_mean,
+            "num_frames": self.num_frames, "norm_mean": self.norm_mean,
+            "norm_std": self.norm_std,
+        })
+        return config
