@@ -122,7 +122,7 @@ class FrozenEncoderExtractor(FeatureExtractor):
         if preset_fingerprint is not None and preset_fingerprint != self._info["fingerprint"]:
             raise ValueError(
                 f"The preset '{self.preset}' has changed since this extractor was fitted "
-                f"(weights {self._info['fingerprint'][:12]}..., recorded "
+                f"(weights and configuration {self._info['fingerprint'][:12]}..., recorded "
                 f"{preset_fingerprint[:12]}...). Retrain the run, or restore the preset.")
         self.preset_fingerprint = self._info["fingerprint"]
         self.num_layers = self._encoder_config()["num_layers"]
@@ -143,9 +143,19 @@ class FrozenEncoderExtractor(FeatureExtractor):
     # -- configuration ------------------------------------------------------
 
     def _preset_info(self):
+        from asd_keras.models.audio_encoders import PRESET_WEIGHTS
+        from asd_keras.models.audio_encoders import PRESETS
         from asd_keras.models.audio_encoders import preset_info
 
         info = preset_info(self.preset)
+        if self.preset not in PRESETS:
+            # The weights file as it is now (metadata.json records its hash at
+            # conversion, which a rewritten weights file leaves stale) and the
+            # configuration (a front-end setting such as num_frames changes
+            # the embeddings of the same weights).
+            config = json.dumps(info["config"], sort_keys=True)
+            weights = _file_sha256(Path(self.preset) / PRESET_WEIGHTS)
+            info["fingerprint"] = hashlib.sha256(f"{weights}|{config}".encode()).hexdigest()
         if not info["pretrained"]:
             info["fingerprint"] = f"{info['fingerprint']}:seed{self.weights_seed}"
         return info
@@ -329,6 +339,22 @@ class FrozenEncoderExtractor(FeatureExtractor):
                     raise
                 raise clear from None
         return np.concatenate(parts).astype(np.float32)
+
+
+_FILE_HASHES = {}
+
+
+def _file_sha256(path):
+    """SHA-256 of a file, remembered per (path, inode, size, modification time)."""
+    stat = os.stat(path)
+    key = (os.path.realpath(path), stat.st_ino, stat.st_size, stat.st_mtime_ns)
+    if key not in _FILE_HASHES:
+        digest = hashlib.sha256()
+        with open(path, "rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                digest.update(chunk)
+        _FILE_HASHES[key] = digest.hexdigest()
+    return _FILE_HASHES[key]
 
 
 def _keras_version():

@@ -362,7 +362,7 @@ def save_preset(encoder, folder, metadata=None):
     """Writes an encoder as a preset folder: `config.json` (type and
     constructor arguments), `model.weights.h5` and `metadata.json`. Each
     file is written atomically; the caller owns the folder's overwrite
-    policy."""
+    policy. Returns the metadata written."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     config = {k: v for k, v in encoder.get_config().items() if k not in ("name", "trainable")}
@@ -374,6 +374,7 @@ def save_preset(encoder, folder, metadata=None):
     atomic_write_text(folder / PRESET_METADATA, json.dumps(metadata, indent=2, sort_keys=True))
     atomic_write_text(folder / PRESET_CONFIG, json.dumps(
         {"encoder": encoder.encoder_type, "config": config}, indent=2, sort_keys=True))
+    return metadata
 
 
 def _sha256(path):

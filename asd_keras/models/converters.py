@@ -332,16 +332,24 @@ def beats_config_from_checkpoint(state, cfg):
         raise ValueError("The checkpoint has no 'patch_embedding.weight' or no "
                          "'encoder.layers.*' keys: it is not a BEATs state dict.")
     dim = dim or patch.shape[0]
-    heads = _shape(state, "encoder.layers.0.self_attn.relative_attention_bias.weight", 1,
-                   default=12)
-    return {"num_layers": layers, "dim": dim, "num_heads": heads,
+    table = "encoder.layers.0.self_attn.relative_attention_bias.weight"
+    heads = _shape(state, table, 1, default=12)
+    config = {}
+    pos = next((state[k] for k in ("encoder.pos_conv.0.weight_v", "encoder.pos_conv.0.weight",
+                                   "encoder.pos_conv.0.parametrizations.weight.original1")
+                if k in state), None)
+    if pos is not None:
+        config = {"conv_pos": int(pos.shape[-1]), "conv_pos_groups": dim // int(pos.shape[1])}
+    if table in state:
+        config["num_buckets"] = int(state[table].shape[0])
+    return {**config, "num_layers": layers, "dim": dim, "num_heads": heads,
             "ffn_dim": _shape(state, "encoder.layers.0.fc1.weight", 0, default=4 * dim),
             "patch_dim": patch.shape[0], "patch_size": patch.shape[-1],
             "conv_bias": "patch_embedding.bias" in state,
             "num_classes": _shape(state, "predictor.weight", 0, default=0)}
 
 
-def eat_config_from_checkpoint(state, cfg):
+def eat_config_from_checkpoint(state, cfg, num_heads=None):
     """`EATEncoder` arguments from the (normalised) EAT state dict and cfg."""
     proj = state.get(_EAT_IMAGE + "local_encoder.proj.weight")
     layers = _count_blocks(state, r"blocks\.(\d+)\.")
@@ -350,7 +358,7 @@ def eat_config_from_checkpoint(state, cfg):
                          "'blocks.*' keys: it is not an EAT state dict.")
     dim, patch = proj.shape[0], proj.shape[-1]
     model_cfg = (cfg or {}).get("model", cfg or {}) or {}
-    heads = model_cfg.get("num_heads") or {768: 12, 1024: 16}.get(dim)
+    heads = num_heads or model_cfg.get("num_heads") or {768: 12, 1024: 16}.get(dim)
     if heads is None:
         raise ValueError(f"Cannot tell the number of heads of an EAT of width {dim} without "
                          "the checkpoint's cfg; pass num_heads=N to the converter.")
@@ -564,7 +572,7 @@ def convert_checkpoint(encoder_type, checkpoint, out, force=False, trust_pickle=
     info = {}
     if encoder_type == "eat":
         state, info = normalise_eat_state(state)
-        config = eat_config_from_checkpoint(state, cfg)
+        config = eat_config_from_checkpoint(state, cfg, (overrides or {}).get("num_heads"))
     else:
         if any(k.startswith(_EAT_IMAGE) or k.startswith("blocks.") for k in state):
             raise ValueError(f"'{checkpoint}' looks like an EAT checkpoint; use --encoder eat.")
@@ -576,8 +584,7 @@ def convert_checkpoint(encoder_type, checkpoint, out, force=False, trust_pickle=
                 "checkpoint_sha256": _file_sha256(checkpoint), "pretrained": True,
                 "keys": len(state), **info}
     with staged_dir(out, force=force, what="preset folder") as staging:
-        save_preset(encoder, staging, metadata)
-    return metadata
+        return save_preset(encoder, staging, metadata)
 
 
 def _file_sha256(path):
