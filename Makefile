@@ -29,7 +29,7 @@ SEARCH_BUDGET ?= 6
 PROTOCOL ?= holdout
 GAN_SEARCH := experiments/gan_detectors/search
 
-.PHONY: install demo test bench clean-demo exp-angular-margin exp-compactness exp-tsne exp-rise exp-gan exp-gan-search exp-proxy-ae exp-proxy-classification exp-proxy-contrastive exp-proxy-separation exp-proxy-report
+.PHONY: install demo test bench parity exp-pooling exp-proxy-pretrained clean-demo exp-angular-margin exp-compactness exp-tsne exp-rise exp-gan exp-gan-search exp-proxy-ae exp-proxy-classification exp-proxy-contrastive exp-proxy-separation exp-proxy-report
 
 # Shin & Lee's proxy-task study. PROXY_DATA: DCASE 2022 dev_data and eval_data
 # (its training clips are the additional-training sections 03-05); by default a
@@ -106,7 +106,25 @@ exp-gan-search: $(STAMP) $(GAN_EXP_DATA)/synth.json
 # --dist loadfile: each test module runs on one worker, so its module-scoped
 # fixtures (trained tiny models) are built once, not once per worker.
 test: $(STAMP)
-	$(PY) -m pytest -q -p no:cacheprovider -n 2 --dist loadfile
+	$(PY) -m pytest -q -p no:cacheprovider -n 2 --dist loadfile -m "not parity"
+
+# Parity of the BEATs and EAT ports with the PyTorch references (reference
+# methods.md §H): installs torch (CPU wheel), speechbrain and torchaudio into
+# the venv, then checks every layer at full size on a 10 s clip (1e-4) and
+# runs the torch-only tests. torchaudio from the index is a CUDA build that
+# does not load beside the CPU torch; without its C++ extension it imports
+# and its Kaldi fbank (pure PyTorch) works.
+PARITY_STAMP := $(VENV)/.parity-stamp
+PARITY_OUT ?= experiments/encoder_parity/results
+
+$(PARITY_STAMP): $(STAMP)
+	$(PY) -m pip install --quiet torch==2.13.0 speechbrain==1.1.2 torchaudio==2.11.1
+	rm -f $(VENV)/lib/python*/site-packages/torchaudio/lib/*.so
+	touch $(PARITY_STAMP)
+
+parity: $(PARITY_STAMP)
+	$(PY) tools/encoder_parity.py check --size full --out $(PARITY_OUT)/parity_full.json
+	$(PY) -m pytest -q -p no:cacheprovider -m parity tests/test_encoder_parity.py
 
 bench: $(STAMP)
 	$(PY) benchmarks/bench_pipeline.py
@@ -114,6 +132,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/bench_dense_ae_step.py
 	$(PY) benchmarks/bench_wilkinghoff.py
 	$(PY) benchmarks/bench_gan.py
+	$(PY) benchmarks/bench_encoders.py
 
 clean-demo:
 	rm -rf $(DEMO_DATA) $(EXP_DATA) $(GAN_EXP_DATA) runs/demo
