@@ -35,6 +35,7 @@ logger = logging.getLogger(__name__)
 CHANNELS = {"near": 0, "far": 1, "both": "both"}
 DEFAULT_PRESETS = {"beats": "beats_iter3", "eat": "eat_base"}
 CACHE_ENV = "ASD_KERAS_CACHE"
+_LOADED = {}
 _CACHE_VERSION = 1
 
 
@@ -73,6 +74,16 @@ class FrozenEncoderExtractor(FeatureExtractor):
         cache_dir: str. `"auto"` (`default_cache_dir()`), a folder, or
             `"none"` for no cache.
         weights_seed: int. Seed of a named configuration's random weights.
+        preset_dir: str or None. A folder of converted presets: a named
+            `preset` is then the subfolder of that name (which must exist),
+            so that a study's configurations switch from random to converted
+            weights with one setting.
+        num_frames: int or None. EAT only: frames the front end pads or
+            crops to (a multiple of 16; the preset's, 1024 = 10 s, by
+            default; 512 for 5 s clips).
+        published_map: float or None. The encoder's published AudioSet-2M
+            mAP, the proxy study's proxy metric (`proxy_metrics`); None: the
+            named configuration's value (Shin & Lee Table VI).
         preset_fingerprint: str or None. Set on first use; a run whose
             preset folder has changed since then is refused.
     """
@@ -82,6 +93,7 @@ class FrozenEncoderExtractor(FeatureExtractor):
     def __init__(self, encoder="beats", preset=None, layer=None, pooling="mean",
                  pooling_p=3.0, pooling_r=0.5, pooling_gamma=1.0, channel="near",
                  clip_seconds=10.0, batch_size=8, cache_dir="auto", weights_seed=0,
+                 preset_dir=None, num_frames=None, published_map=None,
                  preset_fingerprint=None, sample_rate=16000):
         from asd_keras.models.audio_encoders import ENCODER_TYPES
         from asd_keras.models.audio_encoders import PRESETS
@@ -99,13 +111,31 @@ class FrozenEncoderExtractor(FeatureExtractor):
             raise ValueError(f"clip_seconds must be positive or null; received {clip_seconds!r}.")
         if int(batch_size) < 1:
             raise ValueError(f"batch_size must be >= 1; received {batch_size!r}.")
+        if num_frames is not None and (encoder != "eat" or int(num_frames) < 16
+                                       or int(num_frames) % 16):
+            raise ValueError("num_frames applies to encoder=eat and must be a positive "
+                             f"multiple of 16; received {num_frames!r} for {encoder!r}.")
         self.encoder = encoder
         self.preset = DEFAULT_PRESETS[encoder] if preset is None else str(preset)
         if self.preset in PRESETS and PRESETS[self.preset]["encoder"] != encoder:
             raise ValueError(f"preset {self.preset!r} is a {PRESETS[self.preset]['encoder']} "
                              f"configuration, not {encoder!r}.")
-        if self.preset not in PRESETS:
+        self.preset_dir = None if preset_dir is None else str(
+            Path(preset_dir).expanduser().resolve())
+        self._named = self.preset if self.preset in PRESETS else None
+        if self.preset_dir is not None and self._named is not None:
+            folder = Path(self.preset_dir) / self.preset
+            if not folder.is_dir():
+                raise FileNotFoundError(
+                    f"preset_dir='{self.preset_dir}' has no preset '{self.preset}'; convert "
+                    f"the official checkpoint ({PRESETS[self.preset]['checkpoint']}) with "
+                    f"'asd-keras convert --encoder {encoder} --checkpoint FILE --out "
+                    f"{folder}', or drop preset_dir for random weights.")
+            self.preset = str(folder)
+        elif self.preset not in PRESETS:
             self.preset = str(Path(self.preset).expanduser().resolve())
+        self.num_frames = None if num_frames is None else int(num_frames)
+        self.published_map = None if published_map is None else float(published_map)
         self.pooling = pooling
         self.pooling_p, self.pooling_r = float(pooling_p), float(pooling_r)
         self.pooling_gamma = float(pooling_gamma)
@@ -139,23 +169,14 @@ class FrozenEncoderExtractor(FeatureExtractor):
         self._layers = layers
         self._encoder = None
         self._models = {}
+        self._runs = {}
 
     # -- configuration ------------------------------------------------------
 
     def _preset_info(self):
-        from asd_keras.models.audio_encoders import PRESET_WEIGHTS
-        from asd_keras.models.audio_encoders import PRESETS
         from asd_keras.models.audio_encoders import preset_info
 
         info = preset_info(self.preset)
-        if self.preset not in PRESETS:
-            # The weights file as it is now (metadata.json records its hash at
-            # conversion, which a rewritten weights file leaves stale) and the
-            # configuration (a front-end setting such as num_frames changes
-            # the embeddings of the same weights).
-            config = json.dumps(info["config"], sort_keys=True)
-            weights = _file_sha256(Path(self.preset) / PRESET_WEIGHTS)
-            info["fingerprint"] = hashlib.sha256(f"{weights}|{config}".encode()).hexdigest()
         if not info["pretrained"]:
             info["fingerprint"] = f"{info['fingerprint']}:seed{self.weights_seed}"
         return info
@@ -164,6 +185,31 @@ class FrozenEncoderExtractor(FeatureExtractor):
         from asd_keras.models.audio_encoders import ENCODER_CLASSES
         from asd_keras.models.converters import _defaults
         return {**_defaults(ENCODER_CLASSES[self.encoder]), **self._info["config"]}
+
+    @property
+    def weights_note(self):
+        """`"pretrained"` or `"random weights"`, for tables."""
+        return "pretrained" if self.pretrained else "random weights"
+
+    def proxy_metrics(self, train, test, verbose=0):
+        """`{"as2m_map": ...}`: the published AudioSet-2M mAP of the encoder,
+        the proxy metric of Shin & Lee's pretrained family (Table VI). It is
+        a published number, not measured here.
+
+        Raises:
+            ValueError: when neither `published_map` nor the named
+                configuration gives the value.
+        """
+        del train, test, verbose
+        value = self.published_map
+        if value is None:
+            from asd_keras.models.audio_encoders import PRESETS
+            named = PRESETS.get(self._named or "")
+            value = self._info.get("mAP") or (named or {}).get("mAP")
+        if value is None:
+            raise ValueError(f"No published AudioSet mAP for the preset '{self.preset}'; set "
+                             "published_map=VALUE (e.g. 48.6 for BEATs iter3+).")
+        return {"as2m_map": float(value)}
 
     @property
     def pretrained(self):
@@ -185,7 +231,8 @@ class FrozenEncoderExtractor(FeatureExtractor):
                 "pooling_r": self.pooling_r, "pooling_gamma": self.pooling_gamma,
                 "channel": self.channel, "clip_seconds": self.clip_seconds,
                 "batch_size": self.batch_size, "cache_dir": self.cache_dir,
-                "weights_seed": self.weights_seed,
+                "weights_seed": self.weights_seed, "preset_dir": self.preset_dir,
+                "num_frames": self.num_frames, "published_map": self.published_map,
                 "preset_fingerprint": self.preset_fingerprint,
                 "sample_rate": self.sample_rate}
 
@@ -195,7 +242,14 @@ class FrozenEncoderExtractor(FeatureExtractor):
         if self._encoder is None:
             from asd_keras.models.audio_encoders import load_encoder
 
-            self._encoder, _ = load_encoder(self.preset, seed=self.weights_seed)
+            # One encoder per process and setting: a study's or a run's
+            # per-group extractors share it (EAT-large is 1.2 GB).
+            key = (self.preset_fingerprint, self.num_frames)
+            if key not in _LOADED:
+                overrides = {} if self.num_frames is None else {"num_frames": self.num_frames}
+                _LOADED[key], _ = load_encoder(self.preset, seed=self.weights_seed,
+                                               overrides=overrides)
+            self._encoder = _LOADED[key]
         return self._encoder
 
     def _pooling_layer(self, name):
@@ -262,6 +316,7 @@ class FrozenEncoderExtractor(FeatureExtractor):
             "version": _CACHE_VERSION, "weights": self.preset_fingerprint,
             "encoder": self.encoder, "channel": self.channel,
             "clip_seconds": self.clip_seconds, "sample_rate": self.sample_rate,
+            "num_frames": self.num_frames,
             "pooling": [self.pooling, self.pooling_p, self.pooling_r, self.pooling_gamma],
             "keras": _keras_version()}, sort_keys=True)
         keys = []
@@ -322,7 +377,13 @@ class FrozenEncoderExtractor(FeatureExtractor):
 
         model = self._pooled_model(layers)
         names = [f"layer_{i}" for i in layers]
-        run = tf.function(lambda x: model(x, training=False), reduce_retracing=True)
+        key = tuple(layers)
+        if key not in self._runs:
+            # Kept, so that later calls (score after fit, probe) reuse the
+            # traced graph.
+            self._runs[key] = tf.function(lambda x: model(x, training=False),
+                                          reduce_retracing=True)
+        run = self._runs[key]
         batch = self.batch_size if self.clip_seconds is not None else 1
         ds = clip_dataset(paths, loader).batch(batch).prefetch(tf.data.AUTOTUNE)
         parts = []
@@ -339,22 +400,6 @@ class FrozenEncoderExtractor(FeatureExtractor):
                     raise
                 raise clear from None
         return np.concatenate(parts).astype(np.float32)
-
-
-_FILE_HASHES = {}
-
-
-def _file_sha256(path):
-    """SHA-256 of a file, remembered per (path, inode, size, modification time)."""
-    stat = os.stat(path)
-    key = (os.path.realpath(path), stat.st_ino, stat.st_size, stat.st_mtime_ns)
-    if key not in _FILE_HASHES:
-        digest = hashlib.sha256()
-        with open(path, "rb") as f:
-            for chunk in iter(lambda: f.read(1 << 20), b""):
-                digest.update(chunk)
-        _FILE_HASHES[key] = digest.hexdigest()
-    return _FILE_HASHES[key]
 
 
 def _keras_version():

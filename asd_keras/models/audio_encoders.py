@@ -35,6 +35,7 @@ loads a preset folder written by `asd-keras convert` (`save_preset`).
 import hashlib
 import json
 import math
+import os
 from pathlib import Path
 
 import keras
@@ -295,7 +296,8 @@ def preset_info(preset):
 
     Returns:
         dict with `encoder`, `config`, `pretrained` (bool: converted
-        weights), `source` and `fingerprint` (identifies the weights).
+        weights), `source`, `mAP` (published AudioSet mAP, or None) and
+        `fingerprint` (identifies the weights and configuration).
 
     Raises:
         FileNotFoundError, ValueError: naming an unknown preset or a bad
@@ -305,7 +307,7 @@ def preset_info(preset):
         record = PRESETS[preset]
         return {"encoder": record["encoder"], "config": dict(record["config"]),
                 "pretrained": False, "source": f"named configuration {preset!r}",
-                "fingerprint": f"random:{preset}"}
+                "mAP": record["mAP"], "fingerprint": f"random:{preset}"}
     folder = Path(preset)
     if not folder.exists():
         raise FileNotFoundError(
@@ -327,19 +329,27 @@ def preset_info(preset):
     if record.get("encoder") not in ENCODER_CLASSES or not isinstance(record.get("config"), dict):
         raise ValueError(f"'{folder / PRESET_CONFIG}' names no encoder of {ENCODER_TYPES}; "
                          "convert the checkpoint again.")
-    fingerprint = metadata.get("weights_sha256") or _sha256(folder / PRESET_WEIGHTS)
+    # The weights file as it is now (metadata.json's hash is from the
+    # conversion, which a rewritten file leaves stale) and the configuration
+    # (a front-end setting such as num_frames changes the embeddings).
+    config = json.dumps(record["config"], sort_keys=True)
+    fingerprint = hashlib.sha256(
+        f"{_sha256(folder / PRESET_WEIGHTS)}|{config}".encode()).hexdigest()
     return {"encoder": record["encoder"], "config": record["config"],
             "pretrained": bool(metadata.get("pretrained", True)),
-            "source": metadata.get("checkpoint", str(folder)), "fingerprint": fingerprint}
+            "source": metadata.get("checkpoint", str(folder)), "mAP": metadata.get("mAP"),
+            "fingerprint": fingerprint}
 
 
-def load_encoder(preset, seed=0):
+def load_encoder(preset, seed=0, overrides=None):
     """An encoder from a named configuration or a preset folder.
 
     Args:
         preset: str. A key of `PRESETS` (random weights drawn with `seed`)
             or a folder written by `save_preset` / `asd-keras convert`.
         seed: int. Seed of the random weights of a named configuration.
+        overrides: dict. Constructor arguments that leave the weights as
+            they are (e.g. EAT's `num_frames`).
 
     Returns:
         `(encoder, info)`: the `AudioEncoder` and `preset_info(preset)`.
@@ -347,7 +357,7 @@ def load_encoder(preset, seed=0):
     info = preset_info(preset)
     if not info["pretrained"] and preset in PRESETS:
         keras.utils.set_random_seed(int(seed))
-    encoder = build_encoder(info["encoder"], **info["config"])
+    encoder = build_encoder(info["encoder"], **{**info["config"], **(overrides or {})})
     if preset not in PRESETS:
         path = Path(preset) / PRESET_WEIGHTS
         try:
@@ -377,9 +387,18 @@ def save_preset(encoder, folder, metadata=None):
     return metadata
 
 
+_FILE_HASHES = {}
+
+
 def _sha256(path):
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
+    """SHA-256 of a file, remembered per (path, inode, size, modification
+    time): each process hashes a preset's weights once."""
+    stat = os.stat(path)
+    key = (os.path.realpath(path), stat.st_ino, stat.st_size, stat.st_mtime_ns)
+    if key not in _FILE_HASHES:
+        digest = hashlib.sha256()
+        with open(path, "rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                digest.update(chunk)
+        _FILE_HASHES[key] = digest.hexdigest()
+    return _FILE_HASHES[key]

@@ -244,7 +244,15 @@ def load_studies(study_dirs):
                     "folder. Pass only one of them, or rename the family in one "
                     "study.")
             seen[name] = study["folder"]
-            families.append({**family, "study": study["folder"]})
+            family = {**family, "study": study["folder"]}
+            # Pretrained encoders run without converted checkpoints have
+            # random weights; every table and figure says so.
+            rows = study["rows"]
+            if "weights" in rows:
+                notes = rows.loc[rows["family"] == name, "weights"].dropna()
+                if (notes == "random weights").any():
+                    family["label"] = f"{family['label']} (random weights)"
+            families.append(family)
         studies.append(study)
     configurations = pd.concat([s["configurations"] for s in studies], ignore_index=True)
     return studies, families, configurations

@@ -201,8 +201,12 @@ def _run_trial(family, configuration, trial, study, train, test, folder, overrid
             extra = {"pool": test} if extractor.uses_other_groups else {}
             metrics = extractor.proxy_metrics(r, t, **extra)
             sections = per_section[per_section["machine_type"] == machine_type]
+            # Frozen pretrained encoders say whether their weights are
+            # converted ones or random (no checkpoint given).
+            note = getattr(extractor, "weights_note", None)
             rows.append({"family": family["name"], "configuration": configuration["name"],
                          "machine_type": machine_type, "trial": trial,
+                         **({"weights": note} if note else {}),
                          **{k: float(v) for k, v in metrics.items()},
                          **{c: float(sections[c].mean()) for c in ASD_COLUMNS},
                          "n_sections": int(len(sections)),
