@@ -48,8 +48,20 @@ PROXY_AE_SIZE := epochs=30 steps_per_execution=1
 PROXY_RESNET_SIZE := --machine-types fan ToyCar epochs=10 clip_seconds=1.0 batch_size=16 lr_step_epochs=5 run_eagerly=true
 PROXY_SEPARATION_SIZE := --machine-types fan ToyCar epochs=4 clip_seconds=0.5 segment_seconds=0.25 lr_step_epochs=2 eval_mixtures=12 run_eagerly=true
 endif
+# Pretrained encoders (Table VI): random weights unless PRESET_DIR holds the
+# converted checkpoints (asd-keras convert ... --out PRESET_DIR/<name>, the
+# names of experiments/proxy_tasks/pretrained/config.yaml). On 2 CPUs the
+# 1-second synthetic clips are encoded at their length (112 frames) instead
+# of padded to 10 s; FULL=1 pads to 10 s as the paper.
+PRESET_DIR ?=
+PROXY_PRESETS := $(if $(PRESET_DIR),preset_dir=$(PRESET_DIR),)
+ifeq ($(FULL),1)
+PROXY_PRETRAINED_SIZE :=
+else
+PROXY_PRETRAINED_SIZE := clip_seconds=1.0 num_frames=112
+endif
 PROXY_MIXTURES := eval_mixtures_dir=$(PROXY_OUT)/separation/mixtures
-PROXY_STUDIES := $(PROXY_OUT)/ae/results $(PROXY_OUT)/classification/results $(PROXY_OUT)/contrastive/results $(PROXY_OUT)/separation/results
+PROXY_STUDIES := $(PROXY_OUT)/ae/results $(PROXY_OUT)/classification/results $(PROXY_OUT)/contrastive/results $(PROXY_OUT)/separation/results $(PROXY_OUT)/pretrained/results
 PROXY_RUN = $(PY) experiments/proxy_tasks/run.py --data $(PROXY_DATA) --trials $(PROXY_TRIALS) $(FORCE)
 
 $(STAMP): requirements.txt pyproject.toml
@@ -154,6 +166,22 @@ exp-proxy-separation: $(STAMP) $(PROXY_EXP_DATA)/synth.json
 	$(PY) experiments/proxy_tasks/separation/table4.py --study $(PROXY_OUT)/separation/results --out $(PROXY_OUT)/separation/results --force
 
 # Table VII, Figs. 2-5 and the three-stage report from the four studies.
+exp-proxy-pretrained: $(STAMP) $(PROXY_EXP_DATA)/synth.json
+	$(PROXY_RUN) --config $(PROXY_OUT)/pretrained/config.yaml --out $(PROXY_OUT)/pretrained/results $(PROXY_PRETRAINED_SIZE) $(PROXY_PRESETS) cache_dir=$(PROXY_OUT)/pretrained/embeddings $(EXP_OVERRIDES)
+
+# Training-free pooling table (beyond the papers): encoders x pooling x kNN
+# (K = 1) without and with local density, on a 1-second synthetic set.
+# PRESET_DIR (converted beats_iter3 and eat_base) replaces the random weights.
+POOLING_EXP_DATA := data/synthetic/pooling
+POOLING_DATA ?= $(POOLING_EXP_DATA)/dev_data
+POOLING_FROZEN ?= clip_seconds=1.0 num_frames=112 cache_dir=experiments/pooling/embeddings
+
+$(POOLING_EXP_DATA)/synth.json: | $(STAMP)
+	$(PY) -m asd_keras synth --out $(POOLING_EXP_DATA) --layout dcase2022 --machines fan valve ToyCar --seconds 1 --train 12 --target-train 2 --test 4 --seed 5
+
+exp-pooling: $(STAMP) $(POOLING_EXP_DATA)/synth.json
+	$(PY) experiments/pooling/run.py --data $(POOLING_DATA) --out experiments/pooling/results $(if $(PRESET_DIR),--preset-dir $(PRESET_DIR),) --frozen $(POOLING_FROZEN) $(FORCE) $(EXP_OVERRIDES)
+
 exp-proxy-report: $(STAMP)
 	$(PY) -m asd_keras proxy-report --study $(PROXY_STUDIES) --out $(PROXY_OUT)/report/results --force
 	$(PY) experiments/proxy_tasks/compare.py --study $(PROXY_STUDIES) --report $(PROXY_OUT)/report/results --out $(PROXY_OUT)/report/results/comparison.md

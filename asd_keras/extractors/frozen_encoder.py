@@ -78,9 +78,10 @@ class FrozenEncoderExtractor(FeatureExtractor):
             `preset` is then the subfolder of that name (which must exist),
             so that a study's configurations switch from random to converted
             weights with one setting.
-        num_frames: int or None. EAT only: frames the front end pads or
-            crops to (a multiple of 16; the preset's, 1024 = 10 s, by
-            default; 512 for 5 s clips).
+        num_frames: int or None. Frames the front end pads or crops the
+            filter banks to (a multiple of 16). None: the preset's (EAT: 1024
+            = 10 s; BEATs: every frame, as the original). EAT uses 512 for
+            5 s clips; short clips need fewer (112 for 1 s).
         published_map: float or None. The encoder's published AudioSet-2M
             mAP, the proxy study's proxy metric (`proxy_metrics`); None: the
             named configuration's value (Shin & Lee Table VI).
@@ -111,10 +112,9 @@ class FrozenEncoderExtractor(FeatureExtractor):
             raise ValueError(f"clip_seconds must be positive or null; received {clip_seconds!r}.")
         if int(batch_size) < 1:
             raise ValueError(f"batch_size must be >= 1; received {batch_size!r}.")
-        if num_frames is not None and (encoder != "eat" or int(num_frames) < 16
-                                       or int(num_frames) % 16):
-            raise ValueError("num_frames applies to encoder=eat and must be a positive "
-                             f"multiple of 16; received {num_frames!r} for {encoder!r}.")
+        if num_frames is not None and (int(num_frames) < 16 or int(num_frames) % 16):
+            raise ValueError("num_frames must be a positive multiple of 16 (the patch "
+                             f"size) or null; received {num_frames!r}.")
         self.encoder = encoder
         self.preset = DEFAULT_PRESETS[encoder] if preset is None else str(preset)
         if self.preset in PRESETS and PRESETS[self.preset]["encoder"] != encoder:
@@ -359,8 +359,9 @@ class FrozenEncoderExtractor(FeatureExtractor):
             except (OSError, ValueError):
                 missing.append(i)
         if missing:
-            logger.info("Encoding %d of %d clips with %s (%s); the cache holds the rest.",
-                        len(missing), len(paths), self.encoder, self._info["source"])
+            logger.info("Encoding %d clips with %s (%s; %s); %d of %d from the cache.",
+                        len(missing), self.encoder, self._info["source"], self.weights_note,
+                        len(paths) - len(missing), len(paths))
             values = self._encode([paths[i] for i in missing], loader, all_layers, verbose)
             from asd_keras.utils.io import atomic_path
             for j, i in enumerate(missing):

@@ -121,6 +121,8 @@ class BEATsEncoder(AudioEncoder):
         num_mel_bins: int. Defaults to `128`.
         norm_mean, norm_std: float. Filter-bank normalisation (AudioSet).
         layer_norm_epsilon: float. Defaults to `1e-5` (PyTorch's).
+        num_frames: int or None. Pad or crop the filter banks to this many
+            frames, as EAT does; None (the original) keeps every frame.
     """
 
     encoder_type = "beats"
@@ -129,14 +131,14 @@ class BEATsEncoder(AudioEncoder):
                  patch_size=16, conv_bias=False, conv_pos=128, conv_pos_groups=16,
                  num_buckets=320, max_distance=800, gated=True, deep_norm=True,
                  num_classes=0, num_mel_bins=128, norm_mean=15.41663, norm_std=6.55582,
-                 layer_norm_epsilon=1e-5, name="beats", **kwargs):
+                 layer_norm_epsilon=1e-5, num_frames=None, name="beats", **kwargs):
         arguments = {k: v for k, v in locals().items()
                      if k not in ("self", "kwargs", "name", "__class__")}
         _check_grid(num_mel_bins, patch_size)
         waveform = keras.Input((None,), name="waveform")
         frontend = KaldiFbank(window_type="povey", num_mel_bins=num_mel_bins,
-                              waveform_scale=32768.0, norm_mean=norm_mean,
-                              norm_std=norm_std, name="fbank")
+                              waveform_scale=32768.0, num_frames=num_frames,
+                              norm_mean=norm_mean, norm_std=norm_std, name="fbank")
         fbank = frontend(waveform)
         x = _patches(fbank, patch_size, patch_dim, conv_bias, "patch_embedding")
         x = layers.LayerNormalization(epsilon=layer_norm_epsilon, name="layer_norm")(x)

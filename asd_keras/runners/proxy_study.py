@@ -285,8 +285,14 @@ def summarise_rows(rows, study):
                          & (frame["configuration"] == configuration["name"])]
             if len(part) == 0:
                 continue
+            notes = {}
+            if "weights" in part:  # frozen encoders: converted or random weights
+                values = part["weights"].dropna()
+                if len(values):
+                    notes["weights"] = ("random weights" if (values == "random weights").any()
+                                        else str(values.iloc[0]))
             out.append({"family": family["name"], "configuration": configuration["name"],
-                        "n_rows": int(len(part)),
+                        **notes, "n_rows": int(len(part)),
                         **{c: float(part[c].mean()) for c in numeric}})
     return pd.DataFrame(out)
 

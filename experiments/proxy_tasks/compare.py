@@ -1,4 +1,4 @@
-"""Puts Shin & Lee's Tables II, III, V and VII beside this project's numbers.
+"""Puts Shin & Lee's Tables II-VII beside this project's numbers.
 
 Reads the paper's values (`paper_tables.yaml`), the study folders'
 `configurations.csv` and the report's `table7.csv`, and writes one markdown
@@ -25,8 +25,10 @@ ASD = [("lp_in_domain_auc", "in-domain LP %"), ("lp_out_domain_auc", "out-domain
        ("md_auc", "MD %")]
 
 
-def family_table(name, paper, ours):
-    """Markdown rows `configuration | metric: paper / ours ...` of one family."""
+def family_table(name, paper, ours, notes=None):
+    """Markdown rows `configuration | metric: paper / ours ...` of one family;
+    `notes` (configuration -> text, e.g. "random weights") is shown beside
+    the configuration's name."""
     proxy = paper["proxy"]
     scale = float(paper["ours_factor"])
     records = []
@@ -39,7 +41,8 @@ def family_table(name, paper, ours):
                 return f"{paper_value} / n/a"
             return f"{paper_value} / {mine[column] / factor:.4g}"
 
-        record = {"configuration": configuration,
+        note = (notes or {}).get(configuration)
+        record = {"configuration": f"{configuration} ({note})" if note else configuration,
                   f"{proxy} (paper / ours)": pair(values[0], proxy, scale)}
         if "alignment" in paper:
             record["alignment (paper / ours)"] = pair(paper["alignment"][i], "alignment", 1.0)
@@ -63,12 +66,19 @@ def main(argv=None):
     for folder in map(Path, args.study):
         study = json.loads((folder / "study.json").read_text())
         ours = pd.read_csv(folder / "configurations.csv")
+        rows = pd.read_csv(folder / "rows.csv")
+        # Pretrained encoders without converted checkpoints: random weights.
+        notes = ({} if "weights" not in rows else
+                 rows.dropna(subset=["weights"]).groupby("configuration")["weights"]
+                 .agg(lambda v: "random weights" if (v == "random weights").any()
+                      else "").to_dict())
         for family in study["families"]:
             if family["name"] not in paper["families"]:
                 continue
             parts.append(f"## {family['label']} (`{family['name']}`)\n")
             parts.append(family_table(family["name"], paper["families"][family["name"]],
-                                      ours[ours["family"] == family["name"]]) + "\n")
+                                      ours[ours["family"] == family["name"]],
+                                      notes) + "\n")
     table7 = pd.read_csv(Path(args.report) / "table7.csv")
     records = []
     for name, cells in paper["table7"].items():
