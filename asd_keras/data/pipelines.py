@@ -38,6 +38,30 @@ def clip_dataset(paths, loader, transform=None, extras=None):
     return ds.map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
 
 
+def progress_batches(ds, total, desc, verbose):
+    """Yields the batches of `ds` with a progress bar over `total` clips.
+
+    A clip that decodes to non-finite samples surfaces inside tf.data as an
+    `InvalidArgumentError`; it is raised as the ValueError of
+    `nonfinite_audio_error`, which names the file.
+    """
+    import tensorflow as tf
+    from tqdm.auto import tqdm
+
+    from asd_keras.data.audio import nonfinite_audio_error
+
+    with tqdm(total=total, desc=desc, unit="clip", disable=not verbose, leave=False) as bar:
+        try:
+            for batch in ds:
+                yield batch
+                bar.update(len(batch))
+        except tf.errors.InvalidArgumentError as error:
+            clear = nonfinite_audio_error(error)
+            if clear is None:
+                raise
+            raise clear from None
+
+
 def vector_dataset(
     paths,
     loader,

@@ -21,11 +21,10 @@ import os
 from pathlib import Path
 
 import numpy as np
-from tqdm.auto import tqdm
 
 from asd_keras.data.audio import AudioLoader
-from asd_keras.data.audio import nonfinite_audio_error
 from asd_keras.data.pipelines import clip_dataset
+from asd_keras.data.pipelines import progress_batches
 from asd_keras.extractors.base import FeatureExtractor
 from asd_keras.extractors.base import register_extractor
 from asd_keras.layers.pooling import POOLING_MODES
@@ -388,18 +387,9 @@ class FrozenEncoderExtractor(FeatureExtractor):
         batch = self.batch_size if self.clip_seconds is not None else 1
         ds = clip_dataset(paths, loader).batch(batch).prefetch(tf.data.AUTOTUNE)
         parts = []
-        with tqdm(total=len(paths), desc=f"{self.encoder} embeddings", unit="clip",
-                  disable=not verbose, leave=False) as bar:
-            try:
-                for waveform in ds:
-                    out = run(waveform)
-                    parts.append(np.stack([out[n].numpy() for n in names], axis=1))
-                    bar.update(len(parts[-1]))
-            except tf.errors.InvalidArgumentError as error:
-                clear = nonfinite_audio_error(error)
-                if clear is None:
-                    raise
-                raise clear from None
+        for waveform in progress_batches(ds, len(paths), f"{self.encoder} embeddings", verbose):
+            out = run(waveform)
+            parts.append(np.stack([out[n].numpy() for n in names], axis=1))
         return np.concatenate(parts).astype(np.float32)
 
 

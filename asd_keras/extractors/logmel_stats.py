@@ -1,11 +1,10 @@
 """Training-free clip features: log-mel band statistics over time."""
 
 import numpy as np
-from tqdm.auto import tqdm
 
 from asd_keras.data.audio import AudioLoader
-from asd_keras.data.audio import nonfinite_audio_error
 from asd_keras.data.pipelines import clip_dataset
+from asd_keras.data.pipelines import progress_batches
 from asd_keras.extractors.base import FeatureExtractor
 from asd_keras.extractors.base import register_extractor
 from asd_keras.features.spectral import LogMelFrontend
@@ -107,18 +106,8 @@ class LogMelStatsExtractor(FeatureExtractor):
         import tensorflow as tf
 
         ds = clip_dataset(paths, loader, features).batch(_BATCH).prefetch(tf.data.AUTOTUNE)
-        parts = []
-        with tqdm(total=len(paths), desc="Log-mel statistics", unit="clip",
-                  disable=not verbose, leave=False) as bar:
-            try:
-                for batch in ds:
-                    parts.append(batch.numpy())
-                    bar.update(len(parts[-1]))
-            except tf.errors.InvalidArgumentError as error:
-                clear = nonfinite_audio_error(error)
-                if clear is None:
-                    raise
-                raise clear from None
+        parts = [batch.numpy() for batch in
+                 progress_batches(ds, len(paths), "Log-mel statistics", verbose)]
         return {self.name: np.concatenate(parts).astype(np.float32)}
 
     def serving_model(self, num_samples=None):
