@@ -416,21 +416,32 @@ def test_pytorch_checkpoints_need_torch_with_a_clear_error(tmp_path, monkeypatch
         read_checkpoint(tmp_path / "absent.pt")
 
 
-def test_random_state_dict_has_the_official_keys_and_shapes():
-    state = random_state_dict("beats")  # the full iter3 layout, as §H lists it
-    assert state["patch_embedding.weight"].shape == (512, 1, 16, 16)
-    assert state["post_extract_proj.weight"].shape == (768, 512)
-    assert state["encoder.pos_conv.0.weight_v"].shape == (768, 48, 128)
-    assert state["encoder.layers.11.self_attn.grep_linear.weight"].shape == (8, 64)
-    assert state["encoder.layers.0.self_attn.grep_a"].shape == (1, 12, 1, 1)
-    assert state["encoder.layers.0.self_attn.relative_attention_bias.weight"].shape == (320, 12)
-    assert len([k for k in state if k.startswith("encoder.layers.0.")]) == 20
-    assert len(state) == 12 * 20 + 10
-    eat = random_state_dict("eat", {"num_layers": 24, "dim": 1024, "num_heads": 16})
-    assert eat["modality_encoders.IMAGE.fixed_positional_encoder.positions"].shape == \
-        (1, 6144, 1024)
-    assert eat["blocks.23.attn.qkv.weight"].shape == (3072, 1024)
+def test_the_official_keys_and_shapes_of_the_full_models():
+    # The layout of methods.md §H (shapes only: drawing 90 M random values
+    # for the full models would only cost time; the tiny fixtures above
+    # check random_state_dict's values end to end).
+    from asd_keras.models.converters import beats_entries
+    from asd_keras.models.converters import eat_entries
+
+    beats = {e.key: e.shape for e in beats_entries({})}
+    assert beats["patch_embedding.weight"] == (512, 1, 16, 16)
+    assert beats["post_extract_proj.weight"] == (768, 512)
+    assert beats["encoder.pos_conv.0.weight_v"] == (768, 48, 128)
+    assert beats["encoder.pos_conv.0.weight_g"] == (1, 1, 128)
+    assert beats["encoder.layers.11.self_attn.grep_linear.weight"] == (8, 64)
+    assert beats["encoder.layers.0.self_attn.grep_a"] == (1, 12, 1, 1)
+    assert beats["encoder.layers.0.self_attn.relative_attention_bias.weight"] == (320, 12)
+    assert len([k for k in beats if k.startswith("encoder.layers.0.")]) == 20
+    assert len(beats) == 12 * 20 + 10
+    eat = {e.key: e.shape for e in eat_entries({"num_layers": 24, "dim": 1024,
+                                                "num_heads": 16})}
+    assert eat["modality_encoders.IMAGE.fixed_positional_encoder.positions"] == (1, 6144, 1024)
+    assert eat["blocks.23.attn.qkv.weight"] == (3072, 1024)
     assert len(eat) == 24 * 12 + 6
+    tiny = random_state_dict("beats", _fixture("beats")[0], seed=1)
+    shared = [v for k, v in tiny.items() if k.endswith("relative_attention_bias.weight")]
+    assert len(shared) == 2 and np.array_equal(shared[0], shared[1])
+    assert set(tiny) == {e.key for e in beats_entries(_fixture("beats")[0])}
 
 
 def test_cli_convert_and_its_errors(tmp_path, capsys):
