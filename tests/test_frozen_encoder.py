@@ -482,3 +482,31 @@ def test_named_preset_has_random_weights_and_is_not_built(presets, monkeypatch):
     converted = _extractor(encoder="eat", preset=presets["eat"])
     assert converted.pretrained is True
     assert converted.data_choices["encoder_weights"] == "pretrained"
+
+
+def test_an_interrupted_encoding_keeps_the_finished_batches(presets, mono, tmp_path,
+                                                            monkeypatch):
+    rows = _copied_clips(mono, tmp_path / "clips", count=5)
+    cache = tmp_path / "cache"
+    config = dict(encoder="eat", preset=presets["eat"], pooling="mean", clip_seconds=1.0,
+                  cache_dir=str(cache), batch_size=2, layer=1)
+    original = FrozenEncoderExtractor._encode
+
+    def interrupted(self, paths, loader, layers, verbose, on_batch=None):
+        def stop_after_two(start, values):
+            on_batch(start, values)
+            if start + len(values) >= 4:
+                raise KeyboardInterrupt  # Ctrl-C after the second batch
+
+        return original(self, paths, loader, layers, verbose, stop_after_two)
+
+    monkeypatch.setattr(FrozenEncoderExtractor, "_encode", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        _extractor(**config).transform(rows)
+    assert len(list(cache.rglob("*.npy"))) == 4  # two batches of two
+    monkeypatch.undo()
+    calls = _spy_on_encoding(monkeypatch)
+    resumed = _extractor(**config).transform(rows)["layer_1"]
+    assert calls == [[rows["path"].iloc[4]]]  # only the clip not yet encoded
+    fresh = _extractor(**{**config, "cache_dir": "none"}).transform(rows)["layer_1"]
+    np.testing.assert_allclose(resumed, fresh, rtol=1e-6, atol=1e-6)

@@ -361,18 +361,25 @@ class FrozenEncoderExtractor(FeatureExtractor):
             logger.info("Encoding %d clips with %s (%s; %s); %d of %d from the cache.",
                         len(missing), self.encoder, self._info["source"], self.weights_note,
                         len(paths) - len(missing), len(paths))
-            values = self._encode([paths[i] for i in missing], loader, all_layers, verbose)
             from asd_keras.utils.io import atomic_path
-            for j, i in enumerate(missing):
-                rows[i] = values[j]
-                files[i].parent.mkdir(parents=True, exist_ok=True)
-                with atomic_path(files[i], suffix=".npy") as tmp:
-                    np.save(tmp, values[j])
+
+            def keep(start, values):
+                # Each batch is cached as soon as it is encoded, so that an
+                # interrupted run loses at most one batch.
+                for j, value in enumerate(values):
+                    i = missing[start + j]
+                    rows[i] = value
+                    files[i].parent.mkdir(parents=True, exist_ok=True)
+                    with atomic_path(files[i], suffix=".npy") as tmp:
+                        np.save(tmp, value)
+
+            self._encode([paths[i] for i in missing], loader, all_layers, verbose, keep)
         stacked = np.stack(rows)
         return {f"layer_{i}": np.ascontiguousarray(stacked[:, i]) for i in self._layers}
 
-    def _encode(self, paths, loader, layers, verbose):
-        """`(clips, len(layers), dim)` float32 pooled embeddings."""
+    def _encode(self, paths, loader, layers, verbose, on_batch=None):
+        """`(clips, len(layers), dim)` float32 pooled embeddings;
+        `on_batch(start, values)` is called with each batch's."""
         import tensorflow as tf
 
         model = self._pooled_model(layers)
@@ -386,11 +393,14 @@ class FrozenEncoderExtractor(FeatureExtractor):
         run = self._runs[key]
         batch = self.batch_size if self.clip_seconds is not None else 1
         ds = clip_dataset(paths, loader).batch(batch).prefetch(tf.data.AUTOTUNE)
-        parts = []
+        parts, done = [], 0
         for waveform in progress_batches(ds, len(paths), f"{self.encoder} embeddings", verbose):
             out = run(waveform)
-            parts.append(np.stack([out[n].numpy() for n in names], axis=1))
-        return np.concatenate(parts).astype(np.float32)
+            parts.append(np.stack([out[n].numpy() for n in names], axis=1).astype(np.float32))
+            if on_batch is not None:
+                on_batch(done, parts[-1])
+            done += len(parts[-1])
+        return np.concatenate(parts)
 
 
 def _keras_version():

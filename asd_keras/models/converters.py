@@ -265,9 +265,9 @@ def _read_pytorch(path, trust_pickle):
             f"Checkpoint '{path}' holds Python objects besides tensors and plain "
             f"containers (fairseq stores its configuration that way): {error}. If you "
             "trust the file's source, convert it again with --trust-pickle.") from None
-    except (RuntimeError, EOFError, OSError) as error:
-        raise ValueError(f"Checkpoint '{path}' is not a readable PyTorch file ({error}).") \
-            from None
+    except Exception as error:  # noqa: BLE001 - torch.load raises many types on bad files
+        raise ValueError(f"Checkpoint '{path}' is not a readable PyTorch file "
+                         f"({type(error).__name__}: {error}).") from None
     if isinstance(checkpoint, dict) and "model" in checkpoint:
         state, cfg = checkpoint["model"], checkpoint.get("cfg")
     elif isinstance(checkpoint, dict):
