@@ -5,7 +5,7 @@ same `--clips` clips of `--seconds` seconds in batches of `--batch`:
 
 - keras: the `frozen_encoder` extractor's model (waveform -> front end ->
   encoder -> mean-pooled last layer) in a `tf.function`, as `transform`
-  runs it; on a GPU also with XLA (`jit_compile=True`);
+  runs it, and the same with XLA (`jit_compile=True`);
 - pytorch: the reference on the same weights and clips (speechbrain's BEATs,
   `tools/eat_reference.py` with torchaudio's Kaldi fbank), `torch.no_grad`,
   pooled the same way.
@@ -165,9 +165,8 @@ def main():
     rows = []
     for encoder_type in args.encoders:
         reference = _run(args, "pytorch", encoder_type)
-        runs = [("keras (tf.function)", _run(args, "keras", encoder_type))]
-        if runs[0][1].get("device") == "GPU":
-            runs.append(("keras (XLA jit_compile)", _run(args, "keras", encoder_type, jit=True)))
+        runs = [("keras (tf.function)", _run(args, "keras", encoder_type)),
+                ("keras (XLA jit_compile)", _run(args, "keras", encoder_type, jit=True))]
         runs.append(("pytorch reference", reference))
         base = reference.get("clips_per_s")
         for label, result in runs:
