@@ -515,4 +515,5 @@ def test_an_interrupted_encoding_keeps_the_finished_batches(presets, mono, tmp_p
     resumed = _extractor(**config).transform(rows)["layer_1"]
     assert calls == [[rows["path"].iloc[4]]]  # only the clip not yet encoded
     fresh = _extractor(**{**config, "cache_dir": "none"}).transform(rows)["layer_1"]
-    np.testing.assert_allclose(resumed, fresh, rtol=1e-6, atol=1e-6)
+    # Batches of other sizes: CPU kernels may differ in the last bits.
+    np.testing.assert_allclose(resumed, fresh, rtol=1e-5, atol=1e-5)

@@ -187,9 +187,8 @@ class FrozenEncoderExtractor(FeatureExtractor):
         return info
 
     def _encoder_config(self):
-        from asd_keras.models.audio_encoders import ENCODER_CLASSES
-        from asd_keras.models.converters import _defaults
-        return {**_defaults(ENCODER_CLASSES[self.encoder]), **self._info["config"]}
+        from asd_keras.models.audio_encoders import encoder_defaults
+        return {**encoder_defaults(self.encoder), **self._info["config"]}
 
     @property
     def weights_note(self):

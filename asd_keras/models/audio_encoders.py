@@ -286,6 +286,17 @@ PRESETS = {
 }
 
 
+def encoder_defaults(encoder):
+    """Every constructor argument of an encoder type with its default."""
+    import inspect
+
+    if encoder not in ENCODER_CLASSES:
+        raise ValueError(f"encoder must be one of {ENCODER_TYPES}; received {encoder!r}.")
+    parameters = inspect.signature(ENCODER_CLASSES[encoder].__init__).parameters.items()
+    return {name: p.default for name, p in parameters
+            if p.default is not inspect.Parameter.empty and name != "name"}
+
+
 def build_encoder(encoder, **config):
     """A new encoder of type `"beats"` or `"eat"` with random weights."""
     if encoder not in ENCODER_CLASSES:
@@ -336,7 +347,7 @@ def preset_info(preset):
     # (a front-end setting such as num_frames changes the embeddings).
     config = json.dumps(record["config"], sort_keys=True)
     fingerprint = hashlib.sha256(
-        f"{_sha256(folder / PRESET_WEIGHTS)}|{config}".encode()).hexdigest()
+        f"{file_sha256(folder / PRESET_WEIGHTS)}|{config}".encode()).hexdigest()
     return {"encoder": record["encoder"], "config": record["config"],
             "pretrained": bool(metadata.get("pretrained", True)),
             "source": metadata.get("checkpoint", str(folder)), "mAP": metadata.get("mAP"),
@@ -381,7 +392,7 @@ def save_preset(encoder, folder, metadata=None):
     with atomic_path(folder / PRESET_WEIGHTS, suffix=".weights.h5") as tmp:
         encoder.save_weights(tmp)
     metadata = {"pretrained": True, **(metadata or {}),
-                "weights_sha256": _sha256(folder / PRESET_WEIGHTS),
+                "weights_sha256": file_sha256(folder / PRESET_WEIGHTS),
                 "keras_version": keras.__version__}
     atomic_write_text(folder / PRESET_METADATA, json.dumps(metadata, indent=2, sort_keys=True))
     atomic_write_text(folder / PRESET_CONFIG, json.dumps(
@@ -392,7 +403,7 @@ def save_preset(encoder, folder, metadata=None):
 _FILE_HASHES = {}
 
 
-def _sha256(path):
+def file_sha256(path):
     """SHA-256 of a file, remembered per (path, inode, size, modification
     time): each process hashes a preset's weights once."""
     stat = os.stat(path)

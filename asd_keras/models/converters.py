@@ -29,8 +29,6 @@ it is detected as whatever precedes `local_encoder.proj.weight` and written
 to the metadata.
 """
 
-import hashlib
-import json
 import math
 import re
 from pathlib import Path
@@ -39,6 +37,8 @@ import numpy as np
 
 from asd_keras.models.audio_encoders import ENCODER_TYPES
 from asd_keras.models.audio_encoders import build_encoder
+from asd_keras.models.audio_encoders import encoder_defaults
+from asd_keras.models.audio_encoders import file_sha256
 from asd_keras.models.audio_encoders import save_preset
 from asd_keras.utils.io import staged_dir
 
@@ -188,19 +188,11 @@ def eat_entries(config):
 
 
 def _beats_config(config):
-    from asd_keras.models.audio_encoders import BEATsEncoder
-    return {**_defaults(BEATsEncoder), **config}
+    return {**encoder_defaults("beats"), **config}
 
 
 def _eat_config(config):
-    from asd_keras.models.audio_encoders import EATEncoder
-    return {**_defaults(EATEncoder), **config}
-
-
-def _defaults(cls):
-    import inspect
-    return {name: p.default for name, p in inspect.signature(cls.__init__).parameters.items()
-            if p.default is not inspect.Parameter.empty and name != "name"}
+    return {**encoder_defaults("eat"), **config}
 
 
 ENTRIES = {"beats": beats_entries, "eat": eat_entries}
@@ -581,20 +573,7 @@ def convert_checkpoint(encoder_type, checkpoint, out, force=False, trust_pickle=
     encoder = build_encoder(encoder_type, **config)
     convert_state_dict(encoder, state)
     metadata = {"encoder": encoder_type, "checkpoint": str(Path(checkpoint).resolve()),
-                "checkpoint_sha256": _file_sha256(checkpoint), "pretrained": True,
+                "checkpoint_sha256": file_sha256(checkpoint), "pretrained": True,
                 "keys": len(state), **info}
     with staged_dir(out, force=force, what="preset folder") as staging:
         return save_preset(encoder, staging, metadata)
-
-
-def _file_sha256(path):
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def state_dict_summary(state):
-    """`{key: shape}` of a state dict, JSON-ready (for messages and notes)."""
-    return json.loads(json.dumps({k: list(v.shape) for k, v in state.items()}))
