@@ -15,6 +15,7 @@ from asd_keras.systems.gan import GANomalySystem
 from asd_keras.systems.gan import SkipGANomalySystem
 from asd_keras.systems.logmel_stats import LogMelStatsSystem
 from asd_keras.systems import resnet  # noqa: F401
+from asd_keras.systems import residual_view  # noqa: F401
 from asd_keras.systems import separation  # noqa: F401
 from asd_keras.systems.wilkinghoff import WilkinghoffSystem
 

@@ -213,6 +213,12 @@ class AnomalySystem:
         # any audio is read, and the run records every resolved value.
         extractor = self._new_extractor(0)
         backend = self._new_backend(0)
+        if getattr(backend, "paired_features", False) and getattr(
+                extractor, "serving_channels", 1) != 2:
+            raise ValueError(
+                f"Backend {merged['backend']!r} scores paired near/far features; the "
+                f"extractor {merged['extractor']!r} must give both microphones: set "
+                "channel=both (DCASE 2026 two-channel clips).")
         resolved = {**extractor.get_config(), **backend.get_config()}
         resolved.pop("seed", None)  # the system's seed (+ member) is used
         self.config = {**options, **system, **resolved}
