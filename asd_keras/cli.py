@@ -48,6 +48,7 @@ def cmd_synth(args):
         test=args.test,
         seed=args.seed,
         eval=args.eval,
+        background_gain=args.background_gain,
     )
     out = synthetic.generate(args.out, config, force=args.force)
     print(f"Wrote {args.layout} data to '{out}'.")
@@ -517,6 +518,9 @@ def build_parser():
     p.add_argument("--test", type=int, default=10,
                    help="test clips per section, domain and label")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--background-gain", type=float, default=0.5,
+                   help="factory background level relative to the machine in the "
+                        "source domain (the target domain's is 1.6 times larger)")
     p.add_argument("--eval", action="store_true",
                    help="also write eval data and ground truth")
     p.add_argument("--force", action="store_true")

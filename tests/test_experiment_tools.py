@@ -135,3 +135,50 @@ def test_study_cli_runs_resumes_and_refuses_overwrite(synthetic_sets, tmp_path):
     stamp = (trial / "result.json").stat().st_mtime
     assert cli.main(args) == 0
     assert (trial / "result.json").stat().st_mtime == stamp
+
+
+def test_residual_view_experiment_tables_and_figures(synthetic_sets, tmp_path, capsys):
+    """`experiments/residual_view/run.py` on tiny two-channel data, with the
+    log-mel statistics as the one encoder and as the baseline (the dense AE
+    would only add training time)."""
+    import importlib.util
+    from pathlib import Path
+
+    script = Path(__file__).parents[1] / "experiments/residual_view/run.py"
+    spec = importlib.util.spec_from_file_location("residual_view_run", script)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    config = {"seed": 0, "alpha": 0.5, "alphas": [-0.5, 0.0, 0.5],
+              "residual": {"k": 1, "memmixup_alpha": 0.9, "memmixup_neighbours": 990,
+                           "prototypes": 3},
+              "baseline": {"system": "logmel_stats"},
+              "baseline_label": "log-mel statistics, near channel",
+              "encoders": {"logmel_stats": {"extractor": "logmel_stats"}},
+              "reference_encoder": "logmel_stats"}
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(config))
+    dev, out = synthetic_sets["dcase2026"]["dev"], tmp_path / "results"
+    args = ["--data", str(dev), "--out", str(out), "--config", str(path)]
+    assert module.main(args) == 0
+    table2 = pd.read_csv(out / "table2.csv", dtype={"encoder": str, "weights": str}).fillna("")
+    assert table2["system"].tolist() == ["log-mel statistics, near channel", "near-only",
+                                         "Residual View", "Residual View + PRPS"]
+    assert table2[["AUC source", "AUC target", "pAUC", "official score"]].notna().all().all()
+    figure1 = pd.read_csv(out / "figure1.csv")
+    assert len(figure1) == 3 and figure1["alpha"].tolist() == [-0.5, 0.0, 0.5]
+    # The sweep's alpha 0 is the near-only run, its alpha 0.5 the Residual
+    # View run: the same features, banks and metric.
+    for alpha, system in ((0.0, "near-only"), (0.5, "Residual View")):
+        swept = figure1[figure1["alpha"] == alpha]["official score"].iloc[0]
+        run = table2[table2["system"] == system]["official score"].iloc[0]
+        np.testing.assert_allclose(swept, run, atol=1e-9)
+    # Residual View differs from near-only (the far channel is used).
+    assert abs(figure1["official score"].iloc[2] - figure1["official score"].iloc[1]) > 1e-6
+    table3 = pd.read_csv(out / "table3.csv")
+    assert set(table3["machine type"]) == {"fan", "valve", "All (hmean)"}
+    assert len(pd.read_csv(out / "transductive.csv")) == 1
+    for name in ("figure1.png", "figure2.png"):
+        assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # A finished study is not overwritten without --force.
+    assert module.main(args) == 2
+    assert "--force" in capsys.readouterr().err

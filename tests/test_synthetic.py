@@ -230,3 +230,161 @@ def test_new_types_anomalies_and_domain_shift_change_the_sound(machine):
         level = model.target_levels[0]
         assert level not in model.source_levels
         assert distance(stats(level, None, 0.0, 11)) > 1.2 * spread, (machine, section, "target")
+
+
+# --------------------------------------------------------------------------
+# The 2026 layout's two microphones: one shared background scene, the
+# machine louder near than far, and a domain-dependent scene mix.
+# --------------------------------------------------------------------------
+
+_SR = 16000
+_MIC_CONFIG = synthetic.SynthConfig(layout="dcase2026", seconds=1.5, seed=3)
+
+
+def _normalised_xcorr(a, b, max_lag):
+    """Normalised correlation of a(t) and b(t + k) for k in -max_lag..max_lag."""
+    values = []
+    for k in range(-max_lag, max_lag + 1):
+        x, y = (a[: a.size - k], b[k:]) if k >= 0 else (a[-k:], b[: b.size + k])
+        values.append(np.dot(x, y) / np.sqrt(np.dot(x, x) * np.dot(y, y)))
+    return np.array(values)
+
+
+def _low_share(x, cutoff_hz=400.0):
+    power = np.abs(np.fft.rfft(x)) ** 2
+    return power[np.fft.rfftfreq(x.size, 1 / _SR) < cutoff_hz].sum() / power.sum()
+
+
+def test_2026_one_background_scene_reaches_both_mics():
+    # valve, dev section 00, seed 3: geometry with a clear lag (50 samples).
+    inst = synthetic._instance(_MIC_CONFIG, "valve", "dev", "00")
+    geometry = inst["_mics"]
+    assert geometry["far_bg_gain"] > geometry["near_bg_gain"]
+    lag = round(geometry["far_bg_delay_s"] * _SR) - round(geometry["near_bg_delay_s"] * _SR)
+    assert abs(lag) >= 10
+    max_lag = int(np.ceil(synthetic._MAX_MIC_DELAY_S * _SR))
+    background = synthetic.FactoryBackground(3)
+    # The written clip with the machine silenced is background only.
+    silent = dict(inst, _normal_rms=np.inf)
+    for domain in ("source", "target"):
+        clip = synthetic._clip(_MIC_CONFIG, background, "valve", silent, domain, 2, None,
+                               np.random.default_rng(5))
+        assert clip.dtype == np.float32 and clip.shape == (24000, 2)
+        near, far = clip[:, 0].astype(np.float64), clip[:, 1].astype(np.float64)
+        xcorr = _normalised_xcorr(near, far, max_lag)
+        assert np.argmax(xcorr) - max_lag == lag, domain
+        assert xcorr.max() > 0.9, domain
+        assert xcorr[max_lag] < xcorr.max() - 0.3, domain  # the lag matters
+        # The far microphone hears more of the hall.
+        assert 1.3 < np.std(far) / np.std(near) < 2.9, domain
+    # The parts helper agrees: far background = gain ratio x shifted near.
+    parts = synthetic._two_mic_parts(_MIC_CONFIG, background, "valve", inst, "source", 2,
+                                     None, np.random.default_rng(5))
+    assert parts["far_bg_delay"] - parts["near_bg_delay"] == lag
+    ratio = parts["far_bg_gain"] / parts["near_bg_gain"]
+    near_bg, far_bg = parts["near_background"], parts["far_background"]
+    if lag >= 0:
+        np.testing.assert_allclose(far_bg[lag:], ratio * near_bg[: near_bg.size - lag],
+                                   rtol=1e-9, atol=1e-12)
+    else:
+        np.testing.assert_allclose(far_bg[:lag], ratio * near_bg[-lag:], rtol=1e-9, atol=1e-12)
+
+
+def test_2026_machine_louder_near_than_far():
+    # The background off: the written clip is the machine only.
+    config = synthetic.SynthConfig(layout="dcase2026", seconds=1.5, seed=3,
+                                   background_gain=0.0)
+    background = synthetic.FactoryBackground(3)
+    for machine in ("fan", "pump", "valve"):
+        inst = synthetic._instance(config, machine, "dev", "00")
+        clip = synthetic._clip(config, background, machine, inst, "source", 2, None,
+                               np.random.default_rng(7)).astype(np.float64)
+        ratio = np.sum(clip[:, 0] ** 2) / np.sum(clip[:, 1] ** 2)
+        # a_f in 0.3..0.4 through a unit-energy room: about 6-11x less.
+        assert 3.0 < ratio < 20.0, (machine, ratio)
+        # The far machine is the near one, reverberated and delayed.
+        parts = synthetic._two_mic_parts(config, background, machine, inst, "source", 2,
+                                         None, np.random.default_rng(7))
+        assert 32 <= parts["far_machine_delay"] <= 96
+        assert np.allclose(parts["near_background"], 0)
+        # The clip is 0.1 x the parts, peak-normalised by one factor.
+        expected = 0.1 * np.stack([parts["near_machine"], parts["far_machine"]], axis=-1)
+        expected *= min(1.0, 0.99 / np.max(np.abs(expected)))
+        np.testing.assert_allclose(clip, expected, atol=1e-6)
+
+
+def test_2026_target_scene_mix_differs_from_source():
+    inst = synthetic._instance(_MIC_CONFIG, "fan", "dev", "00")
+    background = synthetic.FactoryBackground(3)
+
+    def shares(domain):
+        out = []
+        for seed in range(4):
+            parts = synthetic._two_mic_parts(_MIC_CONFIG, background, "fan", inst, domain, 2,
+                                             None, np.random.default_rng(seed))
+            out.append([_low_share(parts["near_background"]),
+                        _low_share(parts["far_background"])])
+        return np.array(out)
+
+    source, target = shares("source"), shares("target")
+    # The tonal bed (hum, distant machinery) sits below 400 Hz: the target
+    # mix (pink 0.5, bed 2, clanks 2) moves the scene's energy there.
+    assert (target.mean(axis=0) > source.mean(axis=0) + 0.15).all(), (source, target)
+    assert (target.min(axis=0) > source.max(axis=0)).all()
+    # The scene's composition, not only its level: unit RMS either way.
+    rng = np.random.default_rng(1)
+    scene = background.render(rng, 8000, _SR, mix=synthetic._TARGET_MIX)
+    np.testing.assert_allclose(np.sqrt(np.mean(scene**2)), 1.0, rtol=1e-6)
+
+
+def test_2026_geometry_per_section_from_its_own_stream():
+    a = synthetic._mic_geometry(_MIC_CONFIG, "fan", "dev", "00")
+    assert a == synthetic._mic_geometry(_MIC_CONFIG, "fan", "dev", "00")
+    assert a != synthetic._mic_geometry(_MIC_CONFIG, "fan", "eval", "00")
+    assert a != synthetic._mic_geometry(_MIC_CONFIG, "pump", "dev", "00")
+    for value in ("near_bg_delay_s", "far_bg_delay_s", "far_machine_delay_s"):
+        assert 0 < a[value] * _SR <= synthetic._MAX_MIC_DELAY_S * _SR  # tens of samples
+    # The instance's own parameters do not depend on the geometry stream.
+    inst = synthetic._instance(_MIC_CONFIG, "fan", "dev", "00")
+    drawn = synthetic._MODELS["fan"].instance(np.random.default_rng([3, 0, False, 0]))
+    for key, value in drawn.items():
+        np.testing.assert_allclose(inst[key], value, rtol=1e-12)
+
+
+def _render_reference(background, rng, n, sr):
+    """FactoryBackground.render as written before `mix` existed."""
+    spectrum = np.fft.rfft(rng.standard_normal(n))
+    freqs = np.fft.rfftfreq(n, 1 / sr)
+    spectrum /= np.sqrt(np.maximum(freqs, 20.0))
+    pink = np.fft.irfft(spectrum, n)
+    pink /= pink.std() + 1e-9
+    bed = background._tonal_bed(n, sr)
+    start = int(rng.integers(0, bed.size - n))
+    count = rng.poisson(background.clank_rate * n / sr)
+    clanks = np.zeros(n)
+    for _ in range(count):
+        clanks += synthetic._resonant_hits(
+            [rng.uniform(0, n / sr)], [rng.uniform(0.5, 2.0)], n, sr,
+            rng.choice(background.clank_hz), rng.uniform(0.01, 0.05), rng,
+        )
+    out = pink + bed[start : start + n] + clanks
+    return out / np.sqrt(np.mean(np.square(out)))
+
+
+def test_background_render_without_mix_unchanged():
+    background = synthetic.FactoryBackground(3)
+    n = 3 * _SR  # long enough for several clanks
+    for seed in range(3):
+        rng_new, rng_ref = np.random.default_rng(seed), np.random.default_rng(seed)
+        new = background.render(rng_new, n, _SR)
+        reference = _render_reference(background, rng_ref, n, _SR)
+        np.testing.assert_allclose(new, reference, rtol=1e-12, atol=1e-12)
+        # The same draws in the same order: both generators end alike.
+        assert rng_new.bit_generator.state == rng_ref.bit_generator.state
+        # Weights change the output, not the draws; (1, 1, 1) is the default.
+        rng_mix, rng_one = np.random.default_rng(seed), np.random.default_rng(seed)
+        mixed = background.render(rng_mix, n, _SR, mix=synthetic._TARGET_MIX)
+        ones = background.render(rng_one, n, _SR, mix=(1.0, 1.0, 1.0))
+        assert rng_mix.bit_generator.state == rng_ref.bit_generator.state
+        np.testing.assert_allclose(ones, reference, rtol=1e-12, atol=1e-12)
+        assert np.abs(mixed - reference).mean() > 0.1

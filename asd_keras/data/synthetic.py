@@ -49,9 +49,58 @@ attribute (speed, flow, pattern, ...) changes the sound. The source domain
 has many training clips; the target domain has a few, with the attribute
 shifted out of the source range and a louder background. All machine types
 share one factory background (pink noise, mains hum, distant machinery,
-random clanks). In the 2026 layout every clip has two channels: channel 0 is
-the near microphone, channel 1 the far one (less, reverberant machine; more
-background). Everything is deterministic given the seed.
+random clanks). Everything is deterministic given the seed.
+
+In the 2026 layout every clip has two channels: channel 0 is the near
+microphone (at the machine), channel 1 the far one (out in the hall). With
+m(t) the machine (unit RMS when normal), s(t) ONE background scene per clip
+(unit RMS) and b the domain's background level (`background_gain`, times 1.6
+in the target domain):
+
+    near(t) = 0.1 * (m(t) + b * g_n * s(t - d_n))
+    far(t)  = 0.1 * (a_f * (h * m)(t - d_m) + b * g_f * s(t - d_f))
+
+* The scene s is rendered once, 6 ms longer than the clip, and both
+  microphones hear that same realisation with their own gain and delay:
+  g_n ~ U(0.8, 1.1), g_f ~ U(1.5, 2.1) (the far microphone hears more of
+  the hall), d_n, d_f ~ U(0.5, 5) ms (8-80 samples at 16 kHz, so the far
+  channel's copy lags the near one's by d_f - d_n, up to +-4.5 ms). The
+  two background parts are therefore the same waveform, not two noises of
+  the same kind.
+* The machine is direct (gain 1, no delay) at the near microphone and at
+  the far one weaker, a_f ~ U(0.3, 0.4) (about 8-10 dB less energy),
+  reverberant (h: a 0.3 s exponentially decaying noise response, time
+  constant 80 ms, unit energy) and later, d_m ~ U(2, 6) ms. The far path
+  hears the clip continued circularly 0.3 s + 6 ms into the past, so it is
+  in steady state from the first sample and every machine event lies
+  within the clip.
+* Gains and delays are the geometry of one section (machine instance),
+  drawn from their own generator (seed, machine type, split, section,
+  tag 2026) and so leaving every other random stream alone; per clip the
+  two background gains jitter by +-5 % (delays stay fixed).
+* The domains differ in the scene's level (b) and its composition: the
+  source scene is the plain sum pink + tonal bed + clanks, the target
+  scene weights them 0.5 / 2.0 / 2.0 (less broadband noise, more hum and
+  distant machinery, louder clanks) before scaling to unit RMS, so most of
+  the target background's energy lies below 400 Hz (about 0.85-0.9 of it
+  against about 0.6-0.65 in the source domain).
+* As in every layout, a clip whose peak exceeds 0.99 is scaled down as a
+  whole (one factor for both channels, so their ratios hold), and clips
+  are float32.
+
+Why subtracting the far channel (for example the "Residual View" embedding
+f_near - alpha * f_far) can help: both channels carry the same background
+realisation, so a scaled far view carries the near channel's actual
+background, not just background of the same kind, and subtracting it can
+remove what the channels share (with independent realisations, as before,
+nothing could cancel). Why it can hurt: the far channel also carries the
+machine (a_f, reverberant, delayed), so subtracting it also removes part of
+the machine's own sound, anomalies included; and the background matches only
+up to gain and delay. The ratio g_n / g_f differs per section and per clip,
+so one alpha cannot fit every clip; the lag D = d_f - d_n leaves, in
+waveform terms, 2|sin(pi f D)| of the background at frequency f, so
+cancellation holds only below about 1 / (6 D) (37 Hz for D = 4.5 ms, 170 Hz
+for 1 ms); frame-level features blur this mismatch but do not remove it.
 """
 
 import dataclasses
@@ -184,7 +233,13 @@ class FactoryBackground:
             self._bed_key = key
         return self._bed
 
-    def render(self, rng, n, sr):
+    def parts(self, rng, n, sr):
+        """The scene's three components, (pink, tonal_bed, clanks), each (n,).
+
+        Pink noise has unit std; the tonal bed is mains hum plus distant
+        machinery (a random slice of `_tonal_bed`); clanks are sparse
+        resonant impacts. Draws from `rng` exactly as `render` does.
+        """
         spectrum = np.fft.rfft(rng.standard_normal(n))
         freqs = np.fft.rfftfreq(n, 1 / sr)
         spectrum /= np.sqrt(np.maximum(freqs, 20.0))
@@ -204,7 +259,24 @@ class FactoryBackground:
                 rng.uniform(0.01, 0.05),
                 rng,
             )
-        out = pink + bed[start : start + n] + clanks
+        return pink, bed[start : start + n], clanks
+
+    def render(self, rng, n, sr, mix=None):
+        """One realisation of the hall, (n,) with unit RMS.
+
+        Args:
+            mix: None or (pink, tonal_bed, clanks) weights. None is the
+                plain sum (equal weights, the arithmetic of every layout
+                but the 2026 target domain); weights change the scene's
+                composition, not its level (the sum is still scaled to
+                unit RMS). The random draws do not depend on `mix`.
+        """
+        pink, bed, clanks = self.parts(rng, n, sr)
+        if mix is None:
+            out = pink + bed + clanks
+        else:
+            w_pink, w_bed, w_clanks = mix
+            out = w_pink * pink + w_bed * bed + w_clanks * clanks
         return out / _rms(out)
 
 
@@ -779,34 +851,136 @@ class SynthConfig:
                 f"seconds={self.seconds} is too short: a clip needs at least "
                 f"{4096 / self.sample_rate:.2f} s."
             )
+        if not 0 <= float(self.background_gain) < float("inf"):
+            raise ValueError(
+                f"background_gain must be a finite number >= 0; received "
+                f"{self.background_gain!r}."
+            )
         for name in ("train", "target_train", "test"):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"{name} must be >= 1; received {getattr(self, name)}.")
 
 
-def _clip(config, background, machine_type, inst, domain, level, anomaly, rng):
-    """Renders one clip: (samples,) or (samples, 2) for dcase2026."""
+# The 2026 layout's two microphones (see the module docstring).
+# Background (pink, tonal bed, clanks) weights in the target domain; the
+# source domain uses the plain sum (equal weights).
+_TARGET_MIX = (0.5, 2.0, 2.0)
+# Longest delay of any path to a microphone; the scene and the machine are
+# rendered this much (and, for the machine, the room response) longer.
+_MAX_MIC_DELAY_S = 0.006
+# Far-path room response: exponential decay (time constant, length).
+_ROOM_DECAY_S = 0.08
+_ROOM_SECONDS = 0.3
+# Seed tag of the per-section microphone geometry stream.
+_GEOMETRY_SEED_TAG = 2026
+
+
+def _mic_geometry(config, machine_type, split, section):
+    """One section's microphone geometry (2026 layout): gains and delays.
+
+    Drawn from its own generator, so no other random stream (instance,
+    plan, clips) changes; fixed per section, as the microphones of one
+    machine instance stay where they are.
+    """
+    rng = np.random.default_rng([
+        config.seed, MACHINE_TYPES.index(machine_type), split == "eval",
+        int(section), _GEOMETRY_SEED_TAG,
+    ])
+    return {
+        # The shared hall scene: the far microphone hears more of it.
+        "near_bg_gain": rng.uniform(0.8, 1.1),
+        "far_bg_gain": rng.uniform(1.5, 2.1),
+        "near_bg_delay_s": rng.uniform(0.0005, 0.005),
+        "far_bg_delay_s": rng.uniform(0.0005, 0.005),
+        # The machine: direct (gain 1, no delay) at the near microphone,
+        # weaker, reverberant and later at the far one.
+        "far_machine_gain": rng.uniform(0.3, 0.4),
+        "far_machine_delay_s": rng.uniform(0.002, 0.006),
+    }
+
+
+def _delayed(x, pre, delay, n):
+    """`n` samples of `x` delayed by `delay` samples; x[pre] is time 0."""
+    return x[pre - delay : pre - delay + n]
+
+
+def _two_mic_parts(config, background, machine_type, inst, domain, level,
+                   anomaly, rng):
+    """The 2026 layout's four signal parts, each (n,), before the 0.1 scale.
+
+    Returns a dict: near_machine, far_machine, near_background,
+    far_background, and the per-clip values used (gains and integer
+    delays in samples). A clip is 0.1 * (near_machine + near_background)
+    in channel 0 and 0.1 * (far_machine + far_background) in channel 1.
+    """
     sr = config.sample_rate
     n = int(round(config.seconds * sr))
     model = _MODELS[machine_type]
+    geometry = inst["_mics"]
+    max_delay = int(np.ceil(_MAX_MIC_DELAY_S * sr))
+
+    def samples(seconds):
+        return min(max_delay, int(round(seconds * sr)))
+
+    room_size = int(_ROOM_SECONDS * sr)
+    pre = room_size + max_delay
     severity = rng.uniform(*config.severity) if anomaly else 0.0
     machine = model.render(inst, level, anomaly, severity, n, sr, rng)
     machine = machine / inst["_normal_rms"]
+    # The far path hears the clip continued circularly `pre` samples into
+    # the past, so its reverberation and delay are in steady state from the
+    # first sample, while every event (an anomaly's clank, say) that the
+    # near microphone hears lies within the clip.
+    machine = np.take(machine, np.arange(-pre, n) % n)
+    # One scene for both microphones, `max_delay` samples longer than the
+    # clip; each microphone hears it with its own delay.
     bg_gain = config.background_gain * (1.6 if domain == "target" else 1.0)
-    near = 0.1 * (machine + bg_gain * background.render(rng, n, sr))
-    if config.layout != "dcase2026":
-        out = near
-    else:
-        # The far microphone hears a quieter, reverberant machine and more
-        # of the hall.
-        t = np.arange(int(0.3 * sr)) / sr
-        room = rng.standard_normal(t.size) * np.exp(-t / 0.08)
-        room /= np.sqrt(np.sum(room**2))
-        far_machine = signal.fftconvolve(machine, room)[:n]
-        far = 0.1 * (
-            0.35 * far_machine + 1.8 * bg_gain * background.render(rng, n, sr)
-        )
+    mix = _TARGET_MIX if domain == "target" else None
+    scene = background.render(rng, n + max_delay, sr, mix=mix)
+    t = np.arange(room_size) / sr
+    room = rng.standard_normal(room_size) * np.exp(-t / _ROOM_DECAY_S)
+    room /= np.sqrt(np.sum(room**2))
+    # Small per-clip gain jitter (people, doors, air); delays stay fixed.
+    near_bg_gain = geometry["near_bg_gain"] * rng.uniform(0.95, 1.05)
+    far_bg_gain = geometry["far_bg_gain"] * rng.uniform(0.95, 1.05)
+    near_bg_delay = samples(geometry["near_bg_delay_s"])
+    far_bg_delay = samples(geometry["far_bg_delay_s"])
+    machine_delay = samples(geometry["far_machine_delay_s"])
+    reverberant = signal.fftconvolve(machine, room)
+    return {
+        "near_machine": machine[pre:],
+        "far_machine": geometry["far_machine_gain"]
+        * _delayed(reverberant, pre, machine_delay, n),
+        "near_background": bg_gain * near_bg_gain
+        * _delayed(scene, max_delay, near_bg_delay, n),
+        "far_background": bg_gain * far_bg_gain
+        * _delayed(scene, max_delay, far_bg_delay, n),
+        "near_bg_gain": near_bg_gain,
+        "far_bg_gain": far_bg_gain,
+        "near_bg_delay": near_bg_delay,
+        "far_bg_delay": far_bg_delay,
+        "far_machine_delay": machine_delay,
+        "mix": mix,
+    }
+
+
+def _clip(config, background, machine_type, inst, domain, level, anomaly, rng):
+    """Renders one clip: (samples,) or (samples, 2) for dcase2026."""
+    if config.layout == "dcase2026":
+        parts = _two_mic_parts(config, background, machine_type, inst, domain,
+                               level, anomaly, rng)
+        near = 0.1 * (parts["near_machine"] + parts["near_background"])
+        far = 0.1 * (parts["far_machine"] + parts["far_background"])
         out = np.stack([near, far], axis=-1)
+    else:
+        sr = config.sample_rate
+        n = int(round(config.seconds * sr))
+        model = _MODELS[machine_type]
+        severity = rng.uniform(*config.severity) if anomaly else 0.0
+        machine = model.render(inst, level, anomaly, severity, n, sr, rng)
+        machine = machine / inst["_normal_rms"]
+        bg_gain = config.background_gain * (1.6 if domain == "target" else 1.0)
+        out = 0.1 * (machine + bg_gain * background.render(rng, n, sr))
     peak = np.max(np.abs(out))
     if peak > 0.99:
         out = out * (0.99 / peak)
@@ -822,6 +996,8 @@ def _instance(config, machine_type, split, section):
     # Each instance is normalised so that its normal sound has unit RMS.
     probe = model.render(inst, 2, None, 0.0, config.sample_rate * 2, config.sample_rate, rng)
     inst["_normal_rms"] = _rms(probe)
+    # The 2026 layout's microphone geometry (its own random stream).
+    inst["_mics"] = _mic_geometry(config, machine_type, split, section)
     return inst
 
 

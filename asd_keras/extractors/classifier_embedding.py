@@ -9,6 +9,13 @@ compactness head and mixup, and describes every clip by its embedding
 truncated, padded or tiled to `clip_seconds` (`length_policy`), resolved
 from the training clips when `"auto"` (`data_choices` says what was chosen
 and why).
+
+With `channel="both"` (DCASE 2026 two-channel clips: channel 0 the near,
+channel 1 the far microphone) one network serves both microphones: it is
+trained on the near channel only, the one that carries the machine, and the
+far channel is embedded by the same network, so that the two halves of the
+feature vector `[near | far]` live in one embedding space (a backend can then
+compare or subtract them, e.g. `f_near - alpha * f_far`).
 """
 
 import json
@@ -62,7 +69,7 @@ def _schema():
         "clip_seconds": number(gt=0, also=("auto",)),
         "length_policy": choice(*LENGTH_POLICIES, "auto"),
         "sample_rate": integer(min=1),
-        "channel": choice(0, 1),
+        "channel": choice(0, 1, "both"),
         "resample": boolean(),
         "monitor_compactness": boolean(),
         "monitor_clips": integer(min=1),
@@ -95,7 +102,14 @@ class ClassifierEmbeddingExtractor(FeatureExtractor):
         epochs, batch_size, learning_rate: Adam training.
         clip_seconds: float or `"auto"`. The network's input length.
         length_policy: `"truncate"`, `"pad"`, `"tile_crop"` or `"auto"`.
-        sample_rate, channel, resample: audio loading.
+        sample_rate, channel, resample: audio loading. `channel` is `0`
+            (mono files; the near microphone of DCASE 2026), `1` (the far
+            microphone) or `"both"`: the network is trained on channel 0
+            only (one network for both microphones, trained on the channel
+            that carries the machine), the far channel is embedded by the
+            same network, and `embedding` is `[near | far]` (`2 *
+            embedding_dim` values; `serving_model` then takes `(batch,
+            samples, 2)` waveforms).
         monitor_compactness, monitor_clips: log intra/inter-class
             compactness on a fixed subset of training clips every epoch (a
             diagnostic of the paper's Figs. 2-3, off by default: it embeds
@@ -178,12 +192,29 @@ class ClassifierEmbeddingExtractor(FeatureExtractor):
                              "why": "; ".join(reasons)}
         logger.info("Clip length: %s.", self.data_choices["why"])
 
-    def loader(self, training=False):
+    @property
+    def serving_channels(self):
+        """Channels of the `serving_model` input: 2 for `"both"`, else 1."""
+        return 2 if self.config["channel"] == "both" else 1
+
+    def loader(self, training=False, channel=None):
+        """The `AudioLoader` of the network's input.
+
+        Args:
+            training: bool. Random `tile_crop` offsets.
+            channel: int, `"both"` or None. None: the channel the network
+                sees, i.e. the configured one, or channel 0 (the near
+                microphone, the training channel) for `channel="both"`, so
+                that the training, monitoring and explaining pipelines get
+                single-channel waveforms. `"both"` gives `(samples, 2)`.
+        """
         from asd_keras.data.audio import AudioLoader
 
         c = self.config
         n = self.num_samples
-        return AudioLoader(sample_rate=c["sample_rate"], channel=c["channel"], length=n,
+        if channel is None:
+            channel = 0 if c["channel"] == "both" else c["channel"]
+        return AudioLoader(sample_rate=c["sample_rate"], channel=channel, length=n,
                            length_policy=c["length_policy"], resample=bool(c["resample"]),
                            random_crop=training and c["length_policy"] == "tile_crop",
                            min_samples=1)
@@ -221,12 +252,14 @@ class ClassifierEmbeddingExtractor(FeatureExtractor):
         return self._bounded(ds.prefetch(tf.data.AUTOTUNE))
 
     def waveform_dataset(self, paths, loader):
-        """Batches of fixed-length waveforms, in order."""
+        """Batches of fixed-length waveforms `(batch, n)`, in order;
+        `(batch, n, 2)` for a loader of `channel="both"`."""
         import tensorflow as tf
 
         n = self.num_samples
+        shape = [n, 2] if loader.channel == "both" else [n]
         ds = tf.data.Dataset.from_tensor_slices([str(p) for p in paths])
-        ds = ds.map(lambda p: tf.ensure_shape(loader.load(p), [n]),
+        ds = ds.map(lambda p: tf.ensure_shape(loader.load(p), shape),
                     num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
         return self._bounded(
             ds.batch(int(self.config["score_batch_clips"])).prefetch(tf.data.AUTOTUNE))
@@ -267,6 +300,11 @@ class ClassifierEmbeddingExtractor(FeatureExtractor):
         c = self.config
         paths = list(table["path"])
         self.resolve_length(paths)
+        if c["channel"] == "both":
+            # Trained on the near channel only (`loader()` gives channel 0),
+            # but the far channel is embedded later: a mono file stops the
+            # run now rather than after training.
+            self.loader(channel="both").check(paths, progress=False)
         loaders = {"train": self.loader(training=True), "eval": self.loader()}
         # check() also picks the decoder, so the checked loaders are reused.
         loaders["train"].check(paths, progress=False)
@@ -319,27 +357,62 @@ class ClassifierEmbeddingExtractor(FeatureExtractor):
                              "or load it.")
 
     def transform(self, table, verbose=0):
-        """`{"embedding": (clips, dim)}`."""
+        """`{"embedding": (clips, dim)}`; with `channel="both"` each clip's
+        two channels are embedded by the same network, `[near | far]`.
+
+        Raises:
+            FileNotFoundError, ValueError: naming a missing, unreadable,
+                wrongly sampled, single-channel (for channel 1 or `"both"`)
+                or corrupt clip.
+        """
         self._check_fitted()
         if len(table) == 0:
-            return {"embedding": np.zeros((0, self.model.output_shape[-1]), np.float32)}
-        loader = self.loader()
+            dim = self.serving_channels * self.model.output_shape[-1]
+            return {"embedding": np.zeros((0, dim), np.float32)}
+        both = self.config["channel"] == "both"
+        # One decoding pass: `(n, 2)` clips for "both".
+        loader = self.loader(channel="both" if both else None)
         loader.check(list(table["path"]), progress=False)
-        values = self.model.predict(self.waveform_dataset(table["path"], loader),
-                                    verbose=verbose)
+        model = self._paired_model(self.num_samples) if both else self.model
+        values = model.predict(self.waveform_dataset(table["path"], loader),
+                               verbose=verbose)
+        if both:
+            values = values["embedding"]
         return {"embedding": np.asarray(values, np.float32)}
+
+    def _paired_model(self, num_samples=None, length=None):
+        """`(batch, num_samples, 2)` waveforms to `{"embedding": [near |
+        far]}`, both channels through the one network; `length` applies
+        that `FixedLength` to each channel first."""
+        import keras
+
+        waveform = keras.Input((num_samples, 2), name="waveform")
+        parts = []
+        for i in (0, 1):  # near, far
+            channel = waveform[..., i]
+            if length is not None:
+                channel = length(channel)
+            parts.append(self.model(channel, training=False))
+        embedding = keras.layers.Concatenate(name="channels")(parts)
+        return keras.Model(waveform, {"embedding": embedding},
+                           name="classifier_embedding_features")
 
     def serving_model(self, num_samples=None):
         """Waveforms of any length `(batch, samples)` to `{"embedding"}`; the
-        length policy is applied without the random training crop."""
+        length policy is applied without the random training crop. With
+        `channel="both"` the input is `(batch, samples, 2)` (near, far): the
+        length policy and the network are applied to each channel, and the
+        embeddings concatenated `[near | far]`."""
         import keras
 
         from asd_keras.layers.spectral import FixedLength
 
         self._check_fitted()
+        length = FixedLength(self.num_samples, self.config["length_policy"])
+        if self.config["channel"] == "both":
+            return self._paired_model(num_samples, length)
         waveform = keras.Input((num_samples,), name="waveform")
-        fixed = FixedLength(self.num_samples, self.config["length_policy"])(waveform)
-        embedding = self.model(fixed, training=False)
+        embedding = self.model(length(waveform), training=False)
         return keras.Model(waveform, {"embedding": embedding},
                            name="classifier_embedding_features")
 
@@ -360,6 +433,11 @@ class ClassifierEmbeddingExtractor(FeatureExtractor):
         from asd_keras.layers import LinearSpectrogram
 
         self._check_fitted()
+        if self.config["channel"] == "both":
+            raise ValueError(
+                "Explaining spectrograms needs single-channel embeddings; this extractor "
+                "has channel='both' ([near | far] features, which one channel's "
+                "spectrogram cannot give). Train with channel=0 or channel=1.")
         if self.config["branches"] != "spectrogram":
             raise ValueError(
                 "Explaining spectrograms needs a spectrogram-only model; train with "

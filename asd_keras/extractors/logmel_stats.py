@@ -15,6 +15,7 @@ from asd_keras.layers.statistics import LogMelStatistics
 # Clips per feature batch pulled from the pipeline; only bounds the Python
 # loop overhead, every clip is computed on its own.
 _BATCH = 64
+CHANNELS = (0, 1, "both")
 
 
 @register_extractor("logmel_stats")
@@ -24,7 +25,12 @@ class LogMelStatsExtractor(FeatureExtractor):
     The log-mel spectrogram is the DCASE baselines' (`LogMelFrontend`);
     each clip gives the mean and the population standard deviation of every
     mel band over its frames, so clips of any length give one vector.
-    Multichannel files give the features of their first channel.
+    `channel` picks what a clip's file gives: channel 0 (the only channel
+    of mono files; the near microphone of DCASE 2026 clips), channel 1 (the
+    far microphone), or with `"both"` the features of channel 0 and of
+    channel 1, each computed exactly as for that channel alone, concatenated
+    `[near | far]` (twice one channel's values; `dim` counts both).
+    Channels past the second are ignored.
 
     Args:
         sample_rate: int. Defaults to `16000`.
@@ -36,6 +42,9 @@ class LogMelStatsExtractor(FeatureExtractor):
         pad_mode: str. `"constant"` (2022+) or `"reflect"` (2020/2021).
         statistics: str. `"mean_std"` (`2 * n_mels` values: means, then
             standard deviations), `"mean"` or `"std"`.
+        channel: int or str. `0` (default), `1` or `"both"` (then
+            `serving_model` takes `(batch, samples, 2)` waveforms). Channel
+            1 and `"both"` need two-channel files.
 
     Example:
     >>> extractor = LogMelStatsExtractor()
@@ -55,7 +64,13 @@ class LogMelStatsExtractor(FeatureExtractor):
         log_mode="max",
         pad_mode="constant",
         statistics="mean_std",
+        channel=0,
     ):
+        if isinstance(channel, (bool, str)) and channel != "both" \
+                or channel not in CHANNELS:
+            raise ValueError(
+                f"channel must be one of {CHANNELS}; received {channel!r}."
+            )
         if statistics not in STATISTICS:
             raise ValueError(
                 f"statistics must be one of {STATISTICS}; received {statistics!r}."
@@ -67,14 +82,22 @@ class LogMelStatsExtractor(FeatureExtractor):
         ).get_config()
         del self._frontend_config["n_frames"]
         self.statistics = statistics
+        self.channel = channel if channel == "both" else int(channel)
 
     @property
     def dim(self):
         n_mels = self._frontend_config["n_mels"]
-        return 2 * n_mels if self.statistics == "mean_std" else n_mels
+        per_channel = 2 * n_mels if self.statistics == "mean_std" else n_mels
+        return self.serving_channels * per_channel
+
+    @property
+    def serving_channels(self):
+        """Channels of the `serving_model` input: 2 for `"both"`, else 1."""
+        return 2 if self.channel == "both" else 1
 
     def get_config(self):
-        return {**self._frontend_config, "statistics": self.statistics}
+        return {**self._frontend_config, "statistics": self.statistics,
+                "channel": self.channel}
 
     def _layers(self):
         """New (weightless) layers: the spectrogram, then the statistics."""
@@ -86,8 +109,11 @@ class LogMelStatsExtractor(FeatureExtractor):
 
         Raises:
             FileNotFoundError, ValueError: naming a missing, unreadable,
-                wrongly sampled or corrupt clip.
+                wrongly sampled, single-channel (for channel 1 or `"both"`)
+                or corrupt clip.
         """
+        import tensorflow as tf
+
         paths = [str(p) for p in table["path"]]
         if not paths:
             return {self.name: np.zeros((0, self.dim), np.float32)}
@@ -95,15 +121,19 @@ class LogMelStatsExtractor(FeatureExtractor):
         frontend = spectrogram.frontend
         # Reflect padding needs more samples than the pad of n_fft // 2.
         min_samples = frontend.n_fft // 2 + 1 if frontend.pad_mode == "reflect" else 1
-        loader = AudioLoader(frontend.sample_rate, min_samples=min_samples)
+        loader = AudioLoader(frontend.sample_rate, channel=self.channel,
+                             min_samples=min_samples)
         loader.check(paths, progress=bool(verbose))
 
         def features(waveform):
             # One clip at a time: clips may differ in length, and padding
             # them to a batch would change their statistics.
+            if self.channel == "both":
+                # (samples, 2) -> (2, samples): each channel on its own, as
+                # a batch of two, then [near | far].
+                values = statistics(spectrogram(tf.transpose(waveform)))
+                return tf.reshape(values, [-1])
             return statistics(spectrogram(waveform[None]))[0]
-
-        import tensorflow as tf
 
         ds = clip_dataset(paths, loader, features).batch(_BATCH).prefetch(tf.data.AUTOTUNE)
         parts = [batch.numpy() for batch in
@@ -111,15 +141,25 @@ class LogMelStatsExtractor(FeatureExtractor):
         return {self.name: np.concatenate(parts).astype(np.float32)}
 
     def serving_model(self, num_samples=None):
-        """Waveforms `(batch, num_samples)` to `{"logmel_stats": (batch, dim)}`.
+        """Waveforms `(batch, num_samples)` to `{"logmel_stats": (batch, dim)}`;
+        with `channel="both"` the input is `(batch, num_samples, 2)` (near,
+        far) and the output the two channels' features, `[near | far]`.
 
         `num_samples=None` accepts clips of any length (the statistics are
-        over time), which is what the exported SavedModel serves.
+        over time), which is what the exported SavedModel serves. The
+        served waveform is the chosen channel itself (channel 1 of a file
+        for `channel=1`): picking it is the caller's.
         """
         import keras
 
         spectrogram, statistics = self._layers()
         length = None if num_samples is None else int(num_samples)
-        waveform = keras.Input((length,), name="waveform")
-        features = statistics(spectrogram(waveform))
+        if self.channel == "both":
+            waveform = keras.Input((length, 2), name="waveform")
+            # The same (weightless) layers on each channel.
+            parts = [statistics(spectrogram(waveform[..., i])) for i in (0, 1)]
+            features = keras.layers.Concatenate(name="channels")(parts)
+        else:
+            waveform = keras.Input((length,), name="waveform")
+            features = statistics(spectrogram(waveform))
         return keras.Model(waveform, {self.name: features}, name=self.name)

@@ -71,6 +71,22 @@ def _run_trial(condition, trial, base_config, table, folder, definition, keep_mo
     return result
 
 
+def trial_weights(out):
+    """The encoder weights of each condition of a finished study in `out`:
+    a DataFrame `condition, weights` with "random weights", "pretrained" or
+    "" (no pretrained encoder), read from the first trial's run record."""
+    rows = []
+    for record in sorted(Path(out).glob("trials/*/trial0/run.json")):
+        data = json.loads(record.read_text())
+        choices = data.get("data_choices") or {}
+        values = {v.get("encoder_weights") for v in choices.values() if isinstance(v, dict)}
+        values.add(choices.get("encoder_weights"))
+        values.discard(None)
+        rows.append({"condition": record.parent.parent.name,
+                     "weights": ", ".join(sorted(values))})
+    return pd.DataFrame(rows, columns=["condition", "weights"])
+
+
 def summarise(results, conditions):
     """Mean and standard deviation over trials, one row per condition.
 

@@ -23,6 +23,7 @@ import yaml
 
 from asd_keras.config import parse_overrides
 from asd_keras.runners.study import run_study
+from asd_keras.runners.study import trial_weights
 from asd_keras.utils.io import atomic_path
 from asd_keras.utils.io import atomic_write_dataframe
 from asd_keras.utils.io import atomic_write_text
@@ -58,22 +59,6 @@ def pooling_table(results, trials):
         weights[row.condition.split("__")[0]] = row.weights
     table.insert(1, "weights", table["encoder"].map(weights).fillna(""))
     return table
-
-
-def weights_of(out):
-    """Per condition: "random weights", "pretrained" or "" (not an encoder),
-    from each trial's run record."""
-    import json
-    rows = []
-    for record in sorted(Path(out).glob("trials/*/trial0/run.json")):
-        data = json.loads(record.read_text())
-        choices = (data.get("data_choices") or {})
-        values = {v.get("encoder_weights") for v in choices.values() if isinstance(v, dict)}
-        values.add(choices.get("encoder_weights"))
-        values.discard(None)
-        rows.append({"condition": record.parent.parent.name,
-                     "weights": ", ".join(sorted(values))})
-    return pd.DataFrame(rows, columns=["condition", "weights"])
 
 
 def plot(table, path):
@@ -128,7 +113,7 @@ def main(argv=None):
               file=sys.stderr)
         return 130
     out = Path(args.out)
-    table = pooling_table(out / "results.csv", weights_of(out))
+    table = pooling_table(out / "results.csv", trial_weights(out))
     atomic_write_dataframe(out / "pooling_table.csv", table)
     text = ("# Training-free pooling: official score (%), kNN K = 1\n\n"
             + table.to_markdown(index=False, floatfmt=".1f") + "\n")
