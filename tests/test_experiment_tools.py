@@ -150,7 +150,7 @@ def test_residual_view_experiment_tables_and_figures(synthetic_sets, tmp_path, c
     spec.loader.exec_module(module)
     config = {"seed": 0, "alpha": 0.5, "alphas": [-0.5, 0.0, 0.5],
               "residual": {"k": 1, "memmixup_alpha": 0.9, "memmixup_neighbours": 990,
-                           "prototypes": 3},
+                           "prototypes": 3}, "prototype_share": 0.25,
               "baseline": {"system": "logmel_stats"},
               "baseline_label": "log-mel statistics, near channel",
               "encoders": {"logmel_stats": {"extractor": "logmel_stats"}},
@@ -176,9 +176,18 @@ def test_residual_view_experiment_tables_and_figures(synthetic_sets, tmp_path, c
     assert abs(figure1["official score"].iloc[2] - figure1["official score"].iloc[1]) > 1e-6
     table3 = pd.read_csv(out / "table3.csv")
     assert set(table3["machine type"]) == {"fan", "valve", "All (hmean)"}
-    assert len(pd.read_csv(out / "transductive.csv")) == 1
+    variants = pd.read_csv(out / "variants.csv")
+    assert variants["system"].str.contains("25.0% of the clips|transductive").all()
+    assert len(variants) == 2
     for name in ("figure1.png", "figure2.png"):
         assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    # A finished study is not overwritten without --force.
+    # A finished study is not overwritten without --force; its tables are
+    # recomputed with --tables-only.
     assert module.main(args) == 2
     assert "--force" in capsys.readouterr().err
+    (out / "table2.csv").unlink()
+    assert module.main(args + ["--tables-only"]) == 0
+    assert pd.read_csv(out / "table2.csv").shape[0] == 4
+    assert module.main(["--data", str(dev), "--out", str(tmp_path / "none"), "--config",
+                        str(path), "--tables-only"]) == 2
+    assert "No finished study" in capsys.readouterr().err

@@ -15,9 +15,14 @@
    machine types at the last layer is chosen globally (never per machine
    type, as the report). The Residual View at the last layer and the
    configured alpha must equal the study's; `checks.md` records it.
-3. `transductive.*`: Residual View + PRPS with GenRep's per-domain z-score
-   of the test clips' own distances (a labelled comparison; the report and
-   the system do not use test statistics).
+3. `variants.*`, at the last layer: Residual View + PRPS keeping the
+   report's share of the training clips as prototypes (`prototype_share`,
+   128 of about 1000 clips: with fewer than 128 clips per section PRPS keeps
+   them all), and with GenRep's per-domain z-score of the test clips' own
+   distances (a labelled comparison; the report and the system do not use
+   test statistics).
+
+`--tables-only` recomputes steps 2-3 and the tables from a finished study.
 
 Usage:
     python experiments/residual_view/run.py --data DEV --out experiments/residual_view/results \\
@@ -147,8 +152,13 @@ def _features(out, encoder):
     return system, extractor
 
 
-def section_scores(backend_config, features, train, test, transductive=False):
-    """Test scores with one `residual_knn` backend per section."""
+def section_scores(backend_config, features, train, test, transductive=False,
+                   prototype_share=None):
+    """Test scores with one `residual_knn` backend per section
+    (`prototype_share`: PRPS keeps that share of each section's training
+    clips instead of `prototypes`)."""
+    import math
+
     from asd_keras.backends import get_backend
 
     scores = np.zeros(len(test))
@@ -156,7 +166,10 @@ def section_scores(backend_config, features, train, test, transductive=False):
     test_keys = test["machine_type"] + "_" + test["section"]
     for key in sorted(test_keys.unique()):
         rows = (keys == key).to_numpy()
-        backend = get_backend("residual_knn", **backend_config).fit(
+        config = dict(backend_config)
+        if prototype_share is not None:
+            config["prototypes"] = max(1, math.ceil(prototype_share * rows.sum()))
+        backend = get_backend("residual_knn", **config).fit(
             features["train"][rows], train[rows][["domain"]].reset_index(drop=True))
         where = (test_keys == key).to_numpy()
         scores[where] = (backend.transductive_scores(features["test"][where]) if transductive
@@ -176,10 +189,12 @@ def official_metrics(test, scores):
 
 
 def sweep(out, table, config):
-    """Figure 1 (every layer x alpha) and the transductive comparison."""
+    """Figure 1 (every layer x alpha) and, at the last layer, the variants:
+    PRPS keeping the report's share of the clips, and the transductive
+    domain z-score."""
     train = table[table["split"] == "train"].reset_index(drop=True)
     test = table[table["split"] == "test"].reset_index(drop=True)
-    rows, transductive = [], []
+    rows, variants = [], []
     for encoder in config["encoders"]:
         system, extractor = _features(out, encoder)
         logging.info("Figure 1: %s, %d alpha values.", encoder, len(config["alphas"]))
@@ -193,14 +208,20 @@ def sweep(out, table, config):
                 scores = section_scores(backend, features, train, test)
                 rows.append({"encoder": encoder, "layer": layer, "last": name == names[-1],
                              "alpha": float(alpha), **official_metrics(test, scores)})
-            if name == names[-1]:
-                backend = {**system.backend_config, "alpha": float(config["alpha"]),
-                           "prps": True, "seed": int(config["seed"])}
-                scores = section_scores(backend, features, train, test, transductive=True)
-                transductive.append({
-                    "encoder": encoder, "system": "Residual View + PRPS, transductive "
-                    "domain z-score (test statistics)", **official_metrics(test, scores)})
-    return pd.DataFrame(rows), pd.DataFrame(transductive)
+            if name != names[-1]:
+                continue
+            backend = {**system.backend_config, "alpha": float(config["alpha"]),
+                       "prps": True, "seed": int(config["seed"])}
+            share = float(config["prototype_share"])
+            scores = section_scores(backend, features, train, test, prototype_share=share)
+            variants.append({"encoder": encoder, "system": "Residual View + PRPS, "
+                             f"prototypes {share:.1%} of the clips",
+                             **official_metrics(test, scores)})
+            scores = section_scores(backend, features, train, test, transductive=True)
+            variants.append({"encoder": encoder, "system": "Residual View + PRPS, "
+                             "transductive domain z-score (test statistics)",
+                             **official_metrics(test, scores)})
+    return pd.DataFrame(rows), pd.DataFrame(variants)
 
 
 def choices(figure1, config):
@@ -309,6 +330,9 @@ def main(argv=None):
     parser.add_argument("--frozen", nargs="*", default=[], metavar="key=value",
                         help="settings of the frozen-encoder conditions only")
     parser.add_argument("--force", action="store_true")
+    parser.add_argument("--tables-only", action="store_true",
+                        help="recompute the tables and figures from the finished study "
+                        "in --out (e.g. after changing alphas), without training")
     parser.add_argument("overrides", nargs="*", metavar="key=value",
                         help="settings of every residual_view condition")
     args = parser.parse_args(argv)
@@ -318,11 +342,15 @@ def main(argv=None):
         config = yaml.safe_load(Path(args.config).read_text())
         config["residual"] = {**config["residual"], **parse_overrides(args.overrides)}
         specs = conditions(config, parse_overrides(args.frozen), args.preset_dir)
-        run_study(specs, {"seed": int(config["seed"])}, args.data, out, trials=1,
-                  force=args.force, keep_models=True)
+        if not args.tables_only:
+            run_study(specs, {"seed": int(config["seed"])}, args.data, out, trials=1,
+                      force=args.force, keep_models=True)
+        elif not (out / "results.csv").is_file():
+            raise FileNotFoundError(f"No finished study in '{out}' (results.csv) for "
+                                    "--tables-only; run without it first.")
         baseline = config.get("baseline_label", BASELINE)
         table = table2(out / "results.csv", trial_weights(out), baseline)
-        figure1, transductive = sweep(out, load_tables(args.data), config)
+        figure1, variants = sweep(out, load_tables(args.data), config)
     except (ValueError, FileNotFoundError, FileExistsError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
@@ -339,8 +367,9 @@ def main(argv=None):
                                                   "official score"]],
                     "Figure 2: official score (%), last layer"),
         "alpha": (selected, "Residual coefficient selected globally (last layer)"),
-        "transductive": (transductive, "Transductive domain z-score (uses test "
-                         "statistics; not the report's system)"),
+        "variants": (variants, "Variants at the last layer: PRPS keeping the report's "
+                     "share of the clips; the transductive domain z-score (uses test "
+                     "statistics; not the report's system)"),
         "report_table2": (REPORT_TABLE2, "The report's Table 2 (development set, SSLAM)"),
     }
     for name, (frame, title) in outputs.items():
