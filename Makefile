@@ -64,11 +64,15 @@ PROXY_MIXTURES := eval_mixtures_dir=$(PROXY_OUT)/separation/mixtures
 PROXY_STUDIES := $(PROXY_OUT)/ae/results $(PROXY_OUT)/classification/results $(PROXY_OUT)/contrastive/results $(PROXY_OUT)/separation/results $(PROXY_OUT)/pretrained/results
 PROXY_RUN = $(PY) experiments/proxy_tasks/run.py --data $(PROXY_DATA) --trials $(PROXY_TRIALS) $(FORCE)
 
+# uv installs the pinned requirements in about 10 s where pip takes 1 min 43 s
+# (2-core host, 2026-11-30); pip is the fallback when uv cannot reach an index.
+UV := $(VENV)/bin/uv
+UV_VERSION := 0.13.9
 $(STAMP): requirements.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -r requirements.txt
-	$(PY) -m pip install --quiet --no-deps -e .
+	$(PY) -m pip install --quiet uv==$(UV_VERSION)
+	$(UV) pip install --quiet --python $(PY) -r requirements.txt || $(PY) -m pip install --quiet -r requirements.txt
+	$(UV) pip install --quiet --python $(PY) --no-deps -e . || $(PY) -m pip install --quiet --no-deps -e .
 	touch $(STAMP)
 
 install: $(STAMP)
