@@ -367,8 +367,10 @@ def cmd_export(args):
                           json.dumps(manifest, indent=2))
     names = manifest.get("inputs") or ["waveform", "machine_type"] + (
         ["section"] if "sections" in manifest else [])
-    inputs = ", ".join(["waveform [clips, samples] float32"]
-                       + [f"{name} string" for name in names[1:]])
+    two_channels = len(manifest.get("waveform_shape") or []) == 3
+    waveform = ("waveform [clips, samples, 2 (near, far)] float32" if two_channels
+                else "waveform [clips, samples] float32")
+    inputs = ", ".join([waveform] + [f"{name} string" for name in names[1:]])
     print(f"SavedModel written to '{args.out}' (signature serving_default: "
           f"{inputs} -> anomaly_score, decision).")
 

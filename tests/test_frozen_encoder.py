@@ -361,7 +361,7 @@ def test_both_channels_are_near_then_far(presets, stereo, embedding_cache):
         assert np.abs(near[name] - far[name]).max() > 1e-3  # the channels differ
 
 
-def test_residual_view_two_channel_run_and_export(presets, stereo, tmp_path):
+def test_residual_view_two_channel_run_and_export(presets, stereo, tmp_path, capsys):
     """Kim et al.'s Residual View + PRPS preset end to end on two-channel
     clips: train, score, evaluate, export; the SavedModel takes `(clips,
     samples, 2)` waveforms and serves the scores of `score`."""
@@ -389,7 +389,9 @@ def test_residual_view_two_channel_run_and_export(presets, stereo, tmp_path):
         assert arrays["prototypes_bank"].shape == (2, NUM_BANDS * DIM)
     assert _run("score", "--run", run, "--data", dev, "--out", scores) == 0
     assert _run("evaluate", "--scores", scores, "--data", dev) == 0
+    capsys.readouterr()
     assert _run("export", "--run", run, "--out", export) == 0
+    assert "waveform [clips, samples, 2 (near, far)] float32" in capsys.readouterr().out
     _check_export_against_score(run, dev, scores, export, [None, None, 2], tolerance=1e-5)
 
 
