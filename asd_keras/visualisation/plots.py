@@ -5,7 +5,8 @@ from pathlib import Path
 import numpy as np
 
 
-def _pyplot():
+def pyplot():
+    """`matplotlib.pyplot` on the non-interactive Agg backend."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -14,13 +15,23 @@ def _pyplot():
     return plt
 
 
-def _save(fig, path):
-    """Writes atomically: a temporary file, then a rename."""
+def save_figure(fig, path, close=True):
+    """Writes a figure as a PNG atomically (a temporary file, then a rename)
+    and closes it."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp.png")
     fig.savefig(tmp, dpi=120, bbox_inches="tight")
     tmp.replace(path)
+    if close:
+        pyplot().close(fig)
+
+
+_pyplot = pyplot
+
+
+def _save(fig, path):
+    save_figure(fig, path, close=False)
 
 
 def plot_training_curves(histories, path, columns=("loss", "intra_compactness",

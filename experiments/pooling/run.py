@@ -24,9 +24,10 @@ import yaml
 from asd_keras.config import parse_overrides
 from asd_keras.runners.study import run_study
 from asd_keras.runners.study import trial_weights
-from asd_keras.utils.io import atomic_path
 from asd_keras.utils.io import atomic_write_dataframe
 from asd_keras.utils.io import atomic_write_text
+from asd_keras.visualisation.plots import pyplot
+from asd_keras.visualisation.plots import save_figure
 
 HERE = Path(__file__).parent
 VARIANTS = {"plain": "kNN", "ldn": "kNN + local density"}
@@ -62,9 +63,7 @@ def pooling_table(results, trials):
 
 
 def plot(table, path):
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
     import numpy as np
 
     labels = [f"{e}\n{p}" for e, p in zip(table["encoder"], table["pooling"])]
@@ -80,9 +79,7 @@ def plot(table, path):
     ax.legend(fontsize=8)
     ax.set_title("Training-free pooling: kNN (K = 1) with and without local density")
     fig.tight_layout()
-    with atomic_path(path, suffix=".png") as tmp:
-        fig.savefig(tmp, dpi=120)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def main(argv=None):

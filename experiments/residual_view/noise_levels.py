@@ -30,9 +30,10 @@ from asd_keras.data.synthetic import SynthConfig
 from asd_keras.data.synthetic import generate
 from asd_keras.data.synthetic import synthetic_data_root
 from asd_keras.extractors.base import get_extractor
-from asd_keras.utils.io import atomic_path
 from asd_keras.utils.io import atomic_write_dataframe
 from asd_keras.utils.io import atomic_write_text
+from asd_keras.visualisation.plots import pyplot
+from asd_keras.visualisation.plots import save_figure
 
 
 def dataset(root, gain, args):
@@ -47,9 +48,7 @@ def dataset(root, gain, args):
 
 
 def plot(frame, path):
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     fig, ax = plt.subplots(figsize=(6, 4))
     for gain, part in frame.groupby("background gain"):
@@ -61,9 +60,7 @@ def plot(frame, path):
     ax.set_title("Residual View vs the hall's level (log-mel statistics, kNN)")
     ax.legend(fontsize=8)
     fig.tight_layout()
-    with atomic_path(path, suffix=".png") as tmp:
-        fig.savefig(tmp, dpi=120)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def main(argv=None):

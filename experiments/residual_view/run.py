@@ -42,9 +42,10 @@ from asd_keras.config import parse_overrides
 from asd_keras.runners.study import load_tables
 from asd_keras.runners.study import run_study
 from asd_keras.runners.study import trial_weights
-from asd_keras.utils.io import atomic_path
 from asd_keras.utils.io import atomic_write_dataframe
 from asd_keras.utils.io import atomic_write_text
+from asd_keras.visualisation.plots import pyplot
+from asd_keras.visualisation.plots import save_figure
 
 HERE = Path(__file__).parent
 VIEWS = {"near": "near-only", "residual": "Residual View",
@@ -256,9 +257,7 @@ def check(figure1, table, config):
 
 
 def plot_figure1(figure1, path):
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     encoders = list(dict.fromkeys(figure1["encoder"]))
     fig, axes = plt.subplots(1, len(encoders), figsize=(4.2 * len(encoders), 4.4),
@@ -280,15 +279,11 @@ def plot_figure1(figure1, path):
     fig.suptitle("Figure 1: official score per layer, near-only (alpha 0) and Residual "
                  "View", fontsize=10)
     fig.tight_layout()
-    with atomic_path(path, suffix=".png") as tmp:
-        fig.savefig(tmp, dpi=120)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def plot_figure2(table, path, baseline=BASELINE):
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     part = table[table["encoder"] != ""]
     encoders = list(dict.fromkeys(part["encoder"]))
@@ -310,9 +305,7 @@ def plot_figure2(table, path, baseline=BASELINE):
     ax.legend(fontsize=7)
     ax.set_title("Figure 2: near-only, Residual View and + PRPS, last layer")
     fig.tight_layout()
-    with atomic_path(path, suffix=".png") as tmp:
-        fig.savefig(tmp, dpi=120)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def _markdown(frame, title):
