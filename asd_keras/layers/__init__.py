@@ -37,3 +37,4 @@ from asd_keras.layers.segments import PooledFeatureMaps
 from asd_keras.layers.segments import SplitSegments
 from asd_keras.layers.pooling import TemporalPooling
 from asd_keras.layers.channels import ResidualView
+from asd_keras.layers.simam import SimAM
