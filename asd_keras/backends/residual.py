@@ -101,14 +101,13 @@ class ResidualKNNBackend(KNNBackend):
         return _numpy(residual_view(check_features(features), self.alpha))
 
     def _key(self, features):
+        """The PRPS selection key of `prototype_key` "projection" or "near"."""
         from asd_keras.layers.channels import projection_residual
         from asd_keras.layers.channels import split_channels
 
         if self.prototype_key == "projection":
             return _numpy(projection_residual(features.astype(np.float64)))
-        if self.prototype_key == "residual":
-            return self.residual(features)
-        return split_channels(features)[0]
+        return split_channels(features)[0]  # "near"
 
     def _fit_arrays(self, features, metadata):
         if features.shape[1] % 2:
@@ -116,11 +115,13 @@ class ResidualKNNBackend(KNNBackend):
                 f"Backend 'residual_knn' needs paired [near | far] features of even size "
                 f"from a two-channel extractor (channel=both); received size "
                 f"{features.shape[1]}.")
-        arrays = super()._fit_arrays(self.residual(features), metadata)
+        residual = self.residual(features)
+        arrays = super()._fit_arrays(residual, metadata)
         if self.prps:
-            chosen = greedy_k_center(self._key(features), self.prototypes, start="mean",
+            key = residual if self.prototype_key == "residual" else self._key(features)
+            chosen = greedy_k_center(key, self.prototypes, start="mean",
                                      projection_dim=self.projection_dim, seed=self.seed)
-            arrays["prototypes_bank"] = self.residual(features)[chosen].astype(np.float32)
+            arrays["prototypes_bank"] = residual[chosen].astype(np.float32)
             arrays["prototype_indices"] = chosen
         return arrays
 
