@@ -16,3 +16,4 @@ from asd_keras.extractors import contrastive  # noqa: F401
 from asd_keras.extractors import resnet_classifier  # noqa: F401
 from asd_keras.extractors import separation  # noqa: F401
 from asd_keras.extractors import frozen_encoder  # noqa: F401
+from asd_keras.extractors import finetuned_encoder  # noqa: F401

@@ -279,6 +279,25 @@ class ClassifierEmbeddingExtractor(FeatureExtractor):
 
     # -- training ----------------------------------------------------------
 
+    network_name = "wilkinghoff"
+
+    def build_network(self, paths, loader):
+        """The embedding network to train (waveform -> embedding); `paths`
+        and `loader` give the training clips to a network that estimates
+        something from them."""
+        from asd_keras.models.wilkinghoff import wilkinghoff_embedding_model
+
+        c = self.config
+        return wilkinghoff_embedding_model(
+            self.num_samples, int(c["embedding_dim"]), float(c["l2"]), c["block2_bn"],
+            c["branches"])
+
+    def optimizer(self, embedding_model):
+        """The training optimizer (Adam at `learning_rate`)."""
+        import keras
+
+        return keras.optimizers.Adam(float(self.config["learning_rate"]))
+
     def fit(self, table, context, name="classifier_embedding"):
         """Trains the network on the clips of `table` (all normal).
 
@@ -293,7 +312,6 @@ class ClassifierEmbeddingExtractor(FeatureExtractor):
         from asd_keras.models.common import resolve_jit_compile
         from asd_keras.models.wilkinghoff import build_head
         from asd_keras.models.wilkinghoff import training_model
-        from asd_keras.models.wilkinghoff import wilkinghoff_embedding_model
         from asd_keras.utils.callbacks import CompactnessMonitor
         from asd_keras.utils.io import atomic_write_dataframe
 
@@ -316,18 +334,16 @@ class ClassifierEmbeddingExtractor(FeatureExtractor):
         logger.info("%s: loss=%s, classes=%s (%d).", name, c["loss"], c["classes"],
                     encoder.num_classes)
         with context.scope():
-            embedding_model = wilkinghoff_embedding_model(
-                self.num_samples, int(c["embedding_dim"]), float(c["l2"]), c["block2_bn"],
-                c["branches"])
+            embedding_model = self.build_network(paths, loaders["eval"])
             head, loss = build_head(c["loss"], encoder.num_classes, c, seed)
             mixup = None
             if c["mixup_in"] == "model" and float(c["mixup_probability"]) > 0:
                 mixup = Mixup(float(c["mixup_probability"]), c["mixup_label"], seed,
                               name="mixup")
             model = training_model(embedding_model, head, encoder.num_classes, mixup,
-                                   name=f"wilkinghoff_{name}")
-            model.compile(optimizer=keras.optimizers.Adam(float(c["learning_rate"])),
-                          loss=loss, jit_compile=resolve_jit_compile(c["jit_compile"]))
+                                   name=f"{self.network_name}_{name}")
+            model.compile(optimizer=self.optimizer(embedding_model), loss=loss,
+                          jit_compile=resolve_jit_compile(c["jit_compile"]))
         train_ds = self.training_dataset(paths, labels, encoder.num_classes,
                                          loaders["train"], True, seed)
         monitor = None

@@ -129,6 +129,11 @@ class FrozenEncoderExtractor(FeatureExtractor):
         self._named = self.preset if self.preset in PRESETS else None
         if self.preset_dir is not None and self._named is not None:
             folder = Path(self.preset_dir) / self.preset
+            if not folder.is_dir() and PRESETS[self.preset]["checkpoint"] is None:
+                raise FileNotFoundError(
+                    f"preset_dir='{self.preset_dir}' has no preset '{self.preset}', and no "
+                    f"official checkpoint exists for the named configuration "
+                    f"{self.preset!r}; drop preset_dir for random weights.")
             if not folder.is_dir():
                 raise FileNotFoundError(
                     f"preset_dir='{self.preset_dir}' has no preset '{self.preset}'; convert "

@@ -38,3 +38,4 @@ from asd_keras.layers.segments import SplitSegments
 from asd_keras.layers.pooling import TemporalPooling
 from asd_keras.layers.channels import ResidualView
 from asd_keras.layers.simam import SimAM
+from asd_keras.layers.attentive_pooling import AttentiveStatisticsPooling

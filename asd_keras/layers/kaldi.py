@@ -17,6 +17,9 @@ import keras
 import numpy as np
 from keras import ops
 
+from asd_keras.layers.filterbanks import FILTER_BANKS
+from asd_keras.layers.filterbanks import filter_bank_matrix
+
 WINDOWS = ("povey", "hanning")
 # torch.finfo(torch.float32).eps: Kaldi's log floor.
 _LOG_FLOOR = float(np.finfo(np.float32).eps)
@@ -76,8 +79,12 @@ def kaldi_window(window_type, length):
 
 @keras.saving.register_keras_serializable(package="asd_keras")
 class KaldiFbank(keras.layers.Layer):
-    """Waveforms `(batch, samples)` to Kaldi log-mel filter banks
+    """Waveforms `(batch, samples)` to Kaldi log filter-bank energies
     `(batch, frames, num_mel_bins)`, normalised as an encoder expects.
+
+    The bank is Kaldi's mel bank by default. `filter_bank="linear"` or
+    `"gammatone"` puts another bank on the same power spectrum (see
+    `asd_keras.layers.filterbanks`); every other step stays the same.
 
     `frames = 1 + (samples - frame_length) // frame_shift` (Kaldi's
     `snip_edges`), or `num_frames` when given: the features are then cut or
@@ -87,7 +94,8 @@ class KaldiFbank(keras.layers.Layer):
 
     Args:
         sample_rate: int. Defaults to `16000`.
-        num_mel_bins: int. Defaults to `128`.
+        num_mel_bins: int. Number of filters, whatever the bank (the name
+            is Kaldi's). Defaults to `128`.
         frame_length_ms: float. Defaults to `25.0`.
         frame_shift_ms: float. Defaults to `10.0`.
         window_type: str. `"povey"` (BEATs) or `"hanning"` (EAT).
@@ -99,6 +107,14 @@ class KaldiFbank(keras.layers.Layer):
         num_frames: int or None. Fixed output length (EAT: 1024 for 10 s).
         norm_mean: float. BEATs 15.41663, EAT -4.268.
         norm_std: float. BEATs 6.55582, EAT 4.569.
+        filter_bank: str. `"mel"` (Kaldi's, what BEATs and EAT were
+            pre-trained on), `"linear"` (triangles evenly spaced in Hz, the
+            m-FB of "An Enhanced Audio Feature Tailored for ASD Based on
+            Pre-trained Models") or `"gammatone"` (ERB-rate spaced, its
+            g-FB ablation). Defaults to `"mel"`.
+        high_freq: float. Highest bank edge in Hz; `<= 0` is an offset
+            from the Nyquist frequency (Kaldi's convention). Defaults to
+            `0.0` (Nyquist).
 
     Example:
     >>> fbank = KaldiFbank(window_type="povey", waveform_scale=32768.0,
@@ -112,10 +128,14 @@ class KaldiFbank(keras.layers.Layer):
                  window_type: str = "povey", preemphasis: float = 0.97,
                  low_freq: float = 20.0, waveform_scale: float = 1.0,
                  subtract_waveform_mean: bool = False, num_frames: int = None,
-                 norm_mean: float = 0.0, norm_std: float = 0.5, **kwargs):
+                 norm_mean: float = 0.0, norm_std: float = 0.5, filter_bank: str = "mel",
+                 high_freq: float = 0.0, **kwargs):
         super().__init__(**kwargs)
         if window_type not in WINDOWS:
             raise ValueError(f"window_type must be one of {WINDOWS}; received {window_type!r}.")
+        if filter_bank not in FILTER_BANKS:
+            raise ValueError(
+                f"filter_bank must be one of {FILTER_BANKS}; received {filter_bank!r}.")
         if num_mel_bins < 4:
             raise ValueError(f"num_mel_bins must be at least 4; received {num_mel_bins!r}.")
         if norm_std <= 0:
@@ -134,6 +154,8 @@ class KaldiFbank(keras.layers.Layer):
         self.num_frames = None if num_frames is None else int(num_frames)
         self.norm_mean = float(norm_mean)
         self.norm_std = float(norm_std)
+        self.filter_bank = filter_bank
+        self.high_freq = float(high_freq)
         # Kaldi truncates the millisecond sizes to whole samples.
         self.window_size = int(self.sample_rate * self.frame_length_ms * 0.001)
         self.window_shift = int(self.sample_rate * self.frame_shift_ms * 0.001)
@@ -143,8 +165,9 @@ class KaldiFbank(keras.layers.Layer):
                 f"give fewer than 2 samples per frame at {sample_rate} Hz.")
         self.fft_length = 1 << (self.window_size - 1).bit_length()
         self._window = kaldi_window(window_type, self.window_size)
-        self._banks = kaldi_mel_banks(self.num_mel_bins, self.fft_length, self.sample_rate,
-                                      self.low_freq)
+        # Bad edges (low_freq, high_freq) are rejected here, by the bank.
+        self._banks = filter_bank_matrix(self.filter_bank, self.num_mel_bins, self.fft_length,
+                                         self.sample_rate, self.low_freq, self.high_freq)
 
     def frames_for(self, num_samples):
         """Frames of a clip of `num_samples` samples (before `num_frames`)."""
@@ -192,6 +215,7 @@ class KaldiFbank(keras.layers.Layer):
             "low_freq": self.low_freq, "waveform_scale": self.waveform_scale,
             "subtract_waveform_mean": self.subtract_waveform_mean,
             "num_frames": self.num_frames, "norm_mean": self.norm_mean,
-            "norm_std": self.norm_std,
+            "norm_std": self.norm_std, "filter_bank": self.filter_bank,
+            "high_freq": self.high_freq,
         })
         return config

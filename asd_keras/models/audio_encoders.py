@@ -216,24 +216,9 @@ class EATEncoder(AudioEncoder):
                               subtract_waveform_mean=True, num_frames=num_frames,
                               norm_mean=norm_mean, norm_std=norm_std, name="fbank")
         fbank = frontend(waveform)
-        x = _patches(fbank, patch_size, dim, True, "local_encoder")
-        x = FixedPositions(dim, max_length * num_bands, num_bands,
-                           name="fixed_positional_encoder")(x)
-        x = ClassToken(dim, name="extra_tokens")(x)
-        x = layers.LayerNormalization(epsilon=layer_norm_epsilon,
-                                      name="context_encoder_norm")(x)
-        outputs = {"fbank": fbank, "layer_0": x}
-        for i in range(num_layers):
-            prefix = f"blocks_{i}"
-            attended = FusedSelfAttention(dim, num_heads, name=f"{prefix}_attn")(x)
-            x = layers.LayerNormalization(epsilon=layer_norm_epsilon, name=f"{prefix}_norm1")(
-                layers.Add(name=f"{prefix}_attn_residual")([x, attended]))
-            hidden = layers.Dense(int(dim * mlp_ratio), activation="gelu",
-                                  name=f"{prefix}_mlp_fc1")(x)
-            hidden = layers.Dense(dim, name=f"{prefix}_mlp_fc2")(hidden)
-            x = layers.LayerNormalization(epsilon=layer_norm_epsilon, name=f"{prefix}_norm2")(
-                layers.Add(name=f"{prefix}_mlp_residual")([x, hidden]))
-            outputs[f"layer_{i + 1}"] = x
+        outputs = {"fbank": fbank, **eat_body(fbank, num_layers, dim, num_heads, mlp_ratio,
+                                              patch_size, max_length, layer_norm_epsilon)}
+        x = outputs[f"layer_{num_layers}"]
         if num_classes:
             cls = x[:, 0]
             cls = layers.LayerNormalization(epsilon=layer_norm_epsilon, name="fc_norm")(cls)
@@ -244,6 +229,66 @@ class EATEncoder(AudioEncoder):
         self.num_bands = num_bands
         self.num_classes = num_classes
         self.frontend = frontend
+
+
+def eat_body(fbank, num_layers=12, dim=768, num_heads=12, mlp_ratio=4.0, patch_size=16,
+             max_length=768, layer_norm_epsilon=1e-6):
+    """EAT from its (normalised) filter banks to every layer's tokens.
+
+    The layers carry the names of `EATEncoder`'s, so weights move between
+    an encoder and any Functional model built on this body by layer name
+    (`transfer_weights`), e.g. a fine-tuning network with another front end.
+
+    Args:
+        fbank: Keras tensor `(batch, frames, bins)`; `frames` a multiple of
+            `patch_size`, `bins` of `patch_size`.
+        num_layers, dim, num_heads, mlp_ratio, patch_size, max_length,
+        layer_norm_epsilon: as `EATEncoder`.
+
+    Returns:
+        dict `"layer_0"` (the tokens entering the first block) ...
+        `"layer_<num_layers>"`, each `(batch, 1 + tokens, dim)`, CLS first.
+    """
+    num_bands = fbank.shape[-1] // patch_size
+    x = _patches(fbank, patch_size, dim, True, "local_encoder")
+    x = FixedPositions(dim, max_length * num_bands, num_bands,
+                       name="fixed_positional_encoder")(x)
+    x = ClassToken(dim, name="extra_tokens")(x)
+    x = layers.LayerNormalization(epsilon=layer_norm_epsilon, name="context_encoder_norm")(x)
+    outputs = {"layer_0": x}
+    for i in range(num_layers):
+        prefix = f"blocks_{i}"
+        attended = FusedSelfAttention(dim, num_heads, name=f"{prefix}_attn")(x)
+        x = layers.LayerNormalization(epsilon=layer_norm_epsilon, name=f"{prefix}_norm1")(
+            layers.Add(name=f"{prefix}_attn_residual")([x, attended]))
+        hidden = layers.Dense(int(dim * mlp_ratio), activation="gelu",
+                              name=f"{prefix}_mlp_fc1")(x)
+        hidden = layers.Dense(dim, name=f"{prefix}_mlp_fc2")(hidden)
+        x = layers.LayerNormalization(epsilon=layer_norm_epsilon, name=f"{prefix}_norm2")(
+            layers.Add(name=f"{prefix}_mlp_residual")([x, hidden]))
+        outputs[f"layer_{i + 1}"] = x
+    return outputs
+
+
+def transfer_weights(source, target):
+    """Copies the weights of every layer of `target` that `source` has by
+    name (same shapes required); returns the names copied."""
+    copied = []
+    for layer in target.layers:
+        try:
+            other = source.get_layer(layer.name)
+        except ValueError:
+            continue
+        if not layer.weights or type(other) is not type(layer):
+            continue
+        shapes = [tuple(w.shape) for w in other.weights]
+        if shapes != [tuple(w.shape) for w in layer.weights]:
+            raise ValueError(f"Layer {layer.name!r} has weights {shapes} in the source but "
+                             f"{[tuple(w.shape) for w in layer.weights]} in the target; the "
+                             "preset and the network configuration disagree.")
+        layer.set_weights(other.get_weights())
+        copied.append(layer.name)
+    return copied
 
 
 def _check_grid(num_mel_bins, patch_size):
@@ -279,6 +324,11 @@ PRESETS = {
                   "mAP": 49.5, "checkpoint": "EAT-large_epoch20_pretrain.pt"},
     "eat_base_as2m": {"encoder": "eat", "config": {"num_classes": 527}, "mAP": 48.9,
                       "checkpoint": "EAT-base_epoch30_finetune_AS2M.pt"},
+    # CPU-sized EAT (no checkpoint exists): the enhanced-feature EAT
+    # experiment's default, fine-tuned from random weights.
+    "eat_small": {"encoder": "eat",
+                  "config": {"num_layers": 4, "dim": 192, "num_heads": 3},
+                  "mAP": None, "checkpoint": None},
     "eat_large_as2m": {"encoder": "eat",
                        "config": {"num_layers": 24, "dim": 1024, "num_heads": 16,
                                   "num_classes": 527},

@@ -9,6 +9,7 @@ from asd_keras.systems.base import AnomalySystem
 from asd_keras.systems.base import register_system
 from asd_keras.systems import contrastive  # noqa: F401
 from asd_keras.systems.dense_ae import DenseAutoencoderSystem
+from asd_keras.systems import eat_simam  # noqa: F401
 from asd_keras.systems import frozen_encoder  # noqa: F401
 from asd_keras.systems.gan import EGBADSystem
 from asd_keras.systems.gan import GANomalySystem

@@ -1,0 +1,321 @@
+"""Embeddings of a pre-trained EAT fine-tuned on an auxiliary classification task.
+
+The extractor of "An Enhanced Audio Feature Tailored for Anomalous Sound
+Detection Based on Pre-trained Models" (Zhong et al., DCASE 2024; methods.md
+§G): EAT, initialised from a preset (a converted checkpoint, `asd-keras
+convert`) or from random weights (a named configuration; labelled as such
+in `data_choices`), with a swappable filter bank (mel, linear, gammatone),
+parameter-free SimAM on the filter banks, attentive statistics pooling and
+a projection to the embedding (`asd_keras.models.encoder_finetuning`), is
+fine-tuned to classify machine type, section and attributes with ArcFace,
+mixup and SpecAugment, on the streaming `tf.data` pipeline of the
+`classifier_embedding` extractor (the same clip lengths, label classes,
+heads, mixup, resume and two-channel handling; this class changes only the
+network and the optimizer). Every clip is then described by its embedding
+(feature set `embedding`).
+
+Small data: `layer_decay` (< 1) lowers the learning rate of block `i` of
+`L` to `layer_decay ** (L - i)` times the base rate (EAT's own fine-tuning
+recipe), and `frozen_blocks` freezes the patch embedding and the first
+blocks outright.
+"""
+
+import logging
+
+import numpy as np
+
+from asd_keras.config import boolean
+from asd_keras.config import choice
+from asd_keras.config import integer
+from asd_keras.config import number
+from asd_keras.config import string
+from asd_keras.config import validate_config
+from asd_keras.extractors.base import register_extractor
+from asd_keras.extractors.classifier_embedding import LENGTH_POLICIES
+from asd_keras.extractors.classifier_embedding import ClassifierEmbeddingExtractor
+
+logger = logging.getLogger(__name__)
+
+NORMALISATIONS = ("auto", "preset", "estimate")
+
+
+def _schema():
+    from asd_keras.data.labels import GRANULARITIES
+    from asd_keras.layers.filterbanks import FILTER_BANKS
+    from asd_keras.layers.heads import SCALE_RULES
+    from asd_keras.layers.mixup import LABEL_RULES
+    from asd_keras.models.common import JIT_CHOICES
+    from asd_keras.models.encoder_finetuning import POOLINGS
+    from asd_keras.models.encoder_finetuning import SIMAM_MODES
+    from asd_keras.models.wilkinghoff import LOSSES
+
+    return {
+        "preset": string(),
+        "num_frames": integer(min=1, also=("auto",)),
+        "filter_bank": choice(*FILTER_BANKS),
+        "low_freq": number(min=0),
+        "high_freq": number(),
+        "normalisation": choice(*NORMALISATIONS),
+        "norm_clips": integer(min=1),
+        "simam": choice(*SIMAM_MODES),
+        "simam_tile": integer(min=1),
+        "pooling": choice(*POOLINGS),
+        "attention_dim": integer(min=1),
+        "embedding_dim": integer(min=1),
+        "time_masks": integer(min=0),
+        "time_mask_width": integer(min=0),
+        "freq_masks": integer(min=0),
+        "freq_mask_width": integer(min=0),
+        "frozen_blocks": integer(min=0),
+        "layer_decay": number(gt=0, max=1),
+        "weight_decay": number(min=0),
+        "loss": choice(*LOSSES),
+        "classes": choice(*GRANULARITIES),
+        "domain_in_class": boolean(),
+        "num_subclusters": integer(min=1),
+        "trainable_centers": boolean(),
+        "scale_rule": choice(*SCALE_RULES),
+        "arcface_scale": number(gt=0),
+        "arcface_margin": number(min=0),
+        "cce_weight": number(min=0),
+        "l2": number(min=0),
+        "mixup_probability": number(min=0, max=1),
+        "mixup_label": choice(*LABEL_RULES),
+        "mixup_in": choice("model", "pipeline"),
+        "epochs": integer(min=1),
+        "batch_size": integer(min=1),
+        "learning_rate": number(gt=0),
+        "clip_seconds": number(gt=0, also=("auto",)),
+        "length_policy": choice(*LENGTH_POLICIES, "auto"),
+        "sample_rate": choice(16000),
+        "channel": choice(0, 1, "both"),
+        "resample": boolean(),
+        "monitor_compactness": boolean(),
+        "monitor_clips": integer(min=1),
+        "score_batch_clips": integer(min=1),
+        "pipeline_ram_mb": integer(min=1),
+        "jit_compile": choice(*JIT_CHOICES),
+        "seed": integer(min=0, max=2**32 - 1),
+    }
+
+
+@register_extractor("finetuned_encoder")
+class FinetunedEncoderExtractor(ClassifierEmbeddingExtractor):
+    """A pre-trained EAT fine-tuned with ArcFace on the clips' metadata.
+
+    Args:
+        preset: str. A named EAT configuration of
+            `asd_keras.models.audio_encoders.PRESETS` (random weights:
+            `eat_small`, the CPU size; `eat_base`, the paper's 90 M
+            parameters) or a preset folder of `asd-keras convert` (the
+            pre-trained weights).
+        num_frames: int or `"auto"`. Frames EAT sees (a multiple of 16);
+            `"auto"`: the clip's frames rounded up to a multiple of 16.
+        filter_bank: str. `"linear"` (m-FB: 128 triangles evenly spaced in
+            Hz, the paper's), `"mel"` (o-FB: Kaldi's mel bank, EAT's
+            pre-training) or `"gammatone"` (g-FB, ERB-spaced).
+        low_freq, high_freq: float. Filter-bank edges in Hz (`high_freq <=
+            0`: an offset from Nyquist). The paper's m-FB edges are unknown;
+            20 Hz (Kaldi's low edge) to 8 kHz is assumed.
+        normalisation: str. `"auto"`: AudioSet's constants for the mel bank
+            (what the preset was pre-trained on), the mean and std
+            re-estimated on the training clips for the other banks;
+            `"preset"` or `"estimate"` force one.
+        norm_clips: int. Training clips the estimate reads.
+        simam: str. `"none"`, `"global"` or `"local"` SimAM on the filter
+            banks before the patch embedding.
+        simam_tile: int. Tile side of local SimAM (32).
+        pooling: str. `"asp"` (attentive statistics pooling of the patch
+            tokens, the paper's), `"cls"` or `"mean"`.
+        attention_dim: int. Hidden size of attentive statistics pooling.
+        embedding_dim: int. The embedding's size.
+        time_masks, time_mask_width, freq_masks, freq_mask_width: int.
+            SpecAugment on the filter banks (width 0 turns one off).
+        frozen_blocks: int. Freezes the patch embedding and the first
+            `frozen_blocks` transformer blocks (0: none).
+        layer_decay: float in (0, 1]. Layer-wise learning-rate decay (1:
+            one rate for all).
+        weight_decay: float. AdamW's decoupled weight decay.
+        loss, classes, domain_in_class, arcface_scale, arcface_margin, ...:
+            the classification head and its classes, as the
+            `classifier_embedding` extractor (ArcFace on machine type +
+            section + attributes by default).
+        mixup_probability, mixup_label, mixup_in, epochs, batch_size,
+        learning_rate, clip_seconds, length_policy, sample_rate, channel,
+        resample, monitor_compactness, monitor_clips, score_batch_clips,
+        pipeline_ram_mb, jit_compile, seed: as `classifier_embedding`
+            (EAT takes 16 kHz audio only).
+    """
+
+    network_name = "eat"
+
+    def __init__(self, preset="eat_small", num_frames="auto", filter_bank="linear",
+                 low_freq=20.0, high_freq=0.0, normalisation="auto", norm_clips=256,
+                 simam="local", simam_tile=32, pooling="asp", attention_dim=128,
+                 embedding_dim=256, time_masks=1, time_mask_width=40, freq_masks=1,
+                 freq_mask_width=16, frozen_blocks=0, layer_decay=0.75, weight_decay=0.01,
+                 loss="arcface", classes="attribute", domain_in_class=False,
+                 num_subclusters=16, trainable_centers=False, scale_rule="reference",
+                 arcface_scale=30.0, arcface_margin=0.5, cce_weight=1.0, l2=0.0,
+                 mixup_probability=0.5, mixup_label="standard", mixup_in="model", epochs=10,
+                 batch_size=16, learning_rate=1e-4, clip_seconds="auto",
+                 length_policy="auto", sample_rate=16000, channel=0, resample=False,
+                 monitor_compactness=False, monitor_clips=256, score_batch_clips=16,
+                 pipeline_ram_mb=256, jit_compile="auto", seed=1234):
+        config = {k: v for k, v in locals().items() if k not in ("self", "__class__")}
+        self.config = validate_config(config, _schema())
+        from asd_keras.models.audio_encoders import preset_info
+
+        info = preset_info(self.config["preset"])  # a bad preset fails now, not after loading
+        if info["encoder"] != "eat":
+            raise ValueError(f"preset {self.config['preset']!r} is a {info['encoder']} "
+                             "encoder; the finetuned_encoder extractor fine-tunes EAT (a named "
+                             "EAT configuration such as 'eat_small' or an EAT preset folder).")
+        self.model = None
+        self.encoder = None
+        self.data_choices = {}
+
+    @property
+    def pretrained(self):
+        from asd_keras.models.audio_encoders import preset_info
+
+        return preset_info(self.config["preset"])["pretrained"]
+
+    def weights_note(self):
+        """Where the initial weights came from, for reports."""
+        from asd_keras.models.audio_encoders import preset_info
+
+        info = preset_info(self.config["preset"])
+        if info["pretrained"]:
+            return f"fine-tuned from {info['source']}"
+        return (f"random initial weights (named configuration {self.config['preset']!r}; "
+                "no checkpoint)")
+
+    # -- network -----------------------------------------------------------
+
+    def _normalisation(self, paths, loader, encoder_config):
+        """`(norm_mean, norm_std)` of the filter banks and why."""
+        c = self.config
+        rule = c["normalisation"]
+        if rule == "auto":
+            rule = "preset" if c["filter_bank"] == "mel" else "estimate"
+        if rule == "preset":
+            return (float(encoder_config.get("norm_mean", -4.268)),
+                    float(encoder_config.get("norm_std", 4.569)),
+                    "the preset's (AudioSet) constants")
+        import keras
+
+        from asd_keras.layers.kaldi import KaldiFbank
+
+        # The log energies themselves (mean 0, 2 std = 1 leaves them as they
+        # are), over the clips' own frames: padding frames are not data.
+        fbank = KaldiFbank(window_type="hanning", num_mel_bins=int(
+            encoder_config.get("num_mel_bins", 128)), subtract_waveform_mean=True,
+            low_freq=float(c["low_freq"]), high_freq=float(c["high_freq"]),
+            filter_bank=c["filter_bank"], norm_mean=0.0, norm_std=0.5)
+        pick = np.sort(np.random.default_rng(int(c["seed"])).permutation(len(paths))[
+            :int(c["norm_clips"])])
+        total, squares, count = 0.0, 0.0, 0
+        for batch in self.waveform_dataset([paths[i] for i in pick], loader):
+            values = keras.ops.convert_to_numpy(fbank(batch)).astype(np.float64)
+            total += values.sum()
+            squares += np.square(values).sum()
+            count += values.size
+        mean = total / count
+        std = float(np.sqrt(max(squares / count - mean * mean, 1e-12)))
+        return (float(mean), std,
+                f"estimated on {len(pick)} training clips ({c['filter_bank']} bank)")
+
+    def build_network(self, paths, loader):
+        """EAT with the configured front end, SimAM and pooling; a preset
+        folder's weights are copied in by layer name."""
+        import keras
+
+        from asd_keras.models.audio_encoders import load_encoder
+        from asd_keras.models.audio_encoders import preset_info
+        from asd_keras.models.audio_encoders import transfer_weights
+        from asd_keras.models.encoder_finetuning import block_index
+        from asd_keras.models.encoder_finetuning import eat_embedding_model
+
+        c = self.config
+        info = preset_info(c["preset"])
+        encoder_config = dict(info["config"])
+        norm_mean, norm_std, why = self._normalisation(paths, loader, encoder_config)
+        for key in ("norm_mean", "norm_std", "num_classes"):
+            encoder_config.pop(key, None)
+        encoder_config["num_frames"] = None if c["num_frames"] == "auto" else c["num_frames"]
+        seed = int(c["seed"])
+        keras.utils.set_random_seed(seed)
+        network = eat_embedding_model(
+            self.num_samples, encoder_config, c["filter_bank"], norm_mean, norm_std,
+            float(c["low_freq"]), float(c["high_freq"]), c["simam"], int(c["simam_tile"]),
+            int(c["time_masks"]), int(c["time_mask_width"]), int(c["freq_masks"]),
+            int(c["freq_mask_width"]), c["pooling"], int(c["attention_dim"]),
+            int(c["embedding_dim"]), seed)
+        if info["pretrained"]:
+            encoder, _ = load_encoder(c["preset"], seed)
+            copied = transfer_weights(encoder, network)
+            logger.info("Copied the weights of %d EAT layers from %s.", len(copied),
+                        info["source"])
+            del encoder
+        num_layers = max(b for b in map(block_index, (lay.name for lay in network.layers))
+                         if b is not None) + 1
+        if int(c["frozen_blocks"]) > num_layers:
+            raise ValueError(f"frozen_blocks={c['frozen_blocks']} exceeds the preset's "
+                             f"{num_layers} transformer blocks.")
+        for layer in network.layers:
+            index = block_index(layer.name)
+            if index is not None and index < int(c["frozen_blocks"]):
+                layer.trainable = False
+        self._num_layers = num_layers
+        self.data_choices.update({
+            "weights": self.weights_note(), "norm_mean": norm_mean, "norm_std": norm_std,
+            "normalisation": why, "num_frames": int(network.get_layer("fbank").num_frames)})
+        logger.info("EAT fine-tuning: %s; filter bank %s, normalisation %s (mean %.3f, std "
+                    "%.3f), SimAM %s.", self.data_choices["weights"], c["filter_bank"], why,
+                    norm_mean, norm_std, c["simam"])
+        return network
+
+    def optimizer(self, embedding_model):
+        """AdamW with layer-wise learning-rate decay: block `i` (0-based) of
+        `L` at `layer_decay ** (L - i)`, the patch embedding, positions, CLS
+        and first norm at `layer_decay ** (L + 1)`, the pooling and
+        projection at the base rate."""
+        from asd_keras.models.encoder_finetuning import block_index
+        from asd_keras.optimizers import LayerwiseAdamW
+
+        c = self.config
+        decay = float(c["layer_decay"])
+        scales = {}
+        if decay < 1.0:
+            for layer in embedding_model.layers:
+                index = block_index(layer.name)
+                if index is not None:
+                    scales[layer.name] = decay ** (self._num_layers - index)
+        return LayerwiseAdamW(scales, learning_rate=float(c["learning_rate"]),
+                              weight_decay=float(c["weight_decay"]))
+
+    def enhancement_maps(self, paths):
+        """The filter banks before and after SimAM for a few clips.
+
+        Returns:
+            dict `"fbank"` and `"enhanced"`, each `(clips, frames, bins)`
+            (`"enhanced"` equals `"fbank"` without SimAM).
+        """
+        import keras
+
+        self._check_fitted()
+        fbank = self.model.get_layer("fbank").output
+        names = [layer.name for layer in self.model.layers]
+        enhanced = self.model.get_layer("simam").output if "simam" in names else fbank
+        probe = keras.Model(self.model.input, {"fbank": fbank, "enhanced": enhanced})
+        loader = self.loader()
+        loader.check([str(p) for p in paths], progress=False)
+        values = probe.predict(self.waveform_dataset([str(p) for p in paths], loader),
+                               verbose=0)
+        return {k: np.asarray(v) for k, v in values.items()}
+
+    def spectrogram_functions(self):
+        raise ValueError("spectrogram_functions explains Wilkinghoff's spectrogram branch; "
+                         "the finetuned_encoder extractor has none (use enhancement_maps for "
+                         "its filter banks).")
