@@ -37,6 +37,7 @@ from asd_keras.extractors.classifier_embedding import ClassifierEmbeddingExtract
 logger = logging.getLogger(__name__)
 
 NORMALISATIONS = ("auto", "preset", "estimate")
+LR_SCHEDULES = ("cosine", "constant")
 
 
 def _schema():
@@ -69,6 +70,8 @@ def _schema():
         "frozen_blocks": integer(min=0),
         "layer_decay": number(gt=0, max=1),
         "weight_decay": number(min=0),
+        "lr_schedule": choice(*LR_SCHEDULES),
+        "warmup_epochs": number(min=0),
         "loss": choice(*LOSSES),
         "classes": choice(*GRANULARITIES),
         "domain_in_class": boolean(),
@@ -136,10 +139,19 @@ class FinetunedEncoderExtractor(ClassifierEmbeddingExtractor):
         layer_decay: float in (0, 1]. Layer-wise learning-rate decay (1:
             one rate for all).
         weight_decay: float. AdamW's decoupled weight decay.
+        lr_schedule: str. `"cosine"`: linear warm-up over `warmup_epochs`
+            to `learning_rate`, then cosine decay to 1 % of it by the last
+            epoch (EAT's fine-tuning schedule); `"constant"`.
+        warmup_epochs: float. Warm-up length of `"cosine"`; transformers
+            trained without one tend to collapse to one embedding.
         loss, classes, domain_in_class, arcface_scale, arcface_margin, ...:
             the classification head and its classes, as the
             `classifier_embedding` extractor (ArcFace on machine type +
-            section + attributes by default).
+            section + attributes by default). The paper's ArcFace scale and
+            margin are unknown; 16 and 0.2 are the defaults because the
+            common 30 and 0.5 made EAT collapse to one embedding (a flat
+            loss) from random weights on the synthetic data, while 16 and
+            0.2 trained (experiments/eat_simam/README.md).
         mixup_probability, mixup_label, mixup_in, epochs, batch_size,
         learning_rate, clip_seconds, length_policy, sample_rate, channel,
         resample, monitor_compactness, monitor_clips, score_batch_clips,
@@ -154,9 +166,9 @@ class FinetunedEncoderExtractor(ClassifierEmbeddingExtractor):
                  simam="local", simam_tile=32, pooling="asp", attention_dim=128,
                  embedding_dim=256, time_masks=1, time_mask_width=40, freq_masks=1,
                  freq_mask_width=16, frozen_blocks=0, layer_decay=0.75, weight_decay=0.01,
-                 loss="arcface", classes="attribute", domain_in_class=False,
+                 lr_schedule="cosine", warmup_epochs=1.0, loss="arcface", classes="attribute", domain_in_class=False,
                  num_subclusters=16, trainable_centers=False, scale_rule="reference",
-                 arcface_scale=30.0, arcface_margin=0.5, cce_weight=1.0, l2=0.0,
+                 arcface_scale=16.0, arcface_margin=0.2, cce_weight=1.0, l2=0.0,
                  mixup_probability=0.5, mixup_label="standard", mixup_in="model", epochs=10,
                  batch_size=16, learning_rate=1e-4, clip_seconds="auto",
                  length_policy="auto", sample_rate=16000, channel=0, resample=False,
@@ -267,7 +279,7 @@ class FinetunedEncoderExtractor(ClassifierEmbeddingExtractor):
             index = block_index(layer.name)
             if index is not None and index < int(c["frozen_blocks"]):
                 layer.trainable = False
-        self._num_layers = num_layers
+        self._num_layers, self._num_clips = num_layers, max(len(paths), 1)
         self.data_choices.update({
             "weights": self.weights_note(), "norm_mean": norm_mean, "norm_std": norm_std,
             "normalisation": why, "num_frames": int(network.get_layer("fbank").num_frames)})
@@ -292,7 +304,17 @@ class FinetunedEncoderExtractor(ClassifierEmbeddingExtractor):
                 index = block_index(layer.name)
                 if index is not None:
                     scales[layer.name] = decay ** (self._num_layers - index)
-        return LayerwiseAdamW(scales, learning_rate=float(c["learning_rate"]),
+        rate = float(c["learning_rate"])
+        if c["lr_schedule"] == "cosine":
+            import keras
+
+            steps = -(-self._num_clips // int(c["batch_size"])) * int(c["epochs"])
+            warmup = min(int(round(float(c["warmup_epochs"]) * steps / int(c["epochs"]))),
+                         steps - 1)
+            rate = keras.optimizers.schedules.CosineDecay(
+                0.0 if warmup else rate, max(steps - warmup, 1), alpha=0.01,
+                warmup_target=rate if warmup else None, warmup_steps=warmup)
+        return LayerwiseAdamW(scales, learning_rate=rate,
                               weight_decay=float(c["weight_decay"]))
 
     def enhancement_maps(self, paths):

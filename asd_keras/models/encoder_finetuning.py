@@ -43,8 +43,9 @@ def eat_embedding_model(num_samples, encoder_config, filter_bank="mel", norm_mea
         encoder_config: dict. `EATEncoder` arguments (`num_layers`, `dim`,
             `num_heads`, `mlp_ratio`, `patch_size`, `max_length`,
             `num_frames`, `num_mel_bins`, `layer_norm_epsilon`); missing
-            keys take EAT-base's values. `num_frames` None: the clip's
-            frames rounded up to a multiple of `patch_size`.
+            keys take EAT-base's values, except `num_frames`: missing or
+            None, the clip's frames rounded up to a multiple of
+            `patch_size`.
         filter_bank: str. `"mel"` (o-FB, EAT's pre-training), `"linear"`
             (m-FB, evenly spaced in Hz) or `"gammatone"` (g-FB).
         norm_mean, norm_std: float. `(fbank - mean) / (2 std)`, EAT's
@@ -73,7 +74,7 @@ def eat_embedding_model(num_samples, encoder_config, filter_bank="mel", norm_mea
                                 ("pooling", pooling, POOLINGS)):
         if value not in allowed:
             raise ValueError(f"{key} must be one of {allowed}; received {value!r}.")
-    config = {**encoder_defaults("eat"), **encoder_config}
+    config = {**encoder_defaults("eat"), "num_frames": None, **encoder_config}
     unknown = sorted(set(config) - set(encoder_defaults("eat")))
     if unknown:
         raise ValueError(f"Unknown EAT configuration key(s) {unknown}; known: "
