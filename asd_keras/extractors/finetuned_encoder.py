@@ -281,7 +281,9 @@ class FinetunedEncoderExtractor(ClassifierEmbeddingExtractor):
                 layer.trainable = False
         self._num_layers, self._num_clips = num_layers, max(len(paths), 1)
         self.data_choices.update({
-            "weights": self.weights_note(), "norm_mean": norm_mean, "norm_std": norm_std,
+            "weights": self.weights_note(),
+            "encoder_weights": "pretrained" if info["pretrained"] else "random weights",
+            "norm_mean": norm_mean, "norm_std": norm_std,
             "normalisation": why, "num_frames": int(network.get_layer("fbank").num_frames)})
         logger.info("EAT fine-tuning: %s; filter bank %s, normalisation %s (mean %.3f, std "
                     "%.3f), SimAM %s.", self.data_choices["weights"], c["filter_bank"], why,

@@ -14,8 +14,9 @@
    GenRep's transductive z-score, labelled), `parameters` (the paper's
    90 M against EAT-base and the CPU network).
 4. `simam_maps.png`: the m-FB filter banks of a normal and an anomalous
-   test clip of `map_machine`, before SimAM, after global and after local
-   SimAM (the trained networks' own front ends).
+   test clip of `map_machine` and the weights `sigmoid(E_inv)` that global
+   and local SimAM put on them (output / input, from the trained networks'
+   own front ends).
 
 `--tables-only` recomputes steps 2-4 from a finished study.
 
@@ -197,16 +198,27 @@ def simam_maps(out, config, table, path):
         folder = _trial(out, f"m_fb_{mode}") / "run" / "members" / "member0" / "extractors"
         extractor = load_extractor(next(p for p in sorted(folder.iterdir()) if p.is_dir()))
         values = extractor.enhancement_maps(clips)
-        maps.setdefault("m-FB input", values["fbank"])
-        maps[f"{mode} SimAM"] = values["enhanced"]
+        # The clip's own frames (the rest is EAT's zero padding).
+        frames = extractor.model.get_layer("fbank").frames_for(extractor.num_samples)
+        fbank, enhanced = values["fbank"][:, :frames], values["enhanced"][:, :frames]
+        maps.setdefault("m-FB input (normalised)", fbank)
+        # SimAM's weight sigmoid(E_inv) = output / input; near-zero inputs
+        # leave it undefined (blank).
+        with np.errstate(divide="ignore", invalid="ignore"):
+            maps[f"{mode} SimAM weight"] = np.where(np.abs(fbank) > 1e-3,
+                                                    enhanced / fbank, np.nan)
     plt = pyplot()
-    fig, axes = plt.subplots(2, 3, figsize=(12, 6), sharex=True, sharey=True)
+    fig, axes = plt.subplots(2, 3, figsize=(13, 6), sharex=True, sharey=True)
     for row, kind in enumerate(("normal", "anomalous")):
         for col, (title, values) in enumerate(maps.items()):
             ax = axes[row, col]
-            ax.imshow(values[row].T, origin="lower", aspect="auto", cmap="magma")
+            weight = "weight" in title
+            image = ax.imshow(values[row].T, origin="lower", aspect="auto",
+                              cmap="viridis" if weight else "magma",
+                              vmin=0.5 if weight else None, vmax=1.0 if weight else None)
+            fig.colorbar(image, ax=ax, fraction=0.04)
             ax.set_title(f"{kind} {machine}: {title}", fontsize=9)
-            ax.set_xlabel("frame")
+            ax.set_xlabel("frame (10 ms)")
             ax.set_ylabel("linear bin (20 Hz - 8 kHz)")
     fig.tight_layout()
     save_figure(fig, path)
