@@ -227,3 +227,72 @@ def test_train_score_export_with_estimated_normalisation(preset, data, tmp_path,
     threshold = json.loads((run / "thresholds.json").read_text())["valve_section_00"]
     assert_decisions_match(served["decision"].numpy(), section["decision"], section["score"],
                            threshold)
+
+
+# -- the experiment's tables ---------------------------------------------------------
+
+
+def _experiment():
+    import importlib.util
+
+    path = Path(__file__).parents[1] / "experiments" / "eat_simam" / "run.py"
+    spec = importlib.util.spec_from_file_location("eat_simam_experiment", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _fake_scores(rng, shift):
+    """Scores of two machine types, one section, both domains; anomalies
+    score `shift` higher on average."""
+    rows = []
+    for machine_type in ("fan", "valve"):
+        for domain in ("source", "target"):
+            for label in (0, 1):
+                for i in range(5):
+                    rows.append({"machine_type": machine_type, "section": "00",
+                                 "domain": domain, "label": label,
+                                 "file_name": f"{machine_type}_{domain}_{label}_{i}.wav",
+                                 "score": rng.normal() + shift * label})
+    return pd.DataFrame(rows)
+
+
+def test_experiment_customised_selection_and_tables(tmp_path):
+    """Customised SimAM takes fan's scores from the global run and the other
+    machine types' from the local run; every table row is the official
+    evaluation of its condition's scores."""
+    from asd_keras.evaluation.metrics import evaluate
+
+    run = _experiment()
+    import yaml
+
+    config = yaml.safe_load((Path(run.HERE) / "config.yaml").read_text())
+    rng = np.random.default_rng(0)
+    frames = {}
+    for i, condition in enumerate(config["conditions"]):
+        frames[condition["name"]] = _fake_scores(rng, 0.5 + 0.3 * i)
+        folder = tmp_path / "trials" / condition["name"] / "trial0"
+        folder.mkdir(parents=True)
+        frames[condition["name"]].to_csv(folder / "scores.csv", index=False)
+        (folder / "run.json").write_text(json.dumps(
+            {"data_choices": {"encoder_weights": "random weights"}}))
+    chosen = run.customised_scores(tmp_path, {"default": "local", "fan": "global"})
+    fan = chosen[chosen["machine_type"] == "fan"]["score"].to_numpy()
+    valve = chosen[chosen["machine_type"] == "valve"]["score"].to_numpy()
+    glob, local = frames["m_fb_global"], frames["m_fb_local"]
+    np.testing.assert_array_equal(fan, glob[glob["machine_type"] == "fan"]["score"])
+    np.testing.assert_array_equal(valve, local[local["machine_type"] == "valve"]["score"])
+    filter_banks, simam, per_machine = run.tables(tmp_path, config, "dcase2023")
+    assert list(filter_banks["condition"]) == ["o-FB (Kaldi mel)", "m-FB (linear)",
+                                               "g-FB (gammatone)"]
+    assert list(simam["condition"]) == ["m-FB, no SimAM", "m-FB + global SimAM",
+                                        "m-FB + local SimAM", "m-FB + customised SimAM"]
+    for frame, row in ((frames["g_fb"], filter_banks.iloc[2]), (chosen, simam.iloc[3])):
+        _, official = evaluate(frame, "dcase2023")
+        assert row["official score"] == pytest.approx(100 * official, abs=1e-9)
+        assert row["weights"] in ("random weights", "")
+    fan_row = per_machine[per_machine["machine type"] == "fan"].iloc[0]
+    _, fan_global = evaluate(glob[glob["machine_type"] == "fan"], "dcase2023")
+    assert fan_row["m-FB + customised SimAM"] == pytest.approx(100 * fan_global)
+    with pytest.raises(ValueError, match="'sideways'"):
+        run.customised_scores(tmp_path, {"default": "sideways"})

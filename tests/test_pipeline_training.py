@@ -18,8 +18,10 @@ from asd_keras.systems import get_system
 from tests.conftest import make_synthetic
 from tests.helpers import Interrupt
 
+# Few steps per epoch: one step per call traces the training step once, not
+# twice (Keras' multi-step loop).
 AE = {"epochs": 4, "batch_size": 64, "hidden_units": 8, "num_hidden_layers": 1,
-      "latent_dim": 2, "validation_split": 0.0}
+      "latent_dim": 2, "validation_split": 0.0, "steps_per_execution": 1}
 
 
 @pytest.fixture(scope="module")
@@ -138,20 +140,3 @@ def test_frame_reconstruction_and_feature_mean_by_hand(tmp_path):
     assert FrameReconstruction.from_config(layer.get_config()).chunk_dim == 4
     with pytest.raises(ValueError, match="chunk_dim must divide the autoencoder's size 12"):
         FrameReconstruction(ae, chunk_dim=5)
-
-
-def test_mirrored_strategy_on_two_logical_cpus_matches_one_device(tmp_path):
-    """`distribute=mirrored` splits each batch over two replicas. The gradients
-    are all-reduced, but BatchNormalization's batch statistics are per
-    replica (32 vectors, not 64), so training differs slightly: the scores
-    agree to 2 % (0.83 % measured), not bit for bit."""
-    import subprocess
-    import sys
-    from pathlib import Path
-
-    script = Path(__file__).parent / "scripts" / "distribute_two_cpus.py"
-    out = subprocess.run([sys.executable, str(script), str(tmp_path)], capture_output=True,
-                         text=True, timeout=300)
-    assert out.returncode == 0, out.stderr[-3000:]
-    difference = float(out.stdout.strip().splitlines()[-1].split()[-1])
-    assert difference < 2e-2

@@ -329,6 +329,9 @@ def test_cli_train_score_evaluate_export(synthetic_sets, tmp_path):
 
 def test_spectrogram_functions_match_system_scores(synthetic_sets, tmp_path):
     table = read_dataset(synthetic_sets["dcase2022"]["dev"], machine_types=["fan"])
+    # One section (8 training and 8 test clips): the spectrogram branch is the
+    # slow one, and what is compared here does not depend on the clip count.
+    table = table[table["section"] == "00"].reset_index(drop=True)
     system = WilkinghoffSystem(dict(TINY, branches="spectrogram"))
     system.fit(table, tmp_path / "run", verbose=0)
     scores = system.score(table)

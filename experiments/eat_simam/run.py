@@ -110,6 +110,7 @@ def tables(out, config, layout):
     weights = dict(zip(*trial_weights(out)[["condition", "weights"]].to_numpy().T))
     scores = {c["name"]: _scores(out, c["name"]) for c in config["conditions"]}
     scores["customised"] = customised_scores(out, config["customised"])
+    weights["customised"] = weights.get("m_fb_local", "")
     rows = {name: {"condition": LABELS.get(name, name), "weights": weights.get(name, ""),
                    **_row(frame, layout)} for name, frame in scores.items()}
     filter_banks = pd.DataFrame([rows[n] for n in ("o_fb", "m_fb", "g_fb")])
