@@ -30,7 +30,13 @@ def _parse_value(text):
             return kind(text)
         except ValueError:
             pass
-    return yaml.safe_load(text) if text else None
+    try:
+        return yaml.safe_load(text) if text else None
+    except yaml.YAMLError as error:
+        raise ValueError(
+            f"Override value {text!r} is not valid YAML ({str(error).splitlines()[0]}); "
+            "quote a mapping as one argument, e.g. \"simam={default: local, fan: "
+            "global}\".") from None
 
 
 def read_yaml_mapping(path, what="Config file", fix="Fix the file"):

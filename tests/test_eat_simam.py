@@ -296,3 +296,14 @@ def test_experiment_customised_selection_and_tables(tmp_path):
     assert fan_row["m-FB + customised SimAM"] == pytest.approx(100 * fan_global)
     with pytest.raises(ValueError, match="'sideways'"):
         run.customised_scores(tmp_path, {"default": "sideways"})
+
+
+def test_a_mapping_split_by_the_shell_is_a_clear_error():
+    """`simam={default: local, fan: global}` unquoted reaches the program as
+    two words; the first is not YAML and the error says how to quote it."""
+    from asd_keras.config import parse_overrides
+
+    assert parse_overrides(["simam={default: local, fan: global}"]) == {
+        "simam": {"default": "local", "fan": "global"}}
+    with pytest.raises(ValueError, match=r"'\{fan:'.*quote a mapping"):
+        parse_overrides(["simam={fan:", "global}"])

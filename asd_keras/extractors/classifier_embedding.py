@@ -37,13 +37,14 @@ logger = logging.getLogger(__name__)
 LENGTH_POLICIES = ("truncate", "pad", "tile_crop")
 
 
-def _schema():
+def training_schema():
+    """The keys of the classification training every classifier-embedding
+    extractor shares: head and classes, mixup, Adam(W) steps, clip length,
+    audio, pipeline and seed."""
     from asd_keras.data.labels import GRANULARITIES
     from asd_keras.layers.heads import SCALE_RULES
     from asd_keras.layers.mixup import LABEL_RULES
     from asd_keras.models.common import JIT_CHOICES
-    from asd_keras.models.wilkinghoff import BLOCK2_BN
-    from asd_keras.models.wilkinghoff import BRANCHES
     from asd_keras.models.wilkinghoff import LOSSES
 
     return {
@@ -59,8 +60,6 @@ def _schema():
         "mixup_probability": number(min=0, max=1),
         "mixup_label": choice(*LABEL_RULES),
         "mixup_in": choice("model", "pipeline"),
-        "block2_bn": choice(*BLOCK2_BN),
-        "branches": choice(*BRANCHES),
         "embedding_dim": integer(min=1),
         "l2": number(min=0),
         "epochs": integer(min=1),
@@ -78,6 +77,14 @@ def _schema():
         "jit_compile": choice(*JIT_CHOICES),
         "seed": integer(min=0, max=2**32 - 1),
     }
+
+
+def _schema():
+    from asd_keras.models.wilkinghoff import BLOCK2_BN
+    from asd_keras.models.wilkinghoff import BRANCHES
+
+    return {**training_schema(), "block2_bn": choice(*BLOCK2_BN),
+            "branches": choice(*BRANCHES)}
 
 
 @register_extractor("classifier_embedding")

@@ -24,15 +24,14 @@ import logging
 
 import numpy as np
 
-from asd_keras.config import boolean
 from asd_keras.config import choice
 from asd_keras.config import integer
 from asd_keras.config import number
 from asd_keras.config import string
 from asd_keras.config import validate_config
 from asd_keras.extractors.base import register_extractor
-from asd_keras.extractors.classifier_embedding import LENGTH_POLICIES
 from asd_keras.extractors.classifier_embedding import ClassifierEmbeddingExtractor
+from asd_keras.extractors.classifier_embedding import training_schema
 
 logger = logging.getLogger(__name__)
 
@@ -41,16 +40,12 @@ LR_SCHEDULES = ("cosine", "constant")
 
 
 def _schema():
-    from asd_keras.data.labels import GRANULARITIES
     from asd_keras.layers.filterbanks import FILTER_BANKS
-    from asd_keras.layers.heads import SCALE_RULES
-    from asd_keras.layers.mixup import LABEL_RULES
-    from asd_keras.models.common import JIT_CHOICES
     from asd_keras.models.encoder_finetuning import POOLINGS
     from asd_keras.models.encoder_finetuning import SIMAM_MODES
-    from asd_keras.models.wilkinghoff import LOSSES
 
     return {
+        **training_schema(),
         "preset": string(),
         "num_frames": integer(min=1, also=("auto",)),
         "filter_bank": choice(*FILTER_BANKS),
@@ -62,7 +57,6 @@ def _schema():
         "simam_tile": integer(min=1),
         "pooling": choice(*POOLINGS),
         "attention_dim": integer(min=1),
-        "embedding_dim": integer(min=1),
         "time_masks": integer(min=0),
         "time_mask_width": integer(min=0),
         "freq_masks": integer(min=0),
@@ -72,33 +66,7 @@ def _schema():
         "weight_decay": number(min=0),
         "lr_schedule": choice(*LR_SCHEDULES),
         "warmup_epochs": number(min=0),
-        "loss": choice(*LOSSES),
-        "classes": choice(*GRANULARITIES),
-        "domain_in_class": boolean(),
-        "num_subclusters": integer(min=1),
-        "trainable_centers": boolean(),
-        "scale_rule": choice(*SCALE_RULES),
-        "arcface_scale": number(gt=0),
-        "arcface_margin": number(min=0),
-        "cce_weight": number(min=0),
-        "l2": number(min=0),
-        "mixup_probability": number(min=0, max=1),
-        "mixup_label": choice(*LABEL_RULES),
-        "mixup_in": choice("model", "pipeline"),
-        "epochs": integer(min=1),
-        "batch_size": integer(min=1),
-        "learning_rate": number(gt=0),
-        "clip_seconds": number(gt=0, also=("auto",)),
-        "length_policy": choice(*LENGTH_POLICIES, "auto"),
-        "sample_rate": choice(16000),
-        "channel": choice(0, 1, "both"),
-        "resample": boolean(),
-        "monitor_compactness": boolean(),
-        "monitor_clips": integer(min=1),
-        "score_batch_clips": integer(min=1),
-        "pipeline_ram_mb": integer(min=1),
-        "jit_compile": choice(*JIT_CHOICES),
-        "seed": integer(min=0, max=2**32 - 1),
+        "sample_rate": choice(16000),  # EAT's front end is 16 kHz only
     }
 
 

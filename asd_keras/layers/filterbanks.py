@@ -149,15 +149,35 @@ def linear_banks(num_bins, padded_window_size, sample_rate, low_freq=20.0, high_
     """
     num_bins = _check_num_bins(num_bins)
     low, high = _edges("Linear", low_freq, high_freq, sample_rate)
+    return _with_zero_nyquist(
+        triangles(low, high, num_bins, _fft_bin_freqs(padded_window_size, sample_rate)))
+
+
+def triangles(low, high, num_bins, positions):
+    """Kaldi's triangular filters on any axis (Hz, mel, ...).
+
+    With `delta = (high - low) / (num_bins + 1)`, filter `i` rises from
+    `low + i * delta` to 1 at `low + (i + 1) * delta` and falls to 0 at
+    `low + (i + 2) * delta` (Kaldi's `MelBanks`, whose axis is the mel
+    scale).
+
+    Args:
+        low, high: float. The outer edges on the axis.
+        num_bins: int.
+        positions: array `(n,)`. The FFT bins' positions on the axis.
+
+    Returns:
+        float64 array `(num_bins, n)`.
+    """
     delta = (high - low) / (num_bins + 1)
     index = np.arange(num_bins)[:, None]
     left = low + index * delta
     centre = low + (index + 1.0) * delta
     right = low + (index + 2.0) * delta
-    freq = _fft_bin_freqs(padded_window_size, sample_rate)[None, :]
-    up = (freq - left) / (centre - left)
-    down = (right - freq) / (right - centre)
-    return _with_zero_nyquist(np.maximum(0.0, np.minimum(up, down)))
+    positions = np.asarray(positions)[None, :]
+    up = (positions - left) / (centre - left)
+    down = (right - positions) / (right - centre)
+    return np.maximum(0.0, np.minimum(up, down))
 
 
 def _gammatone_power_response(centre, freqs, sample_rate):

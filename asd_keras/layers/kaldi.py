@@ -19,6 +19,7 @@ from keras import ops
 
 from asd_keras.layers.filterbanks import FILTER_BANKS
 from asd_keras.layers.filterbanks import filter_bank_matrix
+from asd_keras.layers.filterbanks import triangles
 
 WINDOWS = ("povey", "hanning")
 # torch.finfo(torch.float32).eps: Kaldi's log floor.
@@ -53,16 +54,8 @@ def kaldi_mel_banks(num_mel_bins, padded_window_size, sample_rate, low_freq=20.0
             f"Mel bank edges must satisfy 0 <= low_freq < high_freq <= {nyquist}; "
             f"received low_freq={low_freq!r}, high_freq={high_freq!r}.")
     num_fft_bins = padded_window_size // 2
-    mel_low, mel_high = _mel(low_freq), _mel(high_freq)
-    delta = (mel_high - mel_low) / (num_mel_bins + 1)
-    index = np.arange(num_mel_bins)[:, None]
-    left = mel_low + index * delta
-    centre = mel_low + (index + 1.0) * delta
-    right = mel_low + (index + 2.0) * delta
-    mel = _mel(sample_rate / padded_window_size * np.arange(num_fft_bins))[None, :]
-    up = (mel - left) / (centre - left)
-    down = (right - mel) / (right - centre)
-    banks = np.maximum(0.0, np.minimum(up, down))
+    mel = _mel(sample_rate / padded_window_size * np.arange(num_fft_bins))
+    banks = triangles(_mel(low_freq), _mel(high_freq), num_mel_bins, mel)
     banks = np.pad(banks, ((0, 0), (0, 1)))
     return banks.T.astype(np.float32)
 
