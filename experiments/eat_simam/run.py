@@ -58,6 +58,13 @@ def conditions(config, full, preset_dir, overrides):
     """The study's conditions with the base (and FULL) keys folded in."""
     base = {**config["base"], **(config["full"] if full else {}), **overrides}
     if preset_dir:
+        from asd_keras.models.audio_encoders import PRESETS
+
+        if PRESETS.get(base["preset"], {}).get("checkpoint", "") is None:
+            raise ValueError(
+                f"--preset-dir gives pre-trained weights, but preset={base['preset']!r} is a "
+                "CPU-sized configuration with no official checkpoint; add --full (FULL=1: "
+                "eat_base) or set preset=eat_base.")
         folder = Path(preset_dir) / str(base["preset"])
         if not folder.is_dir():
             raise FileNotFoundError(
