@@ -21,7 +21,7 @@ from scipy import signal
 FILTER_BANKS = ("mel", "linear", "gammatone")
 
 
-def _edges(name, low_freq, high_freq, sample_rate):
+def bank_edges(name, low_freq, high_freq, sample_rate):
     """The bank's edges in Hz, with Kaldi's convention that `high_freq <= 0` is
     an offset from Nyquist, validated as in `kaldi_mel_banks`."""
     nyquist = 0.5 * sample_rate
@@ -41,13 +41,13 @@ def _check_num_bins(num_bins):
     return int(num_bins)
 
 
-def _fft_bin_freqs(padded_window_size, sample_rate):
+def fft_bin_freqs(padded_window_size, sample_rate):
     """Frequencies in Hz of rfft bins 0 to N/2 - 1. The Nyquist bin is left
     out because every bank gives it zero weight."""
     return sample_rate / padded_window_size * np.arange(padded_window_size // 2)
 
 
-def _with_zero_nyquist(banks):
+def with_zero_nyquist(banks):
     """`(num_bins, N/2)` weights to the `(N/2 + 1, num_bins)` float32 matrix,
     with a zero row for the Nyquist bin, as `kaldi_mel_banks` does."""
     return np.pad(banks, ((0, 0), (0, 1))).T.astype(np.float32)
@@ -113,7 +113,7 @@ def filter_bank_centres(kind, num_bins, sample_rate, low_freq=20.0, high_freq=0.
     """
     _check_kind(kind)
     num_bins = _check_num_bins(num_bins)
-    low, high = _edges(kind.capitalize(), low_freq, high_freq, sample_rate)
+    low, high = bank_edges(kind.capitalize(), low_freq, high_freq, sample_rate)
     if kind == "mel":
         return _mel_to_hz(_even_centres(num_bins, _hz_to_mel(low), _hz_to_mel(high)))
     if kind == "linear":
@@ -148,9 +148,9 @@ def linear_banks(num_bins, padded_window_size, sample_rate, low_freq=20.0, high_
             `0 <= low_freq < high_freq <= sample_rate / 2`.
     """
     num_bins = _check_num_bins(num_bins)
-    low, high = _edges("Linear", low_freq, high_freq, sample_rate)
-    return _with_zero_nyquist(
-        triangles(low, high, num_bins, _fft_bin_freqs(padded_window_size, sample_rate)))
+    low, high = bank_edges("Linear", low_freq, high_freq, sample_rate)
+    return with_zero_nyquist(
+        triangles(low, high, num_bins, fft_bin_freqs(padded_window_size, sample_rate)))
 
 
 def triangles(low, high, num_bins, positions):
@@ -257,12 +257,12 @@ def gammatone_banks(num_bins, padded_window_size, sample_rate, low_freq=20.0,
             `0 <= low_freq < high_freq <= sample_rate / 2`.
     """
     num_bins = _check_num_bins(num_bins)
-    low, high = _edges("Gammatone", low_freq, high_freq, sample_rate)
+    low, high = bank_edges("Gammatone", low_freq, high_freq, sample_rate)
     centres = erb_rate_to_hz(_even_centres(num_bins, erb_rate(low), erb_rate(high)))
-    freqs = _fft_bin_freqs(padded_window_size, sample_rate)
+    freqs = fft_bin_freqs(padded_window_size, sample_rate)
     banks = np.stack([_gammatone_power_response(float(c), freqs, sample_rate)
                       for c in centres])
-    return _with_zero_nyquist(banks / banks.max(axis=1, keepdims=True))
+    return with_zero_nyquist(banks / banks.max(axis=1, keepdims=True))
 
 
 def _check_kind(kind):
@@ -298,10 +298,6 @@ def filter_bank_matrix(kind, num_bins, padded_window_size, sample_rate, low_freq
         # be circular.
         from asd_keras.layers.kaldi import kaldi_mel_banks
 
-        # Checked here as well because kaldi_mel_banks reports high_freq
-        # after adding the Nyquist offset (-9000 appears as -1000), not the
-        # value the caller passed. The matrix is unchanged.
-        _edges("Mel", low_freq, high_freq, sample_rate)
         return kaldi_mel_banks(num_bins, padded_window_size, sample_rate, low_freq, high_freq)
     if kind == "linear":
         return linear_banks(num_bins, padded_window_size, sample_rate, low_freq, high_freq)

@@ -17,6 +17,7 @@ import keras
 import numpy as np
 from keras import ops
 
+from asd_keras.layers import filterbanks
 from asd_keras.layers.filterbanks import FILTER_BANKS
 from asd_keras.layers.filterbanks import filter_bank_matrix
 from asd_keras.layers.filterbanks import triangles
@@ -46,18 +47,9 @@ def kaldi_mel_banks(num_mel_bins, padded_window_size, sample_rate, low_freq=20.0
         float32 array `(padded_window_size // 2 + 1, num_mel_bins)`; the
         Nyquist bin has zero weight, as in Kaldi.
     """
-    nyquist = 0.5 * sample_rate
-    if high_freq <= 0.0:
-        high_freq += nyquist
-    if not 0.0 <= low_freq < high_freq <= nyquist:
-        raise ValueError(
-            f"Mel bank edges must satisfy 0 <= low_freq < high_freq <= {nyquist}; "
-            f"received low_freq={low_freq!r}, high_freq={high_freq!r}.")
-    num_fft_bins = padded_window_size // 2
-    mel = _mel(sample_rate / padded_window_size * np.arange(num_fft_bins))
-    banks = triangles(_mel(low_freq), _mel(high_freq), num_mel_bins, mel)
-    banks = np.pad(banks, ((0, 0), (0, 1)))
-    return banks.T.astype(np.float32)
+    low, high = filterbanks.bank_edges("Mel", low_freq, high_freq, sample_rate)
+    mel = _mel(filterbanks.fft_bin_freqs(padded_window_size, sample_rate))
+    return filterbanks.with_zero_nyquist(triangles(_mel(low), _mel(high), num_mel_bins, mel))
 
 
 def kaldi_window(window_type, length):
