@@ -475,6 +475,7 @@ def cmd_download(args):
 def cmd_convert(args):
     from asd_keras.config import parse_overrides
     from asd_keras.models.converters import convert_checkpoint
+    from asd_keras.models.converters import dropped_report
     from asd_keras.utils.io import check_output_dir
 
     check_output_dir(args.out, args.force, what="preset folder")
@@ -482,12 +483,12 @@ def cmd_convert(args):
                                   trust_pickle=args.trust_pickle,
                                   overrides=parse_overrides(args.overrides))
     layout = f", {metadata['layout']} layout" if "layout" in metadata else ""
-    dropped = (f", {metadata['dropped']} pre-training keys dropped"
-               if metadata.get("dropped") else "")
-    print(f"Converted {metadata['keys']} keys of '{args.checkpoint}' ({args.encoder}{layout}"
-          f"{dropped}) into the preset '{args.out}'. Use it with "
+    print(f"Converted {metadata['keys']} keys of '{args.checkpoint}' ({args.encoder}{layout}) "
+          f"into the preset '{args.out}'. Use it with "
           f"'asd-keras train --system frozen_encoder encoder={args.encoder} "
           f"preset={args.out} ...'.")
+    if metadata.get("dropped"):
+        print(dropped_report(metadata) + ".")
 
 
 # ----------------------------------------------------------------------
@@ -624,11 +625,11 @@ def build_parser():
                        "a Keras preset folder")
     p.add_argument("--encoder", required=True, choices=("beats", "eat"))
     p.add_argument("--checkpoint", required=True,
-                   help=".pt (needs torch), .safetensors or .npz state dict")
+                   help=".pt/.pth/.ckpt (read without torch), .safetensors or .npz state dict")
     p.add_argument("--out", required=True, help="preset folder to write")
     p.add_argument("--trust-pickle", action="store_true",
-                   help="let torch unpickle non-tensor objects (fairseq configs); only for "
-                        "files from a trusted source")
+                   help="read pickled objects other than tensors and containers (fairseq "
+                        "configs, enums) as plain values; their code is never imported or run")
     p.add_argument("--force", action="store_true")
     p.add_argument("overrides", nargs="*", help="encoder arguments the file cannot tell, "
                    "key=value (e.g. num_heads=16)")

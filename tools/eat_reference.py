@@ -43,9 +43,13 @@ import torchaudio
 from torch import nn
 
 
-def eat_fbank(waveform, target_length=1024, norm_mean=-4.268, norm_std=4.569):
-    """(num_samples,) 16 kHz waveform -> (target_length, 128) normalised fbank."""
-    w = waveform.to(torch.float32)
+def eat_fbank(waveform, target_length=1024, norm_mean=-4.268, norm_std=4.569,
+              dtype=torch.float32):
+    """(num_samples,) 16 kHz waveform -> (target_length, 128) normalised fbank.
+
+    dtype: float32 as the official code; float64 measures torchaudio's own
+    float32 rounding (the parity tolerance of the fbank, encoder_parity.py)."""
+    w = waveform.to(dtype)
     w = w - w.mean()
     fb = torchaudio.compliance.kaldi.fbank(
         w[None], htk_compat=True, sample_frequency=16000, use_energy=False,

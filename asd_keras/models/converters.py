@@ -5,23 +5,20 @@ configuration (names and PyTorch shapes, reference methods.md §C1, §C2 and
 §H), checks the checkpoint against that list and maps each key by name onto
 the Keras weight it becomes (transposing PyTorch's `(out, in)` matrices and
 `(out, in, kh, kw)` kernels). A missing key, a key that belongs to no part
-of the encoder, or a shape that does not fit stops the conversion with a
-message naming the keys.
+of the encoder, a shape that does not fit or a NaN or infinite value stops
+the conversion with a message naming the keys; so does an architecture flag
+of the stored configuration that the port does not implement
+(`checkpoint_layouts`), or an override that is no encoder argument.
 
-Readers (`read_checkpoint`):
+Checkpoint files are read by `checkpoint_io.read_checkpoint` (PyTorch
+`.pt` without torch, `.safetensors`, `.npz`).
 
-- `.pt` / `.pth` / `.ckpt`: PyTorch files. This needs torch, an optional
-  extra (`pip install torch==2.13.0`); nothing else in the library imports
-  it. BEATs files hold `{"cfg", "model"}`; fairseq (EAT) files hold
-  `{"cfg", "model"}` with a nested configuration.
-- `.safetensors`: read without torch (the Hugging Face `model.safetensors`
-  of `worstchan/EAT-*`).
-- `.npz`: a NumPy archive of the state dict (what the tests build).
-
-Keys that only pre-training uses (EAT's EMA teacher, decoder and projection
-heads; `remove_pretraining_modules` in `models/EAT_pretraining.py`) are
-dropped and counted in the preset's metadata. Fine-tuned EAT checkpoints
-prefix every key with `model.`; Hugging Face files keep the encoder's
+Keys that only pre-training uses (EAT's EMA teacher `_ema`, decoder and
+projection heads; `remove_pretraining_modules` in `models/EAT_pretraining.py`)
+are dropped, counted per group in the preset's metadata and reported by
+`asd-keras convert`. Fine-tuned EAT checkpoints (`MaeImageClassificationModel`
+in `models/EAT_audio_classification.py`) hold the encoder under `model.` and
+their own `fc_norm.*` and `head.*` beside it; Hugging Face files keep the encoder's
 modules at the top (`local_encoder`, `extra_tokens`,
 `fixed_positional_encoder`, `pre_norm`, `blocks`, `fc_norm`, `head`). The
 prefix inside the Hugging Face wrapper is UNVERIFIED (methods.md §C1), so
@@ -30,7 +27,6 @@ to the metadata.
 """
 
 import math
-import re
 from pathlib import Path
 
 import numpy as np
@@ -40,33 +36,16 @@ from asd_keras.models.audio_encoders import build_encoder
 from asd_keras.models.audio_encoders import encoder_defaults
 from asd_keras.models.audio_encoders import file_sha256
 from asd_keras.models.audio_encoders import save_preset
+from asd_keras.models.checkpoint_io import CHECKPOINT_SUFFIXES  # noqa: F401 - re-exported
+from asd_keras.models.checkpoint_io import PYTORCH_SUFFIXES  # noqa: F401 - re-exported
+from asd_keras.models.checkpoint_io import read_checkpoint
+from asd_keras.models.checkpoint_layouts import BEATS_ITER3_CFG  # noqa: F401 - re-exported
+from asd_keras.models.checkpoint_layouts import EAT_IMAGE as _EAT_IMAGE
+from asd_keras.models.checkpoint_layouts import beats_config_from_checkpoint
+from asd_keras.models.checkpoint_layouts import dropped_report  # noqa: F401 - re-exported
+from asd_keras.models.checkpoint_layouts import eat_config_from_checkpoint
+from asd_keras.models.checkpoint_layouts import normalise_eat_state
 from asd_keras.utils.io import staged_dir
-
-PYTORCH_SUFFIXES = (".pt", ".pth", ".ckpt")
-CHECKPOINT_SUFFIXES = PYTORCH_SUFFIXES + (".safetensors", ".npz")
-TORCH_MISSING = ("Reading PyTorch checkpoints needs torch, an optional extra of asd-keras: "
-                 "install it with 'pip install torch==2.13.0' (or 'make parity'), or convert "
-                 "a .safetensors file instead.")
-# Pre-training only (data2vec 2 / EAT `remove_pretraining_modules`).
-_EAT_TRAINING_ONLY = ("_ema", "ema.", "recon_proj.", "cls_proj.", "shared_decoder.", "center",
-                      "modality_encoders.IMAGE.decoder.")
-_EAT_IMAGE = "modality_encoders.IMAGE."
-# Hugging Face module names -> fairseq names (methods.md §C1).
-_EAT_HF_NAMES = {"local_encoder.": _EAT_IMAGE + "local_encoder.",
-                 "extra_tokens": _EAT_IMAGE + "extra_tokens",
-                 "fixed_positional_encoder.": _EAT_IMAGE + "fixed_positional_encoder.",
-                 "pre_norm.": _EAT_IMAGE + "context_encoder.norm."}
-
-# The iter3 configuration as BEATs' checkpoints store it (methods.md §C2).
-BEATS_ITER3_CFG = {
-    "encoder_layers": 12, "encoder_embed_dim": 768, "encoder_ffn_embed_dim": 3072,
-    "encoder_attention_heads": 12, "activation_fn": "gelu", "layer_norm_first": False,
-    "deep_norm": True, "dropout": 0.0, "attention_dropout": 0.0, "activation_dropout": 0.0,
-    "encoder_layerdrop": 0.0, "dropout_input": 0.0, "conv_pos": 128, "conv_pos_groups": 16,
-    "relative_position_embedding": True, "num_buckets": 320, "max_distance": 800,
-    "gru_rel_pos": True, "input_patch_size": 16, "embed_dim": 512, "conv_bias": False,
-    "finetuned_model": False, "predictor_class": 527, "layer_wise_gradient_decay_ratio": 1.0,
-}
 
 
 def _linear(weight):
@@ -199,217 +178,6 @@ ENTRIES = {"beats": beats_entries, "eat": eat_entries}
 
 
 # ----------------------------------------------------------------------------
-# Reading checkpoint files
-
-
-def read_checkpoint(path, trust_pickle=False):
-    """The state dict and stored configuration of a checkpoint file.
-
-    Args:
-        path: str or Path. A `.pt`/`.pth`/`.ckpt`, `.safetensors` or `.npz`.
-        trust_pickle: bool. Let torch unpickle Python objects besides tensors
-            (fairseq stores its configuration that way). Only for files from
-            a source you trust: unpickling can run code.
-
-    Returns:
-        `(state, cfg)`: dict of str -> float32 NumPy array, and the stored
-        configuration (a dict) or None.
-
-    Raises:
-        FileNotFoundError: when the file is missing.
-        ValueError: for an unknown suffix, a damaged file, or missing torch.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"Checkpoint '{path}' does not exist.")
-    suffix = path.suffix.lower()
-    if suffix not in CHECKPOINT_SUFFIXES:
-        raise ValueError(f"Checkpoint '{path}' has suffix {suffix!r}; expected one of "
-                         f"{CHECKPOINT_SUFFIXES}.")
-    if suffix == ".npz":
-        try:
-            with np.load(path, allow_pickle=False) as archive:
-                state = {k: archive[k] for k in archive.files}
-        except (ValueError, OSError) as error:
-            raise ValueError(f"Checkpoint '{path}' is not a readable .npz ({error}).") from None
-        return _float32(state), None
-    if suffix == ".safetensors":
-        from safetensors.numpy import load_file
-        try:
-            state = load_file(str(path))
-        except Exception as error:  # safetensors raises its own error types
-            raise ValueError(f"Checkpoint '{path}' is not a readable .safetensors file "
-                             f"({error}).") from None
-        return _float32(state), None
-    return _read_pytorch(path, trust_pickle)
-
-
-def _read_pytorch(path, trust_pickle):
-    try:
-        import torch
-    except ImportError:
-        raise ValueError(f"Cannot read '{path}': {TORCH_MISSING}") from None
-    import pickle
-    try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=not trust_pickle)
-    except pickle.UnpicklingError as error:
-        raise ValueError(
-            f"Checkpoint '{path}' holds Python objects besides tensors and plain "
-            f"containers (fairseq stores its configuration that way): {error}. If you "
-            "trust the file's source, convert it again with --trust-pickle.") from None
-    except Exception as error:  # noqa: BLE001 - torch.load raises many types on bad files
-        raise ValueError(f"Checkpoint '{path}' is not a readable PyTorch file "
-                         f"({type(error).__name__}: {error}).") from None
-    if isinstance(checkpoint, dict) and "model" in checkpoint:
-        state, cfg = checkpoint["model"], checkpoint.get("cfg")
-    elif isinstance(checkpoint, dict):
-        state, cfg = checkpoint, None
-    else:
-        raise ValueError(f"Checkpoint '{path}' holds a {type(checkpoint).__name__}, not a "
-                         "state dict or a {'cfg', 'model'} mapping.")
-    arrays = {}
-    for key, value in state.items():
-        if hasattr(value, "detach"):
-            arrays[key] = value.detach().to(torch.float32).numpy()
-    return _float32(arrays), _plain(cfg)
-
-
-def _plain(cfg):
-    """A fairseq/omegaconf configuration as plain dicts (or None)."""
-    if cfg is None or isinstance(cfg, dict):
-        return cfg
-    try:
-        from omegaconf import OmegaConf
-        return OmegaConf.to_container(cfg, resolve=True)
-    except Exception:  # noqa: BLE001 - any object: keep its attributes
-        return dict(getattr(cfg, "__dict__", {}))
-
-
-def _float32(state):
-    return {k: np.asarray(v, dtype=np.float32) for k, v in state.items()}
-
-
-# ----------------------------------------------------------------------------
-# Configurations from checkpoints
-
-
-def beats_config_from_checkpoint(state, cfg):
-    """`BEATsEncoder` arguments from a BEATs `cfg` (or the shapes alone)."""
-    if cfg:
-        if cfg.get("layer_norm_first", False):
-            raise ValueError("The checkpoint's cfg has layer_norm_first=True (pre-LN); only "
-                             "the released post-LN (deep-norm) BEATs are ported.")
-        if not cfg.get("relative_position_embedding", False):
-            raise ValueError("The checkpoint's cfg has relative_position_embedding=False; "
-                             "the released BEATs (iter1-3) use it.")
-        if cfg.get("activation_fn", "gelu") != "gelu":
-            raise ValueError(f"Activation {cfg.get('activation_fn')!r} in the checkpoint's "
-                             "cfg; the port implements gelu.")
-        merged = {**BEATS_ITER3_CFG, **cfg}
-        config = {"num_layers": merged["encoder_layers"], "dim": merged["encoder_embed_dim"],
-                  "num_heads": merged["encoder_attention_heads"],
-                  "ffn_dim": merged["encoder_ffn_embed_dim"], "patch_dim": merged["embed_dim"],
-                  "patch_size": merged["input_patch_size"],
-                  "conv_bias": bool(merged["conv_bias"]), "conv_pos": merged["conv_pos"],
-                  "conv_pos_groups": merged["conv_pos_groups"],
-                  "num_buckets": merged["num_buckets"], "max_distance": merged["max_distance"],
-                  "gated": bool(merged["gru_rel_pos"]), "deep_norm": bool(merged["deep_norm"]),
-                  "num_classes": (merged["predictor_class"]
-                                  if merged.get("finetuned_model") else 0)}
-        return config
-    layers = _count_blocks(state, r"encoder\.layers\.(\d+)\.")
-    dim = _shape(state, "post_extract_proj.weight", 0, default=None)
-    patch = state.get("patch_embedding.weight")
-    if patch is None or not layers:
-        raise ValueError("The checkpoint has no 'patch_embedding.weight' or no "
-                         "'encoder.layers.*' keys: it is not a BEATs state dict.")
-    dim = dim or patch.shape[0]
-    table = "encoder.layers.0.self_attn.relative_attention_bias.weight"
-    heads = _shape(state, table, 1, default=12)
-    config = {}
-    pos = next((state[k] for k in ("encoder.pos_conv.0.weight_v", "encoder.pos_conv.0.weight",
-                                   "encoder.pos_conv.0.parametrizations.weight.original1")
-                if k in state), None)
-    if pos is not None:
-        config = {"conv_pos": int(pos.shape[-1]), "conv_pos_groups": dim // int(pos.shape[1])}
-    if table in state:
-        config["num_buckets"] = int(state[table].shape[0])
-    return {**config, "num_layers": layers, "dim": dim, "num_heads": heads,
-            "ffn_dim": _shape(state, "encoder.layers.0.fc1.weight", 0, default=4 * dim),
-            "patch_dim": patch.shape[0], "patch_size": patch.shape[-1],
-            "conv_bias": "patch_embedding.bias" in state,
-            "num_classes": _shape(state, "predictor.weight", 0, default=0)}
-
-
-def eat_config_from_checkpoint(state, cfg, num_heads=None):
-    """`EATEncoder` arguments from the (normalised) EAT state dict and cfg."""
-    proj = state.get(_EAT_IMAGE + "local_encoder.proj.weight")
-    layers = _count_blocks(state, r"blocks\.(\d+)\.")
-    if proj is None or not layers:
-        raise ValueError("The checkpoint has no 'local_encoder.proj.weight' or no "
-                         "'blocks.*' keys: it is not an EAT state dict.")
-    dim, patch = proj.shape[0], proj.shape[-1]
-    model_cfg = (cfg or {}).get("model", cfg or {}) or {}
-    heads = num_heads or model_cfg.get("num_heads") or {768: 12, 1024: 16}.get(dim)
-    if heads is None:
-        raise ValueError(f"Cannot tell the number of heads of an EAT of width {dim} without "
-                         "the checkpoint's cfg; pass num_heads=N to the converter.")
-    bands = 128 // patch
-    positions = state.get(_EAT_IMAGE + "fixed_positional_encoder.positions")
-    max_length = positions.shape[1] // bands if positions is not None else 768
-    hidden = _shape(state, "blocks.0.mlp.fc1.weight", 0, default=4 * dim)
-    return {"num_layers": layers, "dim": dim, "num_heads": int(heads),
-            "mlp_ratio": hidden / dim, "patch_size": patch, "max_length": max_length,
-            "num_frames": min(1024, max_length * patch),
-            "num_classes": _shape(state, "head.weight", 0, default=0)}
-
-
-def _count_blocks(state, pattern):
-    indices = {int(m.group(1)) for k in state for m in [re.match(pattern, k)] if m}
-    return max(indices) + 1 if indices else 0
-
-
-def _shape(state, key, axis, default):
-    return int(state[key].shape[axis]) if key in state else default
-
-
-def normalise_eat_state(state):
-    """EAT keys in the fairseq layout, whatever file they come from.
-
-    Returns:
-        `(state, info)`: the state dict with pre-training keys dropped and
-        any outer prefix removed; info records `layout`, `prefix` and
-        `dropped` (count).
-    """
-    anchor = [k for k in state if k.endswith("local_encoder.proj.weight")]
-    if len(anchor) != 1:
-        raise ValueError("Expected exactly one '...local_encoder.proj.weight' key in an EAT "
-                         f"checkpoint; found {anchor or 'none'}. Is it an EAT checkpoint?")
-    head = anchor[0][:-len("local_encoder.proj.weight")]
-    layout = "fairseq" if head.endswith(_EAT_IMAGE) else "huggingface"
-    prefix = head[:-len(_EAT_IMAGE)] if layout == "fairseq" else head
-    out, dropped, foreign = {}, 0, []
-    for key, value in state.items():
-        if not key.startswith(prefix):
-            foreign.append(key)
-            continue
-        key = key[len(prefix):]
-        if layout == "huggingface":
-            for old, new in _EAT_HF_NAMES.items():
-                if key.startswith(old):
-                    key = new + key[len(old):]
-                    break
-        if key.startswith(_EAT_TRAINING_ONLY):
-            dropped += 1
-            continue
-        out[key] = value
-    if foreign:
-        raise ValueError(f"{len(foreign)} checkpoint keys lack the prefix {prefix!r} of the "
-                         f"encoder's keys (e.g. {foreign[:3]}); the file mixes models.")
-    return out, {"layout": layout, "prefix": prefix, "dropped": dropped}
-
-
-# ----------------------------------------------------------------------------
 # Mapping onto a Keras encoder
 
 
@@ -423,7 +191,8 @@ def convert_state_dict(encoder, state):
             after `normalise_eat_state`).
 
     Raises:
-        ValueError: naming missing or unexpected keys, or a shape mismatch.
+        ValueError: naming missing or unexpected keys, a shape mismatch, or
+            a tensor with NaN or infinite values.
     """
     config = {k: v for k, v in encoder.get_config().items() if k not in ("name", "trainable")}
     entries = ENTRIES[encoder.encoder_type](config)
@@ -443,10 +212,15 @@ def convert_state_dict(encoder, state):
         raise ValueError(f"The checkpoint does not match a {encoder.encoder_type} encoder of "
                          f"configuration {config}: " + "; ".join(parts) + ".")
     for entry in entries:
-        if state[entry.key].shape != entry.shape:
-            raise ValueError(f"Checkpoint key {entry.key!r} has shape "
-                             f"{tuple(state[entry.key].shape)}; the configuration expects "
-                             f"{entry.shape}.")
+        value = state[entry.key]
+        if value.shape != entry.shape:
+            raise ValueError(f"Checkpoint key {entry.key!r} has shape {tuple(value.shape)}; "
+                             f"the configuration expects {entry.shape}.")
+        bad = int(np.size(value) - np.count_nonzero(np.isfinite(value)))
+        if bad:  # a diverged or damaged checkpoint would give NaN features downstream
+            raise ValueError(f"Checkpoint key {entry.key!r} holds {bad} NaN or infinite "
+                             f"value(s) of {np.size(value)}; the file is damaged or its "
+                             "training diverged. Convert a sound checkpoint.")
     values = {}
     for entry in entries:
         target = (entry.layer, entry.weight)
@@ -552,24 +326,37 @@ def convert_checkpoint(encoder_type, checkpoint, out, force=False, trust_pickle=
         force: bool.
         trust_pickle: bool. See `read_checkpoint`.
         overrides: dict. Encoder arguments the file cannot tell (e.g.
-            `num_heads`, `num_frames`).
+            `num_heads`, `num_frames`); any key must be an argument of the
+            encoder (`encoder_defaults`).
 
     Returns:
-        dict: the preset's metadata.
+        dict: the preset's metadata (`dropped` and `dropped_groups`: the
+        pre-training keys left out; `dropped_report` words them).
+
+    Raises:
+        ValueError: for an unknown override, an unreadable file, an
+            architecture flag the port does not implement, or a key, shape
+            or value that does not fit.
     """
     if encoder_type not in ENTRIES:
         raise ValueError(f"--encoder must be one of {ENCODER_TYPES}; received "
                          f"{encoder_type!r}.")
+    overrides = dict(overrides or {})
+    valid = sorted(encoder_defaults(encoder_type))
+    unknown = sorted(set(overrides) - set(valid))
+    if unknown:
+        raise ValueError(f"Unknown {encoder_type} encoder argument(s) {unknown} given to "
+                         f"convert; the valid ones are {valid}.")
     state, cfg = read_checkpoint(checkpoint, trust_pickle=trust_pickle)
     info = {}
     if encoder_type == "eat":
         state, info = normalise_eat_state(state)
-        config = eat_config_from_checkpoint(state, cfg, (overrides or {}).get("num_heads"))
+        config = eat_config_from_checkpoint(state, cfg, overrides.get("num_heads"))
     else:
         if any(k.startswith(_EAT_IMAGE) or k.startswith("blocks.") for k in state):
             raise ValueError(f"'{checkpoint}' looks like an EAT checkpoint; use --encoder eat.")
         config = beats_config_from_checkpoint(state, cfg)
-    config.update(overrides or {})
+    config.update(overrides)
     encoder = build_encoder(encoder_type, **config)
     convert_state_dict(encoder, state)
     metadata = {"encoder": encoder_type, "checkpoint": str(Path(checkpoint).resolve()),
