@@ -105,9 +105,8 @@ def cmd_train(args):
     _split_data_and_overrides(args)
     system_cls = get_system(args.system)
     user = load_config_file(args.config) if args.config else {}
-    user.update(parse_overrides(args.overrides))
-    if args.epochs is not None:
-        user["epochs"] = args.epochs
+    # A key given twice (`epochs=1 epochs=2`, or with --epochs) is an error.
+    user.update(parse_overrides(args.overrides, flags={"--epochs": args.epochs}))
     # Built first: it validates the whole configuration, so a bad value
     # fails before any audio is read or any folder is created.
     system = system_cls(user)
@@ -392,9 +391,7 @@ def cmd_study(args):
             f"'{args.config}' must hold a 'conditions' list (and optionally a "
             "'base' mapping); see experiments/angular_margin/config.yaml.")
     base = dict(spec.get("base") or {})
-    base.update(parse_overrides(args.overrides))
-    if args.epochs is not None:
-        base["epochs"] = args.epochs
+    base.update(parse_overrides(args.overrides, flags={"--epochs": args.epochs}))
     conditions = spec["conditions"]
     if args.only:
         conditions = [c for c in conditions if c["name"] in args.only]

@@ -5,13 +5,28 @@ from pathlib import Path
 import yaml
 
 
-def parse_overrides(items):
+def parse_overrides(items, flags=None):
     """Parses `key=value` strings; values are read as YAML scalars.
 
     Example: `["epochs=3", "score=mahala"]` -> `{"epochs": 3, "score":
     "mahala"}`.
+
+    Args:
+        items: iterable of `key=value` strings, or None.
+        flags: dict, optional. Command-line options that set a key too,
+            `{"--epochs": 3}` (None values are options not given); each sets
+            the key named by the flag without its dashes.
+
+    Returns:
+        dict of key -> parsed value.
+
+    Raises:
+        ValueError: for an item without `=`, or a key given twice (naming
+            the key and both values): the last one silently winning would
+            train with a setting the user may not have meant.
     """
-    overrides = {}
+    overrides, given = {}, {}
+    entries = []
     for item in items or ():
         if "=" not in item:
             raise ValueError(
@@ -19,7 +34,16 @@ def parse_overrides(items):
                 "epochs=10)."
             )
         key, value = item.split("=", 1)
-        overrides[key.strip()] = _parse_value(value)
+        entries.append((key.strip(), item, lambda text=value: _parse_value(text)))
+    # An option's value is already typed by argparse.
+    entries += [(flag.lstrip("-"), f"{flag} {value}", lambda v=value: v)
+                for flag, value in (flags or {}).items() if value is not None]
+    for key, shown, parse in entries:
+        if key in overrides:
+            raise ValueError(
+                f"The key {key!r} is given twice on the command line ({given[key]} and "
+                f"{shown}); give it once.")
+        overrides[key], given[key] = parse(), shown
     return overrides
 
 
@@ -31,12 +55,64 @@ def _parse_value(text):
         except ValueError:
             pass
     try:
-        return yaml.safe_load(text) if text else None
+        return load_yaml_text(text) if text else None
+    except _DuplicateKey as error:
+        raise ValueError(f"Override value {text!r}: {error.problem}.") from None
     except yaml.YAMLError as error:
         raise ValueError(
             f"Override value {text!r} is not valid YAML ({str(error).splitlines()[0]}); "
             "quote a mapping as one argument, e.g. \"simam={default: local, fan: "
             "global}\".") from None
+
+
+class _DuplicateKey(yaml.constructor.ConstructorError):
+    """A mapping key given twice in YAML text."""
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """`yaml.SafeLoader` that refuses a mapping key given twice.
+
+    PyYAML keeps the last of two equal keys without a word, so `epochs: 1`
+    followed later by `epochs: 2` would train 2 epochs whichever the author
+    meant.
+    """
+
+    def construct_mapping(self, node, deep=False):
+        if isinstance(node, yaml.MappingNode):
+            seen = {}
+            for key_node, value_node in node.value:
+                if key_node.tag == "tag:yaml.org,2002:merge":
+                    continue  # `<<: *base` merges may be overridden on purpose
+                key = self.construct_object(key_node, deep=True)
+                try:
+                    first = seen.get(key)
+                except TypeError:  # unhashable: the base class reports it
+                    break
+                if first is not None:
+                    raise _DuplicateKey(
+                        None, None,
+                        f"the key {key!r} is given twice ({self._shown(first)} at line "
+                        f"{first.start_mark.line + 1} and {self._shown(value_node)} at "
+                        f"line {value_node.start_mark.line + 1}); keep one",
+                        key_node.start_mark)
+                seen[key] = value_node
+        return super().construct_mapping(node, deep=deep)
+
+    def _shown(self, node):
+        """A value as written (scalars) or as read (collections), for errors."""
+        if isinstance(node, yaml.ScalarNode):
+            return node.value
+        return repr(self.construct_object(node, deep=True))
+
+
+def load_yaml_text(text):
+    """`yaml.safe_load` that raises on a mapping key given twice.
+
+    Raises:
+        yaml.YAMLError: as `yaml.safe_load`, and a `ConstructorError` whose
+            problem names the repeated key, both values and their lines.
+    """
+    return yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 (a SafeLoader)
 
 
 def read_yaml_mapping(path, what="Config file", fix="Fix the file"):
@@ -55,7 +131,7 @@ def read_yaml_mapping(path, what="Config file", fix="Fix the file"):
             not UTF-8, not YAML, or not a mapping.
     """
     try:
-        data = yaml.safe_load(Path(path).read_text()) or {}
+        data = load_yaml_text(Path(path).read_text()) or {}
     except UnicodeDecodeError as error:
         raise ValueError(
             f"{what} '{path}' is not a UTF-8 text file ({error.reason} at "

@@ -7,6 +7,7 @@ cache of every test is a temporary folder.
 """
 
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -332,6 +333,109 @@ def test_no_cache_writes_nothing(presets, mono, tmp_path, monkeypatch):
     # "auto" does write there: the check above can fail.
     _extractor(cache_dir="auto", **common).transform(rows)
     assert len(list((root / "embeddings").rglob("*.npy"))) == 2
+
+
+def _entry(extractor, path):
+    """The cache entry (array file, checksum file) of one clip."""
+    key = extractor._cache_keys([path])[0]
+    array = Path(extractor.cache_dir) / key[:2] / f"{key}.npy"
+    return array, array.with_suffix(".sha256")
+
+
+def _rewrite_with_checksum(entry, value):
+    """An entry whose checksum matches a wrong array (a cache written by a
+    faulty writer): only the contents checks catch it."""
+    import hashlib
+
+    array, checksum = entry
+    np.save(array, value)
+    checksum.write_text(hashlib.sha256(array.read_bytes()).hexdigest() + "\n")
+
+
+DAMAGES = {
+    "overwritten": "does not match its checksum",
+    "no_checksum": "has no checksum",
+    "wrong_layers": r"holds a float32 array of shape \(2, 32\), not \(3, dim\)",
+    "wrong_dim": r"holds an array of shape \(3, 31\), but the encoder gives \(3, 32\)",
+    "nan": "holds non-finite values",
+}
+
+
+def _damage(entry, damage, good):
+    if damage == "overwritten":
+        # The report of issue 28: the last 16 bytes overwritten, same size.
+        size = entry[0].stat().st_size
+        with open(entry[0], "r+b") as f:
+            f.seek(-16, 2)
+            f.write(np.full(4, 1e15, np.float32).tobytes())
+        assert entry[0].stat().st_size == size
+    elif damage == "no_checksum":
+        entry[1].unlink()
+    elif damage == "wrong_layers":
+        _rewrite_with_checksum(entry, good[:2])
+    elif damage == "wrong_dim":
+        _rewrite_with_checksum(entry, good[:, :-1])
+    else:
+        _rewrite_with_checksum(entry, np.where(np.arange(DIM) == 3, np.nan, good))
+
+
+def test_a_damaged_cache_entry_is_named_and_encoded_again(presets, mono, tmp_path,
+                                                         monkeypatch, caplog):
+    rows = _copied_clips(mono, tmp_path / "clips")
+    # One extractor for every kind of damage: its encoder is traced once.
+    extractor = _extractor(encoder="eat", preset=presets["eat"], layer=[1, 2],
+                           pooling="mean", clip_seconds=1.0, cache_dir=str(tmp_path / "cache"))
+    before = extractor.transform(rows)
+    calls = _spy_on_encoding(monkeypatch)
+    for index, (damage, message) in enumerate(DAMAGES.items()):
+        clip = rows["path"][index % len(rows)]
+        entry = _entry(extractor, clip)
+        good = np.load(entry[0])
+        assert good.shape == (3, DIM) and entry[1].is_file()
+        _damage(entry, damage, good)
+        calls.clear()
+        caplog.clear()
+        with caplog.at_level("WARNING", logger="asd_keras"):
+            after = extractor.transform(rows)
+        warned = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+        assert len(warned) == 1, (damage, warned)
+        assert f"Embedding cache entry '{entry[0]}' (clip '{clip}')" in warned[0]
+        assert re.search(message, warned[0]) and "encoding the clip again" in warned[0], damage
+        assert calls == [[clip]], damage  # only the damaged clip
+        for name in ("layer_1", "layer_2"):
+            np.testing.assert_allclose(after[name], before[name], rtol=1e-5, atol=1e-5)
+        # The entry was rewritten whole: the next call encodes nothing.
+        np.testing.assert_allclose(np.load(entry[0]), good, rtol=1e-5, atol=1e-5)
+        caplog.clear()
+        extractor.transform(rows)
+        assert calls == [[clip]] and not caplog.records, damage
+
+
+def test_training_on_a_damaged_cache_entry_gives_the_scores_of_a_sound_one(cli_run, mono,
+                                                                           tmp_path, capsys):
+    """Issue 28: training again over a cache entry with 16 overwritten bytes
+    exited 0 with training scores off by up to 1.8e15."""
+    _, dev, run, _ = cli_run
+    _, table = mono
+    extractor = load_extractor(run / "members" / "member0" / "extractors" / "all")
+    extractor.cache_dir = str(frozen_module.default_cache_dir())
+    clip = table.loc[table["split"] == "train", "path"].iloc[0]
+    array, _ = _entry(extractor, clip)
+    with open(array, "r+b") as f:
+        # The last 16 bytes of layer 1 (the run's layer; layer 2 follows).
+        f.seek(-NUM_BANDS * DIM * 4 - 16, 2)
+        f.write(np.full(4, 1e15, np.float32).tobytes())
+    again = tmp_path / "again"
+    capsys.readouterr()
+    _train(dev, again, extractor.preset)
+    printed = capsys.readouterr().out
+    first = pd.read_csv(run / "train_scores.csv")
+    second = pd.read_csv(again / "train_scores.csv")
+    assert list(first["file_name"]) == list(second["file_name"])
+    np.testing.assert_allclose(second["score"], first["score"], rtol=1e-3, atol=1e-4)
+    assert f"Embedding cache entry '{array}' (clip '{clip}') does not match its checksum" \
+        in printed
+    assert "Encoding 1 clips" in printed
 
 
 # -- 4. two-channel clips ----------------------------------------------------------

@@ -266,3 +266,102 @@ def test_bad_study_folders_are_named(studies, tmp_path, capsys):
         write_proxy_report(percent, tmp_path / "out")
     with pytest.raises(ValueError, match="would delete the study"):
         write_proxy_report(folders[1], folders[1].parent, force=True)
+
+
+def _damaged_copy(folder, target, rows=None, configurations=None, spec=None):
+    """A copy of a study folder with rows.csv, configurations.csv or
+    study.json changed by the given functions."""
+    copy = shutil.copytree(folder, target)
+    for name, change in (("rows.csv", rows), ("configurations.csv", configurations)):
+        if change is not None:
+            frame = change(pd.read_csv(copy / name))
+            frame.to_csv(copy / name, index=False)
+    if spec is not None:
+        record = json.loads((copy / "study.json").read_text())
+        (copy / "study.json").write_text(json.dumps(spec(record)))
+    return copy
+
+
+def test_damaged_rows_are_refused_naming_the_file_and_the_rows(studies, tmp_path, capsys):
+    """A truncated or edited rows.csv used to give the same Table VII."""
+    _, folders = studies
+    ae = folders[0]
+    fix = "Delete study.json and run the proxy study again with the same settings"
+    # The last row dropped, configurations.csv intact: the report's case.
+    cut = _damaged_copy(ae, tmp_path / "cut", rows=lambda f: f.iloc[:-1])
+    with pytest.raises(ValueError, match=r"rows.csv' lacks 1 row\(s\) \(study.json: 1 "
+                                         r"trial\(s\) of the machine types \['fan', 'valve'\] "
+                                         r"per configuration\): ae/c4 valve trial 0\. The file "
+                                         f"is incomplete or edited. {fix}"):
+        proxy_report.read_study(cut)
+    assert main(["proxy-report", "--study", str(cut), "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert f"error: '{cut / 'rows.csv'}' lacks 1 row(s)" in err and len(err.splitlines()) == 1
+    assert not (tmp_path / "o").exists()
+    # A configuration without rows, and in configurations.csv neither.
+    gone = _damaged_copy(ae, tmp_path / "gone", rows=lambda f: f[f["configuration"] != "c2"],
+                         configurations=lambda f: f[f["configuration"] != "c2"])
+    with pytest.raises(ValueError, match="lacks 2 row.*: ae/c2 fan trial 0, ae/c2 valve "
+                                         "trial 0"):
+        proxy_report.read_study(gone)
+    # A row of a configuration that study.json does not list.
+    renamed = _damaged_copy(ae, tmp_path / "renamed", rows=lambda f: f.replace(
+        {"configuration": {"c3": "c9"}}))
+    with pytest.raises(ValueError, match=r"rows.csv' has rows of configuration\(s\) ae/c9 "
+                                         r"that '.*study.json' does not list"):
+        proxy_report.read_study(renamed)
+    # Fewer trials than study.json says.
+    trials = _damaged_copy(ae, tmp_path / "trials", spec=lambda r: {**r, "trials": 2})
+    with pytest.raises(ValueError, match=r"lacks 10 row\(s\) \(study.json: 2 trial\(s\).*"
+                                         r"ae/c0 fan trial 1, .* and 5 more"):
+        proxy_report.read_study(trials)
+    # A record cut off in the middle (an interrupted copy).
+    partial = shutil.copytree(ae, tmp_path / "partial")
+    text = (partial / "rows.csv").read_text()
+    (partial / "rows.csv").write_text(text[:text.rindex(",") - 3])
+    with pytest.raises(ValueError, match=r"rows.csv' line 11 has \d+ field\(s\), the header "
+                                         r"\d+: the file is cut off or damaged"):
+        proxy_report.read_study(partial)
+    # A key cell emptied.
+    blank = _damaged_copy(ae, tmp_path / "blank", rows=lambda f: f.assign(
+        machine_type=f["machine_type"].where(f.index != 3)))
+    with pytest.raises(ValueError, match=r"rows.csv' line\(s\) 5 lack a family"):
+        proxy_report.read_study(blank)
+
+
+def test_configurations_must_match_their_rows(studies, tmp_path):
+    _, folders = studies
+    ae = folders[0]
+
+    def edit(frame):
+        frame.loc[2, "md_auc"] = 0.5  # c1 fan: 0.69 -> 0.5
+        return frame
+
+    edited = _damaged_copy(ae, tmp_path / "edited", rows=edit)
+    with pytest.raises(ValueError, match=r"configurations.csv': configuration ae/c1 has "
+                                         r"md_auc = 0.68, but the mean of its rows in "
+                                         r"'.*rows.csv' is 0.5"):
+        proxy_report.read_study(edited)
+    counted = _damaged_copy(ae, tmp_path / "counted", configurations=lambda f: f.assign(
+        n_rows=f["n_rows"].where(f["configuration"] != "c4", 3)))
+    with pytest.raises(ValueError, match="says configuration ae/c4 has 3 row.*holds 2"):
+        proxy_report.read_study(counted)
+
+
+def test_nan_cells_left_out_of_a_mean_are_reported(studies, report, tmp_path):
+    """Without configurations.csv the means leave NaN cells out; the report
+    used to say nothing (Table VII's rho moved from 0.932 to 0.953)."""
+    _, folders = studies
+
+    def blank(frame):
+        frame.loc[2, "md_auc"] = np.nan  # c1 fan
+        return frame
+
+    study = _damaged_copy(folders[0], tmp_path / "nan", rows=blank)
+    (study / "configurations.csv").unlink()
+    out = write_proxy_report(study, tmp_path / "report", projections=False)
+    text = (out / "report.md").read_text()
+    assert ("NaN cells of rows.csv are left out of the configuration means, which then "
+            "cover fewer rows (machine types x trials): ae/c1: md_auc over 1 of 2 rows.") \
+        in text
+    assert "NaN cells" not in (report / "report.md").read_text()

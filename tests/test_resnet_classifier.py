@@ -12,12 +12,15 @@ presets).
 """
 
 
+import json
+
 import keras
 import numpy as np
 import pandas as pd
 import pytest
 from sklearn.metrics import f1_score
 
+from asd_keras.cli import main
 from asd_keras.data.labels import class_keys
 from asd_keras.data.layouts import read_dataset
 from asd_keras.data.synthetic import synthetic_data_root
@@ -82,6 +85,10 @@ def test_preset_fits_and_scores(data, ce_run):
     table, _, test = data
     system, run = ce_run
     assert (system.config["loss"], system.config["backend"]) == ("ce", "mahalanobis")
+    # classes=auto: three sections per machine type give the paper's section classes.
+    assert system.config["classes"] == "auto"
+    assert system.data_choices["fan"]["classes"] == "section"
+    assert system.members[0]["extractors"]["fan"].config["classes"] == "section"
     assert system.config["extractor_grouping"] == system.config["grouping"] == "machine_type"
     scores = system.score(table)
     assert len(scores) == len(test) and np.isfinite(scores["score"]).all()
@@ -147,3 +154,39 @@ def test_arcface_trains_selects_and_round_trips(data, arcface, tmp_path):
     assert np.allclose(loaded.transform(test)["embedding"],
                        extractor.transform(test)["embedding"], atol=1e-5)
     assert loaded.proxy_metrics(train, test) == pytest.approx(metrics)
+
+
+def test_defaults_train_on_one_section_per_machine_type(tmp_path):
+    """DCASE 2023+ has one section per machine type: `classes=auto` takes the
+    attribute classes there and the run records why; `classes=section`
+    remains available and still refuses such data with a clear error."""
+    root = make_synthetic(tmp_path / "data", "dcase2023", machine_types=("fan",), train=4,
+                          target_train=1, test=1, eval=False)
+    dev = synthetic_data_root(root, "dcase2023", "dev")
+    run = tmp_path / "run"
+    tiny = [f"{k}={v}" for k, v in dict(TINY, epochs=1).items()]
+    assert main(["train", "--system", "resnet_arcface", "--data", str(dev), "--out", str(run),
+                 "--verbose", "0", *tiny]) == 0
+    choices = json.loads((run / "run.json").read_text())["data_choices"]
+    assert choices["fan"]["classes"] == "attribute"
+    assert "['fan'] have a single section" in choices["fan"]["why"]
+    saved = json.loads((run / "members" / "member0" / "extractors" / "fan"
+                        / "extractor.json").read_text())
+    assert saved["config"]["classes"] == "attribute"
+    classes = json.loads((run / "members" / "member0" / "extractors" / "fan"
+                          / "classes.json").read_text())
+    train = read_dataset(dev)
+    train = train[train["split"] == "train"].reset_index(drop=True)
+    assert classes["granularity"] == "attribute"
+    assert classes["classes"] == sorted(class_keys(train, "attribute").unique())
+    assert len(classes["classes"]) > 1
+    scores = tmp_path / "scores"
+    assert main(["score", "--run", str(run), "--data", str(dev), "--out", str(scores)]) == 0
+    assert np.isfinite(pd.read_csv(scores / "scores.csv")["score"]).all()
+    # The explicit values are still there.
+    with pytest.raises(ValueError, match="classes='section' gives 1 class"):
+        ResNetClassifierExtractor(classes="section")._build_training_model(None, train)
+    extractor = ResNetClassifierExtractor(classes="machine_type")
+    with pytest.raises(ValueError, match="classes='machine_type' gives 1 class"):
+        extractor._build_training_model(None, train)
+    assert extractor.data_choices == {}  # nothing was resolved

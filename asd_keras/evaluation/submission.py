@@ -117,6 +117,13 @@ def read_submission(folder):
         'dcase2021' or 'dcase2022'.
     """
     folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        # Passing one of the score files (e.g. scores.csv) is an easy slip;
+        # "does not exist" would send the user looking for the wrong thing.
+        raise ValueError(
+            f"'{folder}' is a file; --scores expects the folder written by "
+            "'asd-keras score --out FOLDER' (it holds the anomaly_score_*.csv "
+            f"files). Pass that folder, e.g. '{folder.parent}'.")
     if not folder.is_dir():
         raise FileNotFoundError(
             f"Score folder '{folder}' does not exist. Run 'asd-keras score' "

@@ -11,7 +11,9 @@ Mahalanobis distance and linear probes.
 Embeddings are cached on disk, one file per clip holding every layer's
 pooled vector, keyed by the encoder's weights, the front-end settings, the
 pooling and the clip file (path, size, modification time): a sweep over
-layers or over a backend's parameters runs the encoder once per clip.
+layers or over a backend's parameters runs the encoder once per clip. Each
+entry is checksummed (`asd_keras.extractors.embedding_cache`): a damaged one
+is named in a warning and encoded again.
 """
 
 import hashlib
@@ -27,6 +29,7 @@ from asd_keras.data.pipelines import clip_dataset
 from asd_keras.data.pipelines import progress_batches
 from asd_keras.extractors.base import FeatureExtractor
 from asd_keras.extractors.base import register_extractor
+from asd_keras.extractors.embedding_cache import EmbeddingCache
 from asd_keras.layers.pooling import POOLING_MODES
 
 logger = logging.getLogger(__name__)
@@ -35,7 +38,8 @@ CHANNELS = {"near": 0, "far": 1, "both": "both"}
 DEFAULT_PRESETS = {"beats": "beats_iter3", "eat": "eat_base"}
 CACHE_ENV = "ASD_KERAS_CACHE"
 _LOADED = {}
-_CACHE_VERSION = 1
+# 2: entries carry a checksum (`EmbeddingCache`).
+_CACHE_VERSION = 2
 
 
 def default_cache_dir():
@@ -360,33 +364,42 @@ class FrozenEncoderExtractor(FeatureExtractor):
             return {f"layer_{i}": values[:, j] for j, i in enumerate(self._layers)}
         all_layers = list(range(self.num_layers + 1))
         keys = self._cache_keys(paths)
-        files = [root / k[:2] / f"{k}.npy" for k in keys]
-        rows = [None] * len(paths)
-        missing = []
-        for i, f in enumerate(files):
-            try:
-                rows[i] = np.load(f)
-            except (OSError, ValueError):
-                missing.append(i)
+        cache = EmbeddingCache(root, len(all_layers))
+        # Damaged entries come back as None (warned), and are encoded again.
+        rows = cache.load_many(keys, paths)
+        missing = [i for i, row in enumerate(rows) if row is None]
         if missing:
             logger.info("Encoding %d clips with %s (%s; %s); %d of %d from the cache.",
                         len(missing), self.encoder, self._info["source"], self.weights_note,
                         len(paths) - len(missing), len(paths))
-            from asd_keras.utils.io import atomic_path
-
-            def keep(start, values):
-                # Each batch is cached as soon as it is encoded, so that an
-                # interrupted run loses at most one batch.
-                for j, value in enumerate(values):
-                    i = missing[start + j]
-                    rows[i] = value
-                    files[i].parent.mkdir(parents=True, exist_ok=True)
-                    with atomic_path(files[i], suffix=".npy") as tmp:
-                        np.save(tmp, value)
-
-            self._encode([paths[i] for i in missing], loader, all_layers, verbose, keep)
+            self._encode_into(rows, missing, keys, paths, cache, loader, all_layers, verbose)
+            # Cached entries of another dimension than the encoder's own
+            # (a cache shared across versions) are encoded again too.
+            fresh = rows[missing[0]].shape
+            cache.drop_other_shapes(rows, keys, paths, fresh)
+            again = [i for i, row in enumerate(rows) if row is None]
+            if again:
+                self._encode_into(rows, again, keys, paths, cache, loader, all_layers,
+                                  verbose)
         stacked = np.stack(rows)
         return {f"layer_{i}": np.ascontiguousarray(stacked[:, i]) for i in self._layers}
+
+    def _encode_into(self, rows, indices, keys, paths, cache, loader, layers, verbose):
+        """Encodes the clips `indices`, filling `rows` and the cache."""
+
+        def keep(start, values):
+            # Each batch is cached as soon as it is encoded, so that an
+            # interrupted run loses at most one batch.
+            for j, value in enumerate(values):
+                i = indices[start + j]
+                if not np.isfinite(value).all():
+                    raise ValueError(
+                        f"The {self.encoder} encoder gives non-finite embeddings for "
+                        f"'{paths[i]}'; check the clip (and the preset '{self.preset}').")
+                rows[i] = value
+                cache.store(keys[i], value)
+
+        self._encode([paths[i] for i in indices], loader, layers, verbose, keep)
 
     def _encode(self, paths, loader, layers, verbose, on_batch=None):
         """`(clips, len(layers), dim)` float32 pooled embeddings;

@@ -43,8 +43,9 @@ logger = logging.getLogger(__name__)
 
 LOSSES = ("ce", "arcface")
 # "one" and "per_section" give every model a single class, which a
-# classifier cannot learn from (its loss is zero from the start).
-CLASS_GRANULARITIES = ("section", "machine_type", "attribute")
+# classifier cannot learn from (its loss is zero from the start). "auto"
+# is resolved from the training clips (`resolve_classes`).
+CLASS_GRANULARITIES = ("auto", "section", "machine_type", "attribute")
 CLASSES_FILE = "classes.json"
 CLASSIFIER_FILE = "classifier.keras"
 # The ArcFace proxy metric's linear classifier (`_probe_classifier`).
@@ -91,9 +92,12 @@ class ResNetClassifierExtractor(SpectrogramModelExtractor):
             cross-entropy; `"arcface"`: the `ArcFace` head (trainable
             centres) and cross-entropy on its margin logits.
         classes: str. The class of a clip (`asd_keras.data.labels`):
-            `"section"` (default; the paper's machine IDs), `"machine_type"`
-            (needs `extractor_grouping=all`, or there is one class per
-            model) or `"attribute"` (section, attributes and domain, as the
+            `"auto"` (default; `resolve_classes`: sections where every
+            machine type has several, as the paper's machine IDs on DCASE
+            2020-2022, else attributes, as DCASE 2023+ has one section per
+            machine type), `"section"`, `"machine_type"` (needs
+            `extractor_grouping=all`, or there is one class per model) or
+            `"attribute"` (section, attributes and domain, as the
             `classifier_embedding` extractor's default).
         arcface_scale: float s. Defaults to `30.0`.
         arcface_margin: float m in radians, in [0, pi/2]. Defaults to `0.5`.
@@ -123,7 +127,7 @@ class ResNetClassifierExtractor(SpectrogramModelExtractor):
     {'macro_f1': 0.98}
     """
 
-    def __init__(self, loss="ce", classes="section", arcface_scale=30.0,
+    def __init__(self, loss="ce", classes="auto", arcface_scale=30.0,
                  arcface_margin=0.5, depth=18, epochs=200, batch_size=32,
                  learning_rate=1e-3, weight_decay=1e-2, lr_step_epochs=50, lr_gamma=0.1,
                  select="min_loss", clip_seconds=10.0, length_policy="tile_crop",
@@ -135,8 +139,37 @@ class ResNetClassifierExtractor(SpectrogramModelExtractor):
         self.class_encoder = None
         # CE only: the trained linear layer, embedding -> probabilities.
         self.classifier = None
+        self.data_choices = {}
 
     # -- training ----------------------------------------------------------
+
+    def resolve_classes(self, table):
+        """Resolves `classes="auto"` from the training clips of `table`.
+
+        Sections (the paper's machine IDs) when every machine type in
+        `table` has more than one section (DCASE 2020-2022); otherwise the
+        attribute classes (section, attributes and domain), since a single
+        section per machine type (DCASE 2023 and later) gives a model of one
+        machine type a single class. The choice replaces `"auto"` in the
+        configuration, and `data_choices` says why (recorded in the run's
+        run.json, as the Wilkinghoff clip length).
+        """
+        c = self.config
+        if c["classes"] != "auto":
+            return
+        sections = table.groupby("machine_type")["section"].nunique()
+        few = sorted(sections.index[sections < 2].astype(str))
+        if few:
+            c["classes"] = "attribute"
+            why = (f"classes=attribute: machine type(s) {few} have a single section in "
+                   "the training clips (DCASE 2023+), so sections cannot be told apart")
+        else:
+            c["classes"] = "section"
+            low, high = int(sections.min()), int(sections.max())
+            why = (f"classes=section: every machine type has several sections "
+                   f"({low if low == high else f'{low}-{high}'}; the paper's machine IDs)")
+        self.data_choices = {"classes": c["classes"], "why": why}
+        logger.info("Classes: %s.", why)
 
     def _build_training_model(self, encoder, table):
         import keras
@@ -147,10 +180,12 @@ class ResNetClassifierExtractor(SpectrogramModelExtractor):
 
         c = self.config
         seed = int(c["seed"])
+        self.resolve_classes(table)
         classes = ClassEncoder(c["classes"]).fit(table)
         if classes.num_classes < 2:
+            chosen = f" ({self.data_choices['why']})" if self.data_choices else ""
             raise ValueError(
-                f"classes={c['classes']!r} gives {classes.num_classes} class "
+                f"classes={c['classes']!r}{chosen} gives {classes.num_classes} class "
                 f"({classes.classes}) in these {len(table)} training clips; a classifier "
                 "needs at least 2. Train on more sections (e.g. extractor_grouping="
                 "machine_type with classes=section), or extractor_grouping=all with "

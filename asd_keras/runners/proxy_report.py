@@ -30,6 +30,8 @@ import pandas as pd
 
 from asd_keras.evaluation.proxy import MAX_EXACT_N
 from asd_keras.evaluation.proxy import correlation_table
+from asd_keras.runners import study_checks
+from asd_keras.runners.study_checks import FIX_STUDY
 from asd_keras.utils.io import atomic_write_dataframe
 from asd_keras.utils.io import atomic_write_text
 from asd_keras.utils.io import check_output_dir
@@ -58,8 +60,6 @@ DEFAULT_SATURATION_LEVELS = {"macro_f1": 0.97}
 DEFAULT_COLLAPSE_LEVELS = {"uniformity": -0.3}
 # Pairings of the randomised Spearman test, used only above MAX_EXACT_N.
 RANDOM_PAIRINGS = 100_000
-FIX_STUDY = ("Run the proxy study again (asd_keras.runners.proxy_study, the "
-             "make exp-proxy-* targets), or pass the folder that holds it")
 
 
 # ----------------------------------------------------------------------
@@ -122,20 +122,6 @@ def _read_spec(folder):
     return spec
 
 
-def _read_csv(path, required, folder):
-    if not path.is_file():
-        raise FileNotFoundError(
-            f"'{folder}' is an unfinished proxy study: '{path}' is missing. {FIX_STUDY}.")
-    frame = pd.read_csv(path, dtype={"family": str, "configuration": str,
-                                     "machine_type": str})
-    missing = [c for c in required if c not in frame.columns]
-    if missing:
-        raise ValueError(
-            f"'{path}' lacks the column(s) {missing}; it has {list(frame.columns)}. "
-            f"It was written by an older or different runner. {FIX_STUDY}.")
-    return frame
-
-
 def aggregate_rows(rows, columns):
     """Arithmetic mean of `columns` per (family, configuration), with n_rows.
 
@@ -158,30 +144,29 @@ def read_study(study_dir):
         dict with `folder` (Path), `spec` (study.json), `rows` and
         `configurations` (DataFrames; configurations in study.json order)
         and `aggregated` (True when configurations.csv was missing and the
-        configuration means were computed from rows.csv).
+        configuration means were computed from rows.csv), `left_out`
+        (`study_checks.left_out_cells`: means that leave NaN cells out).
 
     Raises:
         FileNotFoundError: if study.json or rows.csv is missing.
         ValueError: on a malformed study.json, missing columns, AUCs outside
-            [0, 1], or configurations that differ from study.json's.
+            [0, 1], configurations that differ from study.json's, or tables
+            that do not match each other or the study (`study_checks`).
     """
     folder = Path(study_dir)
     spec = _read_spec(folder)
     proxies = list(dict.fromkeys(m for f in spec["families"] for m in f["proxy_metrics"]))
     numeric = [*ASD_COLUMNS, *proxies]
-    rows = _read_csv(folder / "rows.csv", [*ROW_KEYS, *numeric, *LOSS_COLUMNS], folder)
-    twice = rows[rows.duplicated(list(ROW_KEYS))]
-    if not twice.empty:
-        raise ValueError(
-            f"'{folder / 'rows.csv'}' repeats {len(twice)} (family, configuration, "
-            f"machine_type, trial) row(s), e.g. {twice[list(ROW_KEYS)].iloc[0].tolist()}. "
-            f"{FIX_STUDY}.")
+    rows = study_checks.read_csv(folder / "rows.csv", [*ROW_KEYS, *numeric, *LOSS_COLUMNS],
+                                 folder)
+    study_checks.check_rows(folder, spec, rows, ROW_KEYS)
     path = folder / "configurations.csv"
     aggregated = not path.is_file()
     if aggregated:
         configurations = aggregate_rows(rows, [*numeric, *LOSS_COLUMNS])
     else:
-        configurations = _read_csv(path, ["family", "configuration", *numeric], folder)
+        configurations = study_checks.read_csv(path, ["family", "configuration", *numeric],
+                                               folder)
     for name, frame in (("rows.csv", rows), (path.name, configurations)):
         values = frame[list(ASD_COLUMNS)].to_numpy(np.float64)
         outside = np.isfinite(values) & ((values < 0) | (values > 1))
@@ -214,8 +199,12 @@ def read_study(study_dir):
                 "study.json.")
         ordered.append(part.loc[names].reset_index())
     configurations = pd.concat(ordered, ignore_index=True)
-    return {"folder": folder, "spec": spec, "rows": rows,
-            "configurations": configurations, "aggregated": aggregated}
+    if not aggregated:
+        study_checks.check_configurations(folder, configurations, rows,
+                                          [*numeric, *LOSS_COLUMNS])
+    return {"folder": folder, "spec": spec, "rows": rows, "configurations": configurations,
+            "aggregated": aggregated, "left_out": study_checks.left_out_cells(
+                rows, spec["families"], ASD_COLUMNS)}
 
 
 def load_studies(study_dirs):
@@ -726,7 +715,8 @@ def _report_text(studies, families, configurations, health, table7, thresholds, 
         lines.append(f"- `{s['folder']}`: {s['spec'].get('name', '?')}, "
                      f"{s['spec'].get('trials', '?')} trial(s), families {names}{note}")
     lines += ["", "ASD metrics are AUCs in %: the mean over a machine type's test "
-              "sections, then the arithmetic mean over machine types and trials.", "",
+              "sections, then the arithmetic mean over machine types and trials. "
+              + study_checks.left_out_text(studies), "",
               "## Stage 1: training health", "", _stage1_markdown(health, thresholds),
               "## Stage 2: separability (LP) and compactness (MD)", "",
               "Over each family's configurations.", "",

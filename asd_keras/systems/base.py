@@ -381,6 +381,13 @@ class AnomalySystem:
         run_dir = Path(run_dir)
         run_dir.mkdir(parents=True, exist_ok=True)
         train = require_split(table, "train").reset_index(drop=True)
+        # A misspelt machine type would otherwise be ignored without a word.
+        held = sorted(train["machine_type"].astype(str).unique())
+        unknown = sorted(set(self.config["machine_overrides"]) - set(held))
+        if unknown:
+            raise ValueError(f"machine_overrides names the machine type(s) {unknown}, which "
+                             f"the training data does not hold; its machine types are {held}. "
+                             "Fix the name(s), or drop those entries.")
         extractor_groups = _group_keys(train, self.config["extractor_grouping"])
         groups = _group_keys(train, self.config["grouping"])
         checkpoints = None if checkpoint_dir is None else Path(checkpoint_dir)

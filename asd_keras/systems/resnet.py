@@ -3,7 +3,10 @@
 A ResNet (`resnet_classifier` extractor, ResNet-18 by default, `depth=`
 34/50/101/152 for the other rows of Table III) is trained per machine type
 to classify the clips into the type's sections (paper §III-C; Fig. 1: six
-sections of normal training clips per type), with cross-entropy
+sections of normal training clips per type; `classes=auto` takes the
+attribute classes instead where a machine type has a single section, as in
+DCASE 2023 and later, and the run's run.json records the choice), with
+cross-entropy
 (`resnet_ce`) or ArcFace (`resnet_arcface`). The heads are discarded: each
 clip is described by the backbone output, and one Mahalanobis model per
 machine type, fitted on all its normal training clips without domain labels,
@@ -21,7 +24,7 @@ _DEFAULTS = {"extractor": "resnet_classifier", "backend": "mahalanobis",
 
 @register_system("resnet_ce")
 class ResNetCrossEntropySystem(AnomalySystem):
-    """ResNet trained with cross-entropy on sections; global MD per machine type."""
+    """ResNet trained with cross-entropy on sections or attributes; MD per machine type."""
 
     DEFAULTS = {**_DEFAULTS, "loss": "ce"}
     # A one-value option: `loss` may be given, but only as the preset's own.
@@ -30,7 +33,7 @@ class ResNetCrossEntropySystem(AnomalySystem):
 
 @register_system("resnet_arcface")
 class ResNetArcFaceSystem(AnomalySystem):
-    """ResNet trained with ArcFace on sections; global MD per machine type."""
+    """ResNet trained with ArcFace on sections or attributes; MD per machine type."""
 
     DEFAULTS = {**_DEFAULTS, "loss": "arcface"}
     OPTIONS = {"loss": {"arcface": {"loss": "arcface"}}}
