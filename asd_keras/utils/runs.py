@@ -92,11 +92,45 @@ def environment_summary():
         "platform": platform.platform(),
         "machine": platform.machine(),
         "cpu_count": os.cpu_count(),
+        "cpu": cpu_summary(),
         "packages": versions,
         "keras_backend": os.environ.get("KERAS_BACKEND", "tensorflow"),
         "op_determinism": _op_determinism(),
         "onednn": _onednn_enabled(),
     }
+
+
+# Instruction sets that change which CPU kernels run (oneDNN's AVX-512/VNNI
+# paths, numpy's SIMD dispatch) and so the last bits of float results.
+_CPU_FLAGS = ("avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16")
+
+
+def cpu_summary():
+    """The CPU's model name and the instruction sets that change float results.
+
+    Recorded in every run because results differ across CPUs in their last
+    bits (oneDNN runs other kernels on AVX-512 with VNNI than on AVX2 only),
+    and such differences grow through training.
+
+    Returns:
+        dict: `model` (str or None), `flags` (the listed sets the CPU has)
+        and `intra_op_threads` (`TF_NUM_INTRAOP_THREADS`, None when unset).
+    """
+    model, flags = platform.processor() or None, set()
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        text = ""
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        if key.strip() == "model name" and value.strip():
+            model = value.strip()
+        elif key.strip() == "flags":
+            flags = set(value.split())
+        if model and flags:
+            break
+    return {"model": model, "flags": [f for f in _CPU_FLAGS if f in flags],
+            "intra_op_threads": os.environ.get("TF_NUM_INTRAOP_THREADS")}
 
 
 def _onednn_enabled():
