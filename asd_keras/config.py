@@ -34,7 +34,10 @@ def parse_overrides(items, flags=None):
                 "epochs=10)."
             )
         key, value = item.split("=", 1)
-        entries.append((key.strip(), item, lambda text=value: _parse_value(text)))
+        # Parsed in order: an unquoted mapping split by the shell fails on
+        # its first word, whose error says how to quote it.
+        parsed = _parse_value(value)
+        entries.append((key.strip(), item, lambda v=parsed: v))
     # An option's value is already typed by argparse.
     entries += [(flag.lstrip("-"), f"{flag} {value}", lambda v=value: v)
                 for flag, value in (flags or {}).items() if value is not None]
