@@ -45,6 +45,7 @@ import pandas as pd
 import yaml
 from tqdm.auto import tqdm
 
+from asd_keras.config import load_yaml_text
 from asd_keras.utils.io import atomic_write_dataframe
 from asd_keras.utils.io import atomic_write_text
 from asd_keras.utils.io import staged_dir
@@ -91,7 +92,7 @@ def load_study_config(source):
             raise FileNotFoundError(f"No study configuration at '{path}'.")
         where = f"'{path}'"
         try:
-            config = yaml.safe_load(path.read_text())
+            config = load_yaml_text(path.read_text())
         except yaml.YAMLError as error:
             raise ValueError(f"{where} is not valid YAML: {error}") from error
     else:

@@ -19,8 +19,8 @@ import sys
 from pathlib import Path
 
 import pandas as pd
-import yaml
 
+from asd_keras.config import read_yaml_mapping
 from asd_keras.config import parse_overrides
 from asd_keras.runners.study import run_study
 from asd_keras.runners.study import trial_weights
@@ -98,7 +98,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stdout)
     try:
-        config = yaml.safe_load(Path(args.config).read_text())
+        config = read_yaml_mapping(args.config, "Experiment config", "Fix the file")
         base = {**(config.get("base") or {}), **parse_overrides(args.overrides)}
         run_study(conditions(config, parse_overrides(args.frozen), args.preset_dir), base,
                   args.data, args.out, trials=args.trials, force=args.force)

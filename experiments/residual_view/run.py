@@ -38,6 +38,7 @@ import numpy as np
 import pandas as pd
 import yaml
 
+from asd_keras.config import read_yaml_mapping
 from asd_keras.config import parse_overrides
 from asd_keras.runners.study import load_tables
 from asd_keras.runners.study import run_study
@@ -332,7 +333,7 @@ def main(argv=None):
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stdout)
     out = Path(args.out)
     try:
-        config = yaml.safe_load(Path(args.config).read_text())
+        config = read_yaml_mapping(args.config, "Experiment config", "Fix the file")
         config["residual"] = {**config["residual"], **parse_overrides(args.overrides)}
         specs = conditions(config, parse_overrides(args.frozen), args.preset_dir)
         if not args.tables_only:
