@@ -93,14 +93,9 @@ def cmd_systems(args):
 def cmd_train(args):
     from asd_keras.config import load_config_file
     from asd_keras.config import parse_overrides
-    from asd_keras.data.layouts import describe
-    from asd_keras.data.layouts import read_dataset
     from asd_keras.systems import get_system
-    from asd_keras.utils.io import atomic_write_dataframe
     from asd_keras.utils.io import check_output_dir
-    from asd_keras.utils.io import staged_dir
-    from asd_keras.utils.runs import seed_run
-    from asd_keras.utils.runs import write_run_record
+    from asd_keras.utils.io import folder_lock
 
     _split_data_and_overrides(args)
     system_cls = get_system(args.system)
@@ -112,6 +107,21 @@ def cmd_train(args):
     system = system_cls(user)
     args.resumable = system.resumable
     check_output_dir(args.out, args.force, what="run folder")
+    # Held until the command ends: a second command writing the same run (or
+    # its checkpoints) is refused instead of mixing or replacing them.
+    with folder_lock(args.out, what="run folder"):
+        _train_locked(args, system)
+
+
+def _train_locked(args, system):
+    from asd_keras.data.layouts import describe
+    from asd_keras.data.layouts import read_dataset
+    from asd_keras.utils.checkpoints import has_progress
+    from asd_keras.utils.io import atomic_write_dataframe
+    from asd_keras.utils.io import staged_dir
+    from asd_keras.utils.runs import seed_run
+    from asd_keras.utils.runs import write_run_record
+
     import pandas as pd
 
     # Several folders (e.g. dev_data and eval_data) train one run together.
@@ -135,13 +145,20 @@ def cmd_train(args):
     if system.resumable:
         checkpoints = _checkpoint_dir(args.out, record, args.force)
         fit_kwargs["checkpoint_dir"] = checkpoints
-    with staged_dir(args.out, force=args.force, what="run folder") as stage:
-        atomic_write_dataframe(stage / "data_summary.csv", describe(table))
-        system.fit(table, stage, verbose=args.verbose, **fit_kwargs)
-        # Written after fit: settings resolved from the data (e.g. the
-        # Wilkinghoff clip length) are recorded with their reason.
-        write_run_record(stage, record, seed,
-                         extra={"data_choices": system.data_choices})
+    try:
+        with staged_dir(args.out, force=args.force, what="run folder") as stage:
+            atomic_write_dataframe(stage / "data_summary.csv", describe(table))
+            system.fit(table, stage, verbose=args.verbose, **fit_kwargs)
+            # Written after fit: settings resolved from the data (e.g. the
+            # Wilkinghoff clip length) are recorded with their reason.
+            write_run_record(stage, record, seed,
+                             extra={"data_choices": system.data_choices})
+    except BaseException:
+        # Backups are kept for the rerun; a folder with nothing to resume from
+        # (only its fingerprint) would only be litter.
+        if checkpoints is not None and not has_progress(checkpoints):
+            shutil.rmtree(checkpoints, ignore_errors=True)
+        raise
     if checkpoints is not None:
         shutil.rmtree(checkpoints, ignore_errors=True)
     print(f"Run written to '{args.out}'.")
@@ -170,7 +187,12 @@ def _checkpoint_dir(out, record, force):
         else:
             print(f"Resuming from the checkpoints in '{folder}'.")
     if not folder.exists():
-        atomic_write_text(marker, fingerprint)
+        try:
+            atomic_write_text(marker, fingerprint)
+        except BaseException:
+            # A folder without its fingerprint would read as another run's.
+            shutil.rmtree(folder, ignore_errors=True)
+            raise
     return folder
 
 
@@ -691,8 +713,17 @@ def main(argv=None):
     `study`, `search` and `download` resume when the command is repeated).
     """
     import signal
+    import threading
 
-    parser = build_parser()
+    from asd_keras.utils.io import DiskFullError
+
+    try:
+        # Imports pandas and the layouts (seconds): a Ctrl-C here is an
+        # interrupt like any other, not an import traceback.
+        parser = build_parser()
+    except KeyboardInterrupt:
+        print("\nasd-keras: interrupted.", file=sys.stderr)
+        return 128 + signal.SIGINT
     args, unknown = parser.parse_known_args(argv)
     # argparse fills the `key=value` positional before the options, so
     # overrides written after them (`train ... --out RUN epochs=3`) come back
@@ -706,10 +737,18 @@ def main(argv=None):
     previous = _handle_sigterm()
     try:
         args.func(args)
-    except (ValueError, FileNotFoundError, FileExistsError, ConnectionError) as error:
+    except (ValueError, FileNotFoundError, FileExistsError, ConnectionError,
+            DiskFullError) as error:
         print(f"asd-keras {args.command}: error: {error}", file=sys.stderr)
         return 2
     except Exception as error:
+        from asd_keras.utils.io import is_disk_full
+
+        if is_disk_full(error):  # a full disk outside the writes that name their folder
+            print(f"asd-keras {args.command}: error: no space left on the disk "
+                  f"({str(error).splitlines()[0]}). Free some space, or write to another "
+                  "disk, then run the same command again.", file=sys.stderr)
+            return 2
         # A corrupt clip surfaces deep inside tf.data as a TensorFlow error.
         from asd_keras.data.audio import nonfinite_audio_error
 
@@ -728,6 +767,11 @@ def main(argv=None):
     finally:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
+        if argv is None and threading.current_thread() is threading.main_thread():
+            # The program is over (run as `asd-keras`): a Ctrl-C while Python
+            # and TensorFlow shut down would only turn its exit code into
+            # "killed by SIGINT" (-2), so it is ignored.
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
     return 0
 
 

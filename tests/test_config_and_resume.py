@@ -321,7 +321,9 @@ def _start(args):
     # As a command started from a terminal: a test session launched in the
     # background of a script (`make test &`) ignores SIGINT, the child would
     # inherit that, and Python then installs no KeyboardInterrupt handler.
-    return subprocess.Popen([sys.executable, "-m", "asd_keras", *args], cwd=REPO, env=env,
+    # -X faulthandler: a crash (SIGSEGV, abort) prints the Python stack.
+    return subprocess.Popen([sys.executable, "-X", "faulthandler", "-m", "asd_keras", *args],
+                            cwd=REPO, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
 

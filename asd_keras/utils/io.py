@@ -2,11 +2,98 @@
 
 import contextlib
 import csv
+import errno
 import io
+import json
 import os
 import shutil
+import sys
 import tempfile
+import time
 from pathlib import Path
+
+# errno values meaning "the disk (or the user's quota) is full".
+_DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
+
+
+class DiskFullError(OSError):
+    """No space left on a device, with the folder and the space it needs.
+
+    An `OSError` with errno `ENOSPC`, so code that handles a full disk
+    still recognises it; its message says where, how much and what to do.
+
+    Args:
+        folder: str or Path. The folder being written.
+        needed: int. Bytes the write needs (an estimate, or a lower bound
+            when `at_least` is True).
+        what: str. What was being written, for the message.
+        at_least: bool. `needed` is a lower bound (the bytes written when
+            the disk filled up), not an estimate.
+        hint: str. The last sentence of the message: how to carry on.
+    """
+
+    def __init__(self, folder, needed, what="output", at_least=False,
+                 hint="then run the same command again"):
+        self.folder, self.needed = Path(folder), int(needed)
+        self.free = _free_bytes(self.folder)
+        free = "" if self.free is None else f"{format_bytes(self.free)} free"
+        if at_least and not self.needed:
+            need = f"the disk is full ({free})" if free else "the disk is full"
+        elif at_least:
+            need = f"it needs more than {format_bytes(self.needed)} (it filled the disk)"
+        else:
+            need = f"it needs about {format_bytes(self.needed)}" + (f", {free}" if free else "")
+        super().__init__(errno.ENOSPC, (
+            f"No space left on the disk of '{self.folder}' for the {what}: {need}. Free "
+            f"some space there (or write to another disk), {hint}."))
+
+    def __str__(self):
+        return self.strerror
+
+
+def format_bytes(count):
+    """`count` bytes as a short human-readable size (`"2.6 MB"`)."""
+    for unit in ("bytes", "KB", "MB", "GB"):
+        if abs(count) < 1000 or unit == "GB":
+            return f"{count} {unit}" if unit == "bytes" else f"{count:.1f} {unit}"
+        count /= 1000
+    return f"{count:.1f} TB"  # pragma: no cover - the loop returns at GB
+
+
+def _free_bytes(path):
+    """Free bytes on the disk holding `path` (its nearest existing parent)."""
+    path = Path(path).absolute()
+    for folder in (path, *path.parents):
+        if folder.exists():
+            try:
+                return shutil.disk_usage(folder).free
+            except OSError:
+                return None
+    return None
+
+
+def is_disk_full(error):
+    """Whether an exception means the disk (or quota) is full.
+
+    Covers `OSError` (errno ENOSPC or EDQUOT), h5py's errors, which carry
+    the errno only in their text, and TensorFlow's `ResourceExhaustedError`
+    of a SavedModel write.
+    """
+    if isinstance(error, OSError) and error.errno in _DISK_FULL:
+        return True
+    text = str(error)
+    return any(marker in text for marker in (
+        "No space left on device", "Disk quota exceeded", f"errno = {errno.ENOSPC},"))
+
+
+def tree_bytes(path):
+    """Total size of the files under `path` (0 when it does not exist)."""
+    total = 0
+    for root, _, files in os.walk(path):
+        for name in files:
+            with contextlib.suppress(OSError):
+                total += os.lstat(os.path.join(root, name)).st_size
+    return total
 
 
 @contextlib.contextmanager
@@ -160,6 +247,126 @@ def remove_stale_staging(path):
     return removed
 
 
+class FolderInUseError(FileExistsError):
+    """Another process is writing the same output folder (see `folder_lock`)."""
+
+
+# Locks this process holds, by lock file: `folder_lock` is re-entrant, since
+# `train` holds its run's lock for the whole command and `staged_dir`
+# takes the same lock again.
+_HELD_LOCKS = {}
+
+
+def _lock_path(path):
+    path = Path(path).absolute()
+    return path.with_name(f".{path.name}.lock")
+
+
+def _command_line():
+    """This process's command, as the user would recognise it."""
+    argv = list(sys.argv)
+    if argv and argv[0].endswith(("asd-keras", os.path.join("asd_keras", "__main__.py"))):
+        argv[0] = "asd-keras"
+    else:  # the Python API: the interpreter's own arguments say more
+        argv = list(getattr(sys, "orig_argv", argv))
+    return " ".join(argv).replace("\n", " ")[:500]
+
+
+def _read_holder(fd):
+    """`(pid, command)` written by the process holding the lock, if any yet."""
+    # The holder writes them right after it gets the lock; a reader can come
+    # in between, hence the short retry.
+    for _ in range(20):
+        try:
+            holder = json.loads(os.pread(fd, 65536, 0).decode() or "null")
+        except (OSError, ValueError):
+            holder = None
+        if isinstance(holder, dict):
+            return holder.get("pid"), holder.get("command")
+        time.sleep(0.05)
+    return None, None
+
+
+@contextlib.contextmanager
+def folder_lock(path, what="output folder"):
+    """Holds an exclusive lock on an output folder for the duration of the block.
+
+    The lock is `fcntl.flock` on `.<name>.lock` beside the folder; it also
+    covers the folder's siblings named after it (`<name>.checkpoints`,
+    `<name>.partial-<pid>`). The operating system drops it when the process
+    ends in any way (even SIGKILL), so it never outlives its holder. The
+    lock file records the holder's pid and command, named in the error of a
+    second process, and is removed when the block ends. Re-entrant within a
+    process.
+
+    Args:
+        path: str or Path. The folder to lock (it need not exist).
+        what: str. Name of the folder in the error message.
+
+    Yields:
+        Path of the lock file.
+
+    Raises:
+        FolderInUseError: if another process holds the lock.
+    """
+    import fcntl
+
+    lock = _lock_path(path)
+    key = str(lock)
+    if key in _HELD_LOCKS:
+        _HELD_LOCKS[key][1] += 1
+        try:
+            yield lock
+        finally:
+            _HELD_LOCKS[key][1] -= 1
+        return
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    while True:
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            pid, command = _read_holder(fd)
+            os.close(fd)
+            holder = ("another process" if pid is None
+                      else f"process {pid} ({command})" if command else f"process {pid}")
+            stop = f", stop it (kill {pid})" if pid is not None else ""
+            raise FolderInUseError(
+                f"The {what} '{path}' is being written by {holder}. Wait for it to "
+                f"finish{stop}, or choose another folder.") from None
+        except BaseException:
+            os.close(fd)
+            raise
+        # The previous holder removes the file when it releases the lock, so
+        # the file locked here may no longer be the one at that path.
+        try:
+            same = os.path.samestat(os.fstat(fd), os.stat(lock))
+        except FileNotFoundError:
+            same = False
+        if same:
+            break
+        os.close(fd)
+    _HELD_LOCKS[key] = [fd, 1]
+    try:
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, json.dumps({"pid": os.getpid(), "command": _command_line()}).encode(), 0)
+        yield lock
+    finally:
+        del _HELD_LOCKS[key]
+        # Removed while still locked: a process that opened it meanwhile sees
+        # it is gone (above) and takes a new one.
+        with contextlib.suppress(OSError):
+            os.unlink(lock)
+        os.close(fd)
+
+
+def _disk_full(error, folder, written, what):
+    """A `DiskFullError` for a write into `folder` that filled the disk."""
+    filename = getattr(error, "filename", None)
+    where = Path(filename).parent if isinstance(filename, (str, Path)) else folder
+    return DiskFullError(where, written, what=what, at_least=True)
+
+
 @contextlib.contextmanager
 def staged_dir(path, force=False, what="output folder"):
     """Builds a folder in a staging location and moves it into place at the end.
@@ -169,7 +376,9 @@ def staged_dir(path, force=False, what="output folder"):
     (replacing an existing one only when `force` is True). A failure removes
     the staging folder, so no half-written result is ever left at `path`.
     Staging folders of processes that died without cleaning up are removed
-    first (`remove_stale_staging`).
+    first (`remove_stale_staging`). The folder is locked (`folder_lock`)
+    while it is built, and without `force` the rename itself refuses to
+    replace a folder that appeared meanwhile.
 
     Args:
         path: str or Path. Final folder.
@@ -178,19 +387,56 @@ def staged_dir(path, force=False, what="output folder"):
 
     Yields:
         Path of the staging folder to write into.
+
+    Raises:
+        FolderInUseError: if another process is writing `path`.
+        FileExistsError: if `path` exists (or appeared while the block
+            ran) and `force` is False.
+        DiskFullError: if the disk filled up while the block wrote.
     """
     path = Path(path)
     check_output_dir(path, force=force, what=what)
-    remove_stale_staging(path)
-    staging = path.with_name(f"{path.name}.partial-{os.getpid()}")
-    if staging.exists():
-        shutil.rmtree(staging)
-    staging.mkdir(parents=True)
-    try:
-        yield staging
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
+    with folder_lock(path, what=what):
+        check_output_dir(path, force=force, what=what)  # may have changed while waiting
+        remove_stale_staging(path)
+        staging = path.with_name(f"{path.name}.partial-{os.getpid()}")
+        if staging.exists():
+            shutil.rmtree(staging)
+        staging.mkdir(parents=True)
+        free = _free_bytes(staging) or 0
+        try:
+            yield staging
+        except BaseException as error:
+            # The result needs more than what it filled: the space free at the
+            # start, or what the staging folder holds (a tf.data cache that
+            # failed may already have removed its files).
+            full = is_disk_full(error) and not isinstance(error, DiskFullError)
+            written = max(free, tree_bytes(staging)) if full else 0
+            shutil.rmtree(staging, ignore_errors=True)
+            if full:
+                raise _disk_full(error, path.parent, written, what) from error
+            raise
+        _place(staging, path, force, what)
+
+
+def _place(staging, path, force, what):
+    """Renames `staging` to `path`; replaces an existing folder only with `force`."""
+    if not force:
+        # rename(2) replaces an empty folder but fails on a non-empty one or
+        # a file, so a result that appeared since the check is never lost.
+        try:
+            os.rename(staging, path)
+            return
+        except OSError as error:
+            if error.errno not in (errno.ENOTEMPTY, errno.EEXIST, errno.ENOTDIR,
+                                   errno.EISDIR):
+                raise
+        kept = path.with_name(f"{path.name}.conflict-{os.getpid()}")
+        os.rename(staging, kept)
+        raise FileExistsError(
+            f"The {what} '{path}' appeared while this command was writing it (another "
+            f"program wrote it); it was left as it is, and this command's result is in "
+            f"'{kept}'. Move one of them away, or pass --force to replace '{path}'.")
     backup = None
     if path.exists():
         backup = path.with_name(f"{path.name}.replaced-{os.getpid()}")

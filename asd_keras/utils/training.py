@@ -96,6 +96,7 @@ class TrainingContext:
 
         import keras
 
+        from asd_keras.utils import interrupt
         from asd_keras.utils.checkpoints import AtomicBackupAndRestore
 
         all_callbacks = list(callbacks)
@@ -118,8 +119,12 @@ class TrainingContext:
                 all_callbacks.append(keras.callbacks.TensorBoard(
                     str(self.run_dir / "tensorboard" / name)))
             all_callbacks.extend(self.callbacks)
-            model.fit(dataset, validation_data=validation_data, epochs=int(epochs),
-                      verbose=self.verbose, callbacks=all_callbacks, **kwargs)
+            # Last: a Ctrl-C stops training only after the epoch's backup is
+            # written or the restore has finished (see `utils.interrupt`).
+            all_callbacks.append(interrupt.StopOnInterrupt())
+            with interrupt.deferred():
+                model.fit(dataset, validation_data=validation_data, epochs=int(epochs),
+                          verbose=self.verbose, callbacks=all_callbacks, **kwargs)
             history = pd.read_csv(history_path) if history_path.is_file() else pd.DataFrame(
                 {"epoch": np.arange(0)})
         history = history.drop_duplicates("epoch", keep="last").reset_index(drop=True)
