@@ -400,7 +400,7 @@ def test_cli_train_score_evaluate_export_and_the_score_formulas(synthetic_sets, 
     # relative above) divided by the scores' span (minmax) and passed
     # through the gamma fit's moments: 4.6e-4 relative on an Intel Xeon with
     # oneDNN. 1e-5 of the raw scale over the span, times 100, bounds that.
-    span_error = 1e-5 * np.abs(train_raw).max() / np.ptp(train_raw)
+    span_error = float(1e-5 * np.abs(train_raw).max() / np.ptp(train_raw))
     assert system.thresholds["fan"] == pytest.approx(gamma_threshold(train_scores, 0.9),
                                                      rel=max(100 * span_error, 1e-4))
     # The SavedModel gives the scores and decisions of `score`.
