@@ -25,6 +25,14 @@ def make_synthetic(root, layout="dcase2022", **kwargs):
     return root
 
 
+def make_tiny_dev(root):
+    """One machine type (fan), 1 s DCASE 2020-layout clips, no eval data: a
+    few hundred log-mel vectors, a few steps per epoch. Returns dev_data."""
+    root = make_synthetic(root, "dcase2020", machine_types=("fan",), train=3,
+                          target_train=1, test=1, eval=False)
+    return synthetic_data_root(root, "dcase2020", "dev")
+
+
 @pytest.fixture(scope="session")
 def synthetic_sets(tmp_path_factory):
     """Tiny datasets of every layout, with eval data and ground truth."""

@@ -14,9 +14,8 @@ import pytest
 
 from asd_keras import cli
 from asd_keras.data.layouts import read_dataset
-from asd_keras.data.synthetic import synthetic_data_root
 from asd_keras.systems import get_system
-from tests.conftest import make_synthetic
+from tests.conftest import make_tiny_dev
 
 REPO = Path(__file__).resolve().parents[1]
 SYSTEMS = ["dense_ae", "wilkinghoff", "ganomaly", "skip_ganomaly", "egbad"]
@@ -26,11 +25,7 @@ TINY_GAN_ARGS = [f"{k}={v}" for k, v in TINY_GAN.items()]
 
 @pytest.fixture(scope="module")
 def dev(tmp_path_factory):
-    """One machine type, 1 s clips: a few hundred vectors, a few steps per epoch."""
-    root = make_synthetic(tmp_path_factory.mktemp("data"), "dcase2020",
-                          machine_types=("fan",), train=3, target_train=1, test=1,
-                          eval=False)
-    return synthetic_data_root(root, "dcase2020", "dev")
+    return make_tiny_dev(tmp_path_factory.mktemp("data"))
 
 
 # ----------------------------------------------------------------------

@@ -14,8 +14,7 @@ import pandas as pd
 import pytest
 
 from asd_keras import cli
-from asd_keras.data.synthetic import synthetic_data_root
-from tests.conftest import make_synthetic
+from tests.conftest import make_tiny_dev
 
 REPO = Path(__file__).resolve().parents[1]
 TINY_AE = ["hidden_units=8", "num_hidden_layers=1", "latent_dim=2", "cache=memory"]
@@ -25,11 +24,7 @@ AE_BACKUP = Path("run.checkpoints") / "training" / "member0_fan" / "backup"
 
 @pytest.fixture(scope="module")
 def dev(tmp_path_factory):
-    """One machine type, 1 s clips: a few steps per epoch."""
-    root = make_synthetic(tmp_path_factory.mktemp("data"), "dcase2020",
-                          machine_types=("fan",), train=3, target_train=1, test=1,
-                          eval=False)
-    return synthetic_data_root(root, "dcase2020", "dev")
+    return make_tiny_dev(tmp_path_factory.mktemp("data"))
 
 
 def _train(dev, out, *extra, system="dense_ae", epochs=2):
