@@ -91,3 +91,31 @@ def test_errors():
         get_backend("knn", k=3).fit(np.ones((10, 2)), _domains())
     with pytest.raises(ValueError, match="columns"):
         get_backend("knn").fit(np.ones((10, 2)))
+
+
+def test_cosine_distances_of_close_embeddings_do_not_depend_on_the_batch():
+    """Embeddings a short training leaves close together (cosine distances
+    of 1e-5, as the `eat_simam` SavedModel of issue 28) divided by densities
+    as small: computed as `1 - <x, y>` in float32 the scores were the
+    rounding of the dot product, 1 % off and different for each batch
+    shape; as `|x - y|^2` about the bank's centre they follow float64."""
+    rng = np.random.default_rng(0)
+    centre = rng.standard_normal(256)
+    bank = centre + 3e-3 * rng.standard_normal((8, 256))
+    x = centre + 3e-3 * rng.standard_normal((24, 256))
+    distances = 0.5 * cdist(bank, bank, "cosine")
+    density = np.sort(distances, axis=1)[:, 1]
+    assert density.max() < 1e-4  # as small as the trained model's
+    expected = (0.5 * cdist(x, bank, "cosine") / density).min(axis=1)
+    layer = NearestNeighbourDistance(8, 256, metric="cosine", normalisation="ratio")
+    layer.build((None, 256))
+    layer.bank.assign(bank.astype(np.float32))
+    layer.density.assign(density.astype(np.float32))
+    x = x.astype(np.float32)
+    whole = keras.ops.convert_to_numpy(layer(x))
+    by_three = np.concatenate([keras.ops.convert_to_numpy(layer(x[i:i + 3]))
+                               for i in range(0, 24, 3)])
+    one_by_one = np.concatenate([keras.ops.convert_to_numpy(layer(x[i:i + 1]))
+                                 for i in range(24)])
+    for got in (whole, by_three, one_by_one):
+        np.testing.assert_allclose(got, expected, rtol=1e-4)

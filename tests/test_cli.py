@@ -108,7 +108,7 @@ def test_evaluate_with_official_ground_truth(pipeline, capsys):
     assert "--ground-truth" in capsys.readouterr().err
 
 
-# A fresh process serves every family's export in tests/test_systems.py.
+# A fresh process serves every system's export in tests/test_served_parity.py.
 def test_export_serves_the_scores_of_score(pipeline):
     import soundfile
     import tensorflow as tf

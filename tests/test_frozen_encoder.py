@@ -172,11 +172,7 @@ def test_cli_train_score_evaluate_and_probe(cli_run, embedding_cache, mono):
     assert not list((base / "probe").glob("anomaly_score_*"))
 
 
-def test_export_serves_the_scores_of_score(cli_run):
-    base, dev, run, scores = cli_run
-    export = base / "export"
-    assert _run("export", "--run", run, "--out", export) == 0
-    _check_export_against_score(run, dev, scores, export, [None, None])
+# The SavedModel of a mono run: tests/test_served_parity.py.
 
 
 # -- 2. features by hand --------------------------------------------------------

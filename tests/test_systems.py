@@ -1,7 +1,6 @@
 """The shared system layer (extractor x backend) end to end through the CLI,
-on the plain layout of a user's own recordings."""
-
-import json
+on the plain layout of a user's own recordings. Every system's SavedModel is
+checked against `score` in tests/test_served_parity.py."""
 
 import numpy as np
 import pandas as pd
@@ -12,8 +11,6 @@ from asd_keras.cli import main
 from asd_keras.systems import SYSTEMS
 from asd_keras.systems import AnomalySystem
 from asd_keras.systems import get_system
-from tests.helpers import assert_decisions_match
-from tests.helpers import serve_in_fresh_process
 
 
 def _clip(path, freq, rng, seconds=1.0):
@@ -110,47 +107,6 @@ def test_cross_fitted_thresholds_and_machine_overrides(recordings, tmp_path):
         cls({"backend": "knn", "machine_overrides": {"pump": {"k": 0}}})
     with pytest.raises(ValueError, match=r"key\(s\) \['kk'\]"):
         cls({"machine_overrides": {"pump": {"kk": 1}}})
-
-
-# A tiny dense AE and GAN, and each backend on the training-free extractor,
-# served by one fresh process; the export path is the same for all of them
-# (the Wilkinghoff export has its own in tests/test_wilkinghoff.py). The dense
-# AE takes one step per call: its training step is traced once, not twice
-# (Keras' multi-step loop).
-EXPORTED = {
-    "mahalanobis": ("logmel_stats", ["backend=mahalanobis"]),
-    "knn": ("logmel_stats", ["backend=knn"]),
-    "kmeans": ("logmel_stats", ["backend=kmeans"]),
-    "dense_ae": ("dense_ae", ["--epochs", "1", "batch_size=64", "hidden_units=8",
-                              "num_hidden_layers=1", "latent_dim=2",
-                              "steps_per_execution=1"]),
-    "egbad": ("egbad", ["--epochs", "1", "batch_size=64", "hidden_units=8",
-                        "num_hidden_layers=1", "latent_dim=2", "normalize=minmax_train"]),
-}
-
-
-def test_exports_reloaded_in_a_fresh_process_give_the_in_process_scores(recordings,
-                                                                         tmp_path):
-    jobs, expected = [], {}
-    for name, (system, overrides) in EXPORTED.items():
-        run, scores = tmp_path / name / "run", tmp_path / name / "scores"
-        assert _run("train", "--system", system, "--data", recordings, "--out", run,
-                    "--verbose", "0", *overrides) == 0, name
-        assert _run("score", "--run", run, "--data", recordings, "--out", scores) == 0
-        assert _run("export", "--run", run, "--out", tmp_path / name / "export") == 0
-        frame = pd.read_csv(scores / "scores.csv")
-        thresholds = json.loads((run / "thresholds.json").read_text())
-        expected[name] = frame, thresholds[next(iter(thresholds))]
-        strings = {"machine_type": "pump"}
-        if system == "logmel_stats":  # its backends are per section
-            strings["section"] = "00"
-        jobs.append((tmp_path / name / "export",
-                     [recordings / "pump" / "test" / n for n in frame["file_name"]], strings))
-    for name, (served, decisions) in zip(EXPORTED, serve_in_fresh_process(jobs)):
-        frame, threshold = expected[name]
-        np.testing.assert_allclose(served, frame["score"], rtol=1e-5, atol=1e-5,
-                                   err_msg=name)
-        assert_decisions_match(decisions, frame["decision"], frame["score"], threshold)
 
 
 def test_config_errors_before_any_work(recordings, tmp_path, capsys):

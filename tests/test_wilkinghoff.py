@@ -22,6 +22,7 @@ from asd_keras.layers import CosineReferenceScore
 from asd_keras.layers import FixedLength
 from asd_keras.models.wilkinghoff import wilkinghoff_embedding_model
 from asd_keras.systems import get_system
+from tests.helpers import assert_close_to_scale
 from tests.helpers import serve_in_fresh_process
 
 WilkinghoffSystem = get_system("wilkinghoff")
@@ -273,8 +274,9 @@ def test_system_variants_train_and_score(synthetic_sets, tmp_path):
     served = tf.saved_model.load(str(tmp_path / "export"))
     waves = np.stack([soundfile.read(p, dtype="float32")[0] for p in fan["path"]])
     out = served.serve(tf.constant(waves), tf.constant("fan"), tf.constant("00"))
-    np.testing.assert_allclose(out["anomaly_score"].numpy(), fan["score"], rtol=1e-5,
-                               atol=1e-5)
+    # To the scores' scale: oneDNN on Intel CPUs rounds the SavedModel's
+    # graph differently (3e-5 on scores of 0.8).
+    assert_close_to_scale(out["anomaly_score"].numpy(), fan["score"])
     with pytest.raises(ValueError, match="loss must be one of"):
         WilkinghoffSystem({"loss": "cosface"})
     with pytest.raises(ValueError, match="variant must be one of"):

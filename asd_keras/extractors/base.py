@@ -9,8 +9,9 @@ which the shared export composes with a backend's scoring layer, so that a
 SavedModel computes exactly what `transform` computes.
 
 Subclasses implement `transform`, `serving_model` and `get_config` (plain
-constructor arguments), and for trained extractors `fit`, `_save_weights`
-and `_load_weights`. A trained extractor builds its models inside
+constructor arguments), `loader` when their clips need more than one
+sample, and for trained extractors `fit`, `_save_weights` and
+`_load_weights`. A trained extractor builds its models inside
 `context.scope()` and trains them with `context.fit` (`asd_keras.utils.
 training.TrainingContext`), which adds the run's callbacks, TensorBoard,
 resumable backups and the `tf.distribute` strategy. An extractor whose
@@ -92,6 +93,18 @@ class FeatureExtractor(abc.ABC):
         """A Keras model from `(batch, num_samples)` waveforms to the dict of
         named features that `transform` returns (`None`: any length, where
         the extractor allows it)."""
+
+    def loader(self):
+        """The `AudioLoader` that `transform` reads clips with.
+
+        The exported SavedModel serves the clips it accepts: at least its
+        `min_samples`, and the fixed length under `length_policy="truncate"`
+        (`asd_keras.systems.export`). This default reads one channel of any
+        length at the configured `sample_rate` (16 kHz without one).
+        """
+        from asd_keras.data.audio import AudioLoader
+
+        return AudioLoader(sample_rate=self.get_config().get("sample_rate", 16000))
 
     def get_config(self):
         return {}

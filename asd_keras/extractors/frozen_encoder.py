@@ -309,6 +309,16 @@ class FrozenEncoderExtractor(FeatureExtractor):
         self._models[key] = model
         return model
 
+    def loader(self):
+        """The `AudioLoader` of `transform` (`clip_seconds` pads or cuts); its
+        `min_samples`, one 25 ms filter-bank window, is also the shortest
+        clip the SavedModel serves."""
+        length = None if self.clip_seconds is None else int(round(self.clip_seconds
+                                                                * self.sample_rate))
+        return AudioLoader(self.sample_rate, channel=CHANNELS[self.channel], length=length,
+                           length_policy="none" if length is None else "pad",
+                           min_samples=400)
+
     def serving_model(self, num_samples=None):
         """Waveforms to `{"layer_i": (batch, dim)}`; with `channel="both"`
         the input is `(batch, samples, 2)` (near, far)."""
@@ -352,11 +362,7 @@ class FrozenEncoderExtractor(FeatureExtractor):
         if not paths:
             dim = self._pooled_model(self._layers).output[self.feature_names[0]].shape[-1]
             return {n: np.zeros((0, dim), np.float32) for n in self.feature_names}
-        length = None if self.clip_seconds is None else int(round(self.clip_seconds
-                                                                * self.sample_rate))
-        loader = AudioLoader(self.sample_rate, channel=CHANNELS[self.channel], length=length,
-                             length_policy="none" if length is None else "pad",
-                             min_samples=400)
+        loader = self.loader()
         loader.check(paths, progress=bool(verbose))
         root = self._cache_root()
         if root is None:

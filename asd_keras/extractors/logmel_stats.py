@@ -99,6 +99,18 @@ class LogMelStatsExtractor(FeatureExtractor):
         return {**self._frontend_config, "statistics": self.statistics,
                 "channel": self.channel}
 
+    def loader(self):
+        """The `AudioLoader` of `transform`; the SavedModel takes its
+        `min_samples` as the shortest servable clip.
+
+        A clip needs one whole analysis window (`n_fft` samples): shorter
+        ones are mostly padding, and their statistics (over one or two
+        frames, of zeros for an empty clip) are not those of machine sound;
+        reflect padding also needs more than `n_fft // 2` samples.
+        """
+        return AudioLoader(self._frontend_config["sample_rate"], channel=self.channel,
+                           min_samples=self._frontend_config["n_fft"])
+
     def _layers(self):
         """New (weightless) layers: the spectrogram, then the statistics."""
         return (LogMelSpectrogram(**self._frontend_config),
@@ -118,11 +130,7 @@ class LogMelStatsExtractor(FeatureExtractor):
         if not paths:
             return {self.name: np.zeros((0, self.dim), np.float32)}
         spectrogram, statistics = self._layers()
-        frontend = spectrogram.frontend
-        # Reflect padding needs more samples than the pad of n_fft // 2.
-        min_samples = frontend.n_fft // 2 + 1 if frontend.pad_mode == "reflect" else 1
-        loader = AudioLoader(frontend.sample_rate, channel=self.channel,
-                             min_samples=min_samples)
+        loader = self.loader()
         loader.check(paths, progress=bool(verbose))
 
         def features(waveform):

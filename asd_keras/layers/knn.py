@@ -7,6 +7,23 @@ METRICS = ("euclidean", "cosine")
 NORMALISATIONS = ("none", "ratio", "difference")
 
 
+def _squared_distances(x, y):
+    """Squared Euclidean distances `(len(x), len(y))` without cancellation.
+
+    `|x|^2 + |y|^2 - 2<x, y>` after moving the origin to the centre of `y`:
+    about the origin, float32 would lose distances that are small next to
+    the norms (raw log-mel levels have |x|^2 ~ 1e6; unit embeddings that
+    lie close together, 1 against distances of 1e-5) to cancellation, and
+    differently for each batch shape.
+    """
+    centre = ops.mean(y, axis=0, keepdims=True)
+    x, y = x - centre, y - centre
+    squared = (ops.sum(ops.square(x), axis=-1, keepdims=True)
+               + ops.sum(ops.square(y), axis=-1)[None, :]
+               - 2.0 * ops.matmul(x, ops.transpose(y)))
+    return ops.maximum(squared, 0.0)
+
+
 @keras.saving.register_keras_serializable(package="asd_keras")
 class NearestNeighbourDistance(keras.layers.Layer):
     """Mean distance to the `k` nearest rows of a memory bank.
@@ -57,18 +74,15 @@ class NearestNeighbourDistance(keras.layers.Layer):
         if self.metric == "cosine":
             x = features / ops.maximum(ops.norm(features, axis=-1, keepdims=True), 1e-12)
             y = self.bank / ops.maximum(ops.norm(self.bank, axis=-1, keepdims=True), 1e-12)
-            distances = 0.5 * (1.0 - ops.matmul(x, ops.transpose(y)))
+            # 0.5 (1 - cos) = 0.25 |x - y|^2 for unit vectors. Not as
+            # 1 - <x, y>: when the embeddings lie close together (cosine
+            # distances of 1e-5 after a short training), float32 keeps only
+            # the rounding of the dot product, which differs between batch
+            # shapes and kernels, and the local-density ratio then divides
+            # that error by a density as small.
+            distances = 0.25 * _squared_distances(x, y)
         else:
-            # |x|^2 + |y|^2 - 2<x, y> after moving the origin to the bank's
-            # centre: with raw log-mel levels (|x|^2 ~ 1e6) float32 would
-            # lose the small distances to cancellation, and differently for
-            # each batch shape.
-            centre = ops.mean(self.bank, axis=0, keepdims=True)
-            x, y = features - centre, self.bank - centre
-            squared = (ops.sum(ops.square(x), axis=-1, keepdims=True)
-                       + ops.sum(ops.square(y), axis=-1)[None, :]
-                       - 2.0 * ops.matmul(x, ops.transpose(y)))
-            distances = ops.sqrt(ops.maximum(squared, 0.0))
+            distances = ops.sqrt(_squared_distances(features, self.bank))
         if self.normalisation == "ratio":
             distances = distances / self.density[None, :]
         elif self.normalisation == "difference":

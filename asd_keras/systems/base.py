@@ -580,90 +580,13 @@ class AnomalySystem:
         `serving_default` takes float32 waveforms `(clips, samples)` and, as
         the groupings need them, scalar strings `machine_type` (e.g. `"fan"`)
         and `section` (e.g. `"00"`); it returns `anomaly_score` (float32)
-        and `decision` (int32), both `(clips,)`. The extractors' serving
-        models and the backends' scoring layers are the very objects
-        `score` uses.
+        and `decision` (int32), both `(clips,)`, and rejects bad inputs
+        (`asd_keras.systems.export`). The extractors' serving models and
+        the backends' scoring layers are the very objects `score` uses.
+
+        Returns:
+            dict: the manifest (inputs, waveform shape, groups...).
         """
-        import keras
-        import tensorflow as tf
+        from asd_keras.systems.export import export_system
 
-        groups = sorted(self.thresholds)
-        finest = max(self.config["grouping"], self.config["extractor_grouping"],
-                     key=GROUPINGS.index)
-        names = tf.constant(groups)
-        thresholds = tf.constant([self.thresholds[g] for g in groups], tf.float32)
-        grouping = self.config["grouping"]
-        archive = keras.export.ExportArchive()
-        members = []
-        feature_set = self.config["feature_set"]
-        for member in self.members:
-            extractor_names = sorted(member["extractors"])
-            models = [member["extractors"][g].serving_model(None) for g in extractor_names]
-            layers = [member["backends"][g].layer() for g in groups]
-            for tracked in models + layers:
-                archive.track(tracked)
-            # Each backend group's extractor group (groupings nest).
-            owner = [extractor_names.index(_owner(g, extractor_names)) for g in groups]
-            members.append((models, layers, tf.constant(owner, tf.int32)))
-
-        def serve(waveform, machine_type=None, section=None):
-            if grouping == "all":
-                key = tf.constant("all")
-            elif grouping == "machine_type":
-                key = machine_type
-            else:
-                key = tf.strings.join([machine_type, "_section_", section])
-            matches = tf.where(tf.equal(names, key))
-            tf.debugging.Assert(tf.size(matches) == 1,
-                                ["Unknown machine type/section", key, "; known:", names])
-            index = tf.cast(tf.reshape(matches, [-1])[0], tf.int32)
-            total = tf.zeros(tf.shape(waveform)[:1], tf.float32)
-            for models, layers, owner in members:
-
-                def features(model):
-                    sets = model(waveform, training=False)
-                    return sets[feature_set] if feature_set else next(iter(sets.values()))
-
-                if len(models) == 1:
-                    values = features(models[0])
-                else:
-                    values = tf.switch_case(owner[index],
-                                            [lambda m=m: features(m) for m in models])
-                total += tf.switch_case(
-                    index, [lambda lay=lay: tf.cast(lay(values), tf.float32)
-                            for lay in layers])
-            return {"anomaly_score": total,
-                    "decision": tf.cast(total > thresholds[index], tf.int32)}
-
-        # Two-channel extractors (DCASE 2026 near and far microphones) serve
-        # `(clips, samples, 2)`.
-        channels = getattr(next(iter(self.members[0]["extractors"].values())),
-                           "serving_channels", 1)
-        shape = [None, None] if channels == 1 else [None, None, channels]
-        signature = [tf.TensorSpec(shape, tf.float32, name="waveform")]
-        if finest != "all":
-            signature.append(tf.TensorSpec([], tf.string, name="machine_type"))
-        if finest == "section":
-            signature.append(tf.TensorSpec([], tf.string, name="section"))
-        archive.add_endpoint("serve", serve, input_signature=signature)
-        archive.write_out(str(out_dir), verbose=False)
-        manifest = {"inputs": [spec.name for spec in signature], "waveform_shape": shape,
-                    "grouping": grouping,
-                    "groups": groups, "ensemble_size": len(self.members)}
-        if grouping != "all":
-            manifest["machine_types"] = sorted({g.split("_section_")[0] for g in groups})
-        extractor = self.members[0]["extractors"]
-        rate = next(iter(extractor.values())).get_config().get("sample_rate")
-        if rate is not None:
-            manifest["sample_rate"] = rate
-        return manifest
-
-
-def _owner(group, extractor_groups):
-    """The extractor group holding a backend group (`fan_section_00` lies in
-    `fan` and in `all`)."""
-    for candidate in extractor_groups:
-        if candidate == "all" or group == candidate or group.startswith(candidate + "_section_"):
-            return candidate
-    raise ValueError(f"No extractor group holds the group {group!r}; extractor groups: "
-                     f"{extractor_groups}.")
+        return export_system(self, out_dir)
