@@ -36,7 +36,7 @@ PINNED = json.loads((Path(__file__).parent / "data" / "regression_scores.json").
 FAMILIES = {
     "dense_ae": ("dense_ae_mse", 10, ["learning_rate=0.01"], "loss", True),
     "wilkinghoff": ("wilkinghoff_kmeans", 3, [], "loss", True),
-    "gan": ("ganomaly", 10, ["learning_rate=0.002"], "con_loss", False),
+    "gan": ("ganomaly", 5, ["learning_rate=0.002"], "con_loss", False),
 }
 
 
