@@ -20,39 +20,28 @@ def assert_decisions_match(decisions, expected, scores, threshold, atol=1e-4):
     np.testing.assert_array_equal(decisions[clear], expected[clear])
 
 
-def serve_in_fresh_process(jobs):
-    """Runs exported SavedModels' `serving_default` in one new Python process.
+def serve_saved_model(export, paths, strings):
+    """Calls an exported SavedModel's `serving_default` in this process.
 
-    One process serves them all: each new process pays TensorFlow's import
-    (about 10 s on a 2-core machine).
+    tests/test_served_parity.py serves every system from a fresh process;
+    elsewhere, loading in this one spares TensorFlow's import (about 10 s on
+    a 2-core machine).
 
     Args:
-        jobs: (export folder, WAV files of equal length stacked into one
-            batch, dict of the scalar string inputs such as
-            `{"machine_type": "fan"}`) per SavedModel.
+        export: str or Path. The export folder.
+        paths: WAV files of equal length, stacked into one batch.
+        strings: dict of the scalar string inputs, e.g. `{"machine_type": "fan"}`.
 
     Returns:
-        One (anomaly scores, decisions) pair of lists per job.
+        (anomaly scores, decisions) as NumPy arrays.
     """
-    import json
-    import subprocess
-    import sys
+    import soundfile
+    import tensorflow as tf
 
-    code = (
-        "import json, sys, numpy as np, soundfile, tensorflow as tf\n"
-        "results = []\n"
-        "for export, paths, strings in json.loads(sys.argv[1]):\n"
-        "    wave = np.stack([soundfile.read(p, dtype='float32')[0] for p in paths])\n"
-        "    model = tf.saved_model.load(export)\n"
-        "    out = model.signatures['serving_default'](waveform=tf.constant(wave),"
-        " **{k: tf.constant(v) for k, v in strings.items()})\n"
-        "    results.append([out['anomaly_score'].numpy().tolist(),"
-        " out['decision'].numpy().tolist()])\n"
-        "print(json.dumps(results))\n")
-    jobs = [[str(export), [str(p) for p in paths], strings] for export, paths, strings in jobs]
-    result = subprocess.run([sys.executable, "-c", code, json.dumps(jobs)],
-                            capture_output=True, text=True, check=True)
-    return json.loads(result.stdout.strip().splitlines()[-1])
+    wave = np.stack([soundfile.read(p, dtype="float32")[0] for p in paths])
+    out = tf.saved_model.load(str(export)).signatures["serving_default"](
+        waveform=tf.constant(wave), **{k: tf.constant(v) for k, v in strings.items()})
+    return out["anomaly_score"].numpy(), out["decision"].numpy()
 
 
 class Interrupt(keras.callbacks.Callback):

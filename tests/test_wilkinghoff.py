@@ -23,7 +23,7 @@ from asd_keras.layers import FixedLength
 from asd_keras.models.wilkinghoff import wilkinghoff_embedding_model
 from asd_keras.systems import get_system
 from tests.helpers import assert_close_to_scale
-from tests.helpers import serve_in_fresh_process
+from tests.helpers import serve_saved_model
 
 WilkinghoffSystem = get_system("wilkinghoff")
 
@@ -324,8 +324,7 @@ def test_cli_train_score_evaluate_export(synthetic_sets, tmp_path):
     fan = scores[(scores["machine_type"] == "fan") & (scores["section"] == "01")]
     table = read_dataset(dev).set_index("file_name")
     paths = [str(table.loc[f, "path"]) for f in fan["file_name"]]
-    [(served, _)] = serve_in_fresh_process([(export, paths, {"machine_type": "fan",
-                                                             "section": "01"})])
+    served, _ = serve_saved_model(export, paths, {"machine_type": "fan", "section": "01"})
     assert_close_to_scale(served, fan["score"])
 
 
