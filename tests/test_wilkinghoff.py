@@ -187,16 +187,43 @@ def test_cosine_reference_score_layer(tmp_path):
                 * (unit @ refs.T)).min(axis=1)
     out = keras.ops.convert_to_numpy(layer(x))
     assert out.shape == (2,)
-    np.testing.assert_allclose(out, expected, rtol=1e-6)
+    # Float32 against float64: values of order 1, so an absolute floor.
+    np.testing.assert_allclose(out, expected, rtol=1e-6, atol=1e-6)
     clone = CosineReferenceScore.from_config(layer.get_config())
     assert clone.get_config() == layer.get_config()
     inputs = keras.Input((2,))
     model = keras.Model(inputs, layer(inputs))
     model.save(tmp_path / "m.keras")
     restored = keras.saving.load_model(tmp_path / "m.keras")
-    np.testing.assert_allclose(restored.predict(x, verbose=0), expected, rtol=1e-6)
+    np.testing.assert_allclose(restored.predict(x, verbose=0), expected, rtol=1e-6,
+                               atol=1e-6)
     with pytest.raises(ValueError, match="num_references"):
         CosineReferenceScore(0, 2)
+
+
+def test_cosine_reference_score_of_close_embeddings_does_not_depend_on_the_batch():
+    """Local density (alpha = beta = 0.5 / rho) on unit embeddings that lie
+    close together, as after a short training: cosine distances and
+    densities of about 1e-5. Written as alpha - beta <x, r>, float32 kept
+    only the dot product's rounding (0.9 % score changes with oneDNN off)."""
+    rng = np.random.default_rng(0)
+    centre = rng.standard_normal(64)
+    points = centre + 4e-3 * rng.standard_normal((40, 64))
+    points /= np.linalg.norm(points, axis=1, keepdims=True)
+    refs, test = points[:16], points[16:]
+    distance = 0.5 * (1.0 - refs @ refs.T)
+    np.fill_diagonal(distance, np.inf)
+    rho = distance.min(axis=1)
+    layer = CosineReferenceScore(16, 64)
+    layer.build((None, 64))
+    layer.references.assign(refs.astype("float32"))
+    layer.alpha.assign((0.5 / rho).astype("float32"))
+    layer.beta.assign((0.5 / rho).astype("float32"))
+    expected = ((0.5 / rho) * (1.0 - test @ refs.T)).min(axis=1)
+    for batch in (24, 3, 1):
+        got = np.concatenate([keras.ops.convert_to_numpy(layer(test[i:i + batch].astype(
+            "float32"))) for i in range(0, len(test), batch)])
+        np.testing.assert_allclose(got, expected, rtol=1e-3, err_msg=f"batch {batch}")
 
 
 def test_fixed_length_layer(tmp_path):

@@ -1,13 +1,15 @@
 """Trains the regression cases, commits their runs and pins their scores.
 
 Usage (from the repository root):
-    python tools/pin_regression_scores.py [--force] [--cases NAME ...]
+    python tools/pin_regression_scores.py [--force] [--cases NAME ...] [--rescore]
 
 Each case of tests/regression_cases.py is trained once into
 tests/data/regression/<case>/ and scored on the tiny dataset; the scores go to
 tests/data/regression_scores.json. `--cases` re-pins only the named cases
-and keeps the others. The tests then score the committed runs (inference
-only), so the pins hold on every CPU.
+and keeps the others. `--rescore` keeps the committed runs and pins what
+they score now: for an intended change of the scoring, without adding new
+weights to the repository. The tests then score the committed runs
+(inference only), so the pins hold on every CPU.
 """
 
 import argparse
@@ -51,6 +53,8 @@ def main():
     parser.add_argument("--force", action="store_true", help="replace the pinned files")
     parser.add_argument("--cases", nargs="+", choices=sorted(CASES),
                         help="re-pin only these cases (default: all)")
+    parser.add_argument("--rescore", action="store_true",
+                        help="score the committed runs instead of training new ones")
     args = parser.parse_args()
     if OUT.exists() and not args.force:
         raise SystemExit(f"{OUT} exists; pass --force to re-pin (and say why in the commit).")
@@ -61,11 +65,15 @@ def main():
         data = make_data(Path(tmp) / "data")
         for name in names:
             run = Path(tmp) / "runs" / name
-            train_case(name, data, run)
-            strip_optimizer_state(run)
+            if args.rescore:
+                shutil.copytree(RUNS / name, run)  # scoring writes nothing there
+            else:
+                train_case(name, data, run)
+                strip_optimizer_state(run)
             scores[name] = score_run(run, data, Path(tmp) / "scores" / name)
-            shutil.rmtree(RUNS / name, ignore_errors=True)
-            shutil.copytree(run, RUNS / name)
+            if not args.rescore:
+                shutil.rmtree(RUNS / name, ignore_errors=True)
+                shutil.copytree(run, RUNS / name)
     environment = environment_summary()
     pinned_with = {k: environment[k] for k in ("git_commit", "platform", "cpu", "onednn",
                                                "packages") if k in environment}
