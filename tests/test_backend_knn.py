@@ -119,3 +119,104 @@ def test_cosine_distances_of_close_embeddings_do_not_depend_on_the_batch():
                                  for i in range(24)])
     for got in (whole, by_three, one_by_one):
         np.testing.assert_allclose(got, expected, rtol=1e-4)
+
+
+@pytest.mark.parametrize("metric,normalisation", [("euclidean", "none"),
+                                                  ("cosine", "ratio"),
+                                                  ("euclidean", "difference")])
+@pytest.mark.parametrize("k", [1, 2, 5])
+def test_layer_gives_the_same_distances_chunked(metric, normalisation, k):
+    """The bank is compared `chunk_size` references at a time, the running
+    k nearest merged: any chunk size gives the whole bank's result, also
+    with k larger than a chunk and a last chunk shorter than the others."""
+    rng = np.random.default_rng(3)
+    bank = rng.standard_normal((11, 4)).astype(np.float32)
+    density = rng.uniform(0.5, 2.0, 11).astype(np.float32)
+    x = rng.standard_normal((6, 4)).astype(np.float32)
+    results = []
+    for chunk_size in (11, 4, 3, 1):
+        layer = NearestNeighbourDistance(11, 4, k, metric, normalisation,
+                                         chunk_size=chunk_size)
+        layer.build((None, 4))
+        layer.bank.assign(bank)
+        layer.density.assign(density)
+        results.append(keras.ops.convert_to_numpy(layer(x)))
+    for got in results[1:]:
+        np.testing.assert_allclose(got, results[0], rtol=1e-6, atol=1e-7)
+
+
+def _widest_batch_tensor(layer, dim):
+    """The widest `(batch, n)` tensor in the traced graph of `layer`."""
+    import tensorflow as tf
+
+    graph = tf.function(layer).get_concrete_function(
+        tf.TensorSpec((None, dim), tf.float32)).graph
+    widths = [t.shape[1] for op in graph.get_operations() for t in op.outputs
+              if t.shape.rank == 2 and t.shape[0] is None]
+    return max(widths)
+
+
+def test_scoring_layers_never_hold_a_batch_by_bank_matrix():
+    from asd_keras.layers import CosineReferenceScore
+
+    for chunk_size, widest in ((4, 4), (40, 37)):  # 40: one chunk, the whole bank
+        layer = NearestNeighbourDistance(37, 3, k=2, chunk_size=chunk_size)
+        layer.build((None, 3))
+        assert _widest_batch_tensor(layer, 3) == widest
+        table = CosineReferenceScore(37, 3, chunk_size=chunk_size)
+        table.build((None, 3))
+        assert _widest_batch_tensor(table, 3) == widest
+
+
+def test_cosine_reference_score_chunked_is_the_same_minimum():
+    from asd_keras.layers import CosineReferenceScore
+
+    rng = np.random.default_rng(4)
+    references = rng.standard_normal((9, 5)).astype(np.float32)
+    alpha, beta = rng.uniform(0, 1, 9).astype(np.float32), rng.uniform(1, 2, 9).astype(
+        np.float32)
+    x = rng.standard_normal((7, 5)).astype(np.float32)
+    results = []
+    for chunk_size in (9, 4, 1):
+        layer = CosineReferenceScore(9, 5, chunk_size=chunk_size)
+        layer.build((None, 5))
+        layer.references.assign(references)
+        layer.alpha.assign(alpha)
+        layer.beta.assign(beta)
+        results.append(keras.ops.convert_to_numpy(layer(x)))
+    unit = x / np.linalg.norm(x, axis=1, keepdims=True)
+    expected = (alpha - beta * (unit @ references.T)).min(axis=1)
+    for got in results:
+        np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(got, results[0], rtol=1e-6, atol=1e-7)
+
+
+def test_fit_distances_in_row_blocks_match_the_square_matrix(monkeypatch):
+    """Densities and MemMixup neighbours from `FIT_CHUNK_ROWS`-row blocks
+    equal those of the whole distance matrix (the same values, sorted)."""
+    from asd_keras.backends import knn
+
+    rng = np.random.default_rng(5)
+    points = rng.standard_normal((23, 4))
+    for metric in ("euclidean", "cosine"):
+        full = np.sort(knn._distances(points, points, metric), axis=1)[:, 1:4].mean(axis=1)
+        np.testing.assert_array_equal(knn.reference_density(points, 3, metric, 5), full)
+    np.testing.assert_array_equal(
+        knn.nearest_indices(points[:7], points[7:], 4, chunk_rows=2),
+        np.argsort(cdist(points[:7], points[7:]), axis=1)[:, :4])
+    features = points.astype(np.float32)
+    domains = _domains(18, 5)
+    whole = get_backend("knn", memmixup_neighbours=4, local_density="ratio",
+                        density_k=2).fit(features, domains)
+    kmeans = get_backend("local_density", density_k=2).fit(features, domains)
+    monkeypatch.setattr(knn, "FIT_CHUNK_ROWS", 4)
+    monkeypatch.setattr(knn.reference_density, "__defaults__", (4,))
+    monkeypatch.setattr(knn.nearest_indices, "__defaults__", (4,))
+    blocks = get_backend("knn", memmixup_neighbours=4, local_density="ratio",
+                         density_k=2).fit(features, domains)
+    kmeans_blocks = get_backend("local_density", density_k=2).fit(features, domains)
+    for name in whole.arrays:
+        np.testing.assert_allclose(blocks.arrays[name], whole.arrays[name], rtol=1e-12)
+    for name in kmeans.arrays:
+        np.testing.assert_allclose(kmeans_blocks.arrays[name], kmeans.arrays[name],
+                                   rtol=1e-6)
