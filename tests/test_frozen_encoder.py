@@ -284,6 +284,52 @@ def test_cache_serves_another_layer_without_the_encoder(presets, mono, tmp_path,
     assert len(list(cache.rglob("*.npy"))) == len(rows)
 
 
+def test_cache_entries_have_the_documented_size_and_memory_keeps_only_asked_layers(
+        presets, mono, tmp_path, monkeypatch):
+    """An entry is `128 + 4 * layers * dim` bytes plus a 65-byte checksum;
+    encoding keeps nothing but the cache entries and the asked-for layer,
+    and reading the cache keeps only that layer of each entry."""
+    from asd_keras.extractors.embedding_cache import EmbeddingCache
+    from asd_keras.extractors.embedding_cache import cache_size
+
+    rows = _copied_clips(mono, tmp_path / "clips")
+    cache = tmp_path / "cache"
+    common = dict(encoder="eat", preset=presets["eat"], pooling="mean", clip_seconds=1.0,
+                  cache_dir=str(cache), layer=1)
+    kept = []
+    original_encode = FrozenEncoderExtractor._encode
+
+    def spy_encode(self, *args, **kwargs):
+        kept.append(original_encode(self, *args, **kwargs))
+        return kept[-1]
+
+    monkeypatch.setattr(FrozenEncoderExtractor, "_encode", spy_encode)
+    extractor = _extractor(**common)
+    first = extractor.transform(rows)["layer_1"]
+    assert kept == [None]  # each batch went to the cache, none was kept whole
+    layers = extractor.num_layers + 1
+    files = sorted(cache.rglob("*.npy"))
+    assert len(files) == len(rows)
+    for file in files:
+        assert file.stat().st_size == 128 + 4 * layers * DIM
+        assert file.with_suffix(".sha256").stat().st_size == 65
+    assert cache_size(cache) == (len(rows), len(rows) * (128 + 4 * layers * DIM + 65))
+    assert cache_size(tmp_path / "absent") == (0, 0)
+
+    shapes = []
+    original_load = EmbeddingCache.load_many
+
+    def spy_load(self, *args, **kwargs):
+        loaded = original_load(self, *args, **kwargs)
+        shapes.extend(r.shape for r in loaded)
+        return loaded
+
+    monkeypatch.setattr(EmbeddingCache, "load_many", spy_load)
+    again = _extractor(**common).transform(rows)["layer_1"]
+    assert shapes == [(1, DIM)] * len(rows)
+    np.testing.assert_array_equal(again, first)
+
+
 def test_cache_reencodes_only_a_touched_or_rewritten_clip(presets, mono, tmp_path,
                                                           monkeypatch):
     import os

@@ -5,6 +5,15 @@ An entry is two files in `<root>/<key[:2]>/`: `<key>.npy`, the clip's
 file's bytes. Each is written atomically, the checksum after the array, so
 an interrupted write leaves an entry without a checksum, never a wrong one.
 
+Size: an entry is `128 + 4 * layers * dim` bytes plus a 65-byte checksum
+(BEATs-base and EAT-base: 13 x 768, 40,064 bytes; EAT-large: 25 x 1024,
+102,528 bytes; `channel=both` doubles `dim`), 44 KB on a 4 KB-block file
+system for BEATs/EAT-base; one entry per clip and setting (encoder weights,
+front end, pooling, clip length, channel). Nothing is evicted: entries of
+old settings, or of clips rewritten since (the key holds the file's size
+and modification time), stay until the folder is deleted.
+`cache_size(root)` gives the entries and bytes of a folder.
+
 An entry is used only when its bytes match the checksum and it holds a
 finite array of the expected shape. Anything else (a bit flip, a file
 overwritten in place, a half-copied cache, a NaN) is logged as a warning
@@ -89,20 +98,32 @@ class EmbeddingCache:
             return None
         return value
 
-    def load_many(self, keys, clips):
+    def load_many(self, keys, clips, select=None):
         """`load` of every key; entries whose `dim` differs from most are
         dropped too (warned), so that the rows can be stacked.
+
+        Args:
+            keys: list of str.
+            clips: list of str, aligned with `keys` (for warnings).
+            select: list of int or None. Keep only these rows (layers) of
+                each entry, so that memory holds what the caller asked for
+                rather than every layer of every clip.
 
         Returns:
             list of arrays or None, aligned with `keys`.
         """
-        rows = [self.load(key, clip) for key, clip in zip(keys, clips)]
+        rows = []
+        for key, clip in zip(keys, clips):
+            value = self.load(key, clip)
+            rows.append(value if value is None or select is None else value[select])
         self.drop_other_shapes(rows, keys, clips)
         return rows
 
     def drop_other_shapes(self, rows, keys, clips, shape=None):
         """Sets to None (with a warning) the rows whose shape is not `shape`
-        (None: the most common shape among the rows)."""
+        (None: the most common shape among the rows). Rows may be a
+        selection of an entry's layers (`load_many(select=...)`); the
+        warning names the entries' full shapes, `(num_layers, dim)`."""
         shapes = collections.Counter(r.shape for r in rows if r is not None)
         if shape is None:
             if len(shapes) < 2:
@@ -110,8 +131,9 @@ class EmbeddingCache:
             shape = shapes.most_common(1)[0][0]
         for i, row in enumerate(rows):
             if row is not None and row.shape != shape:
-                self._discard(keys[i], clips[i], f"holds an array of shape {row.shape}, but "
-                                                 f"the encoder gives {shape}")
+                self._discard(keys[i], clips[i],
+                              f"holds an array of shape {(self.num_layers,) + row.shape[1:]}, "
+                              f"but the encoder gives {(self.num_layers,) + tuple(shape[1:])}")
                 rows[i] = None
 
     def store(self, key, value):
@@ -140,3 +162,18 @@ class EmbeddingCache:
             raise OSError(
                 f"Cannot write the embedding cache entry '{path}' ({error.strerror or error})."
                 f" Set cache_dir to a writable folder, or cache_dir=none.") from error
+
+
+def cache_size(root):
+    """`(entries, bytes)` of a cache folder (both 0 when it does not exist);
+    bytes count both files of every entry, as stored (not on-disk blocks)."""
+    root = Path(root)
+    if not root.is_dir():
+        return 0, 0
+    entries = total = 0
+    for path in root.glob("*/*"):
+        if path.suffix == ".npy":
+            entries += 1
+        if path.suffix in (".npy", CHECKSUM_SUFFIX):
+            total += path.stat().st_size
+    return entries, total

@@ -12,8 +12,11 @@ Embeddings are cached on disk, one file per clip holding every layer's
 pooled vector, keyed by the encoder's weights, the front-end settings, the
 pooling and the clip file (path, size, modification time): a sweep over
 layers or over a backend's parameters runs the encoder once per clip. Each
-entry is checksummed (`asd_keras.extractors.embedding_cache`): a damaged one
-is named in a warning and encoded again.
+entry is checksummed (`asd_keras.extractors.embedding_cache`, which gives
+the size per clip): a damaged one is named in a warning and encoded again.
+Memory holds only the asked-for layers of the clips (each batch's every
+layer goes to the cache as it is encoded), so a transform of N clips needs
+`N x len(layer) x dim` floats, not every layer.
 """
 
 import hashlib
@@ -372,7 +375,7 @@ class FrozenEncoderExtractor(FeatureExtractor):
         keys = self._cache_keys(paths)
         cache = EmbeddingCache(root, len(all_layers))
         # Damaged entries come back as None (warned), and are encoded again.
-        rows = cache.load_many(keys, paths)
+        rows = cache.load_many(keys, paths, select=self._layers)
         missing = [i for i, row in enumerate(rows) if row is None]
         if missing:
             logger.info("Encoding %d clips with %s (%s; %s); %d of %d from the cache.",
@@ -388,10 +391,13 @@ class FrozenEncoderExtractor(FeatureExtractor):
                 self._encode_into(rows, again, keys, paths, cache, loader, all_layers,
                                   verbose)
         stacked = np.stack(rows)
-        return {f"layer_{i}": np.ascontiguousarray(stacked[:, i]) for i in self._layers}
+        del rows
+        return {f"layer_{i}": np.ascontiguousarray(stacked[:, j])
+                for j, i in enumerate(self._layers)}
 
     def _encode_into(self, rows, indices, keys, paths, cache, loader, layers, verbose):
-        """Encodes the clips `indices`, filling `rows` and the cache."""
+        """Encodes the clips `indices`: every layer of `layers` goes to the
+        cache, the asked-for ones (`self._layers`) to `rows`."""
 
         def keep(start, values):
             # Each batch is cached as soon as it is encoded, so that an
@@ -402,14 +408,15 @@ class FrozenEncoderExtractor(FeatureExtractor):
                     raise ValueError(
                         f"The {self.encoder} encoder gives non-finite embeddings for "
                         f"'{paths[i]}'; check the clip (and the preset '{self.preset}').")
-                rows[i] = value
+                rows[i] = value[self._layers]
                 cache.store(keys[i], value)
 
         self._encode([paths[i] for i in indices], loader, layers, verbose, keep)
 
     def _encode(self, paths, loader, layers, verbose, on_batch=None):
-        """`(clips, len(layers), dim)` float32 pooled embeddings;
-        `on_batch(start, values)` is called with each batch's."""
+        """`(clips, len(layers), dim)` float32 pooled embeddings; with
+        `on_batch`, `on_batch(start, values)` gets each batch's instead and
+        nothing is kept or returned."""
         import tensorflow as tf
 
         model = self._pooled_model(layers)
@@ -432,12 +439,14 @@ class FrozenEncoderExtractor(FeatureExtractor):
                 # One shape for XLA: the last batch is padded with silence.
                 waveform = tf.pad(waveform, [[0, batch - count]] + [[0, 0]] * (waveform.ndim - 1))
             out = run(waveform)
-            parts.append(np.stack([out[n].numpy()[:count] for n in names],
-                                  axis=1).astype(np.float32))
-            if on_batch is not None:
-                on_batch(done, parts[-1])
-            done += len(parts[-1])
-        return np.concatenate(parts)
+            values = np.stack([out[n].numpy()[:count] for n in names],
+                              axis=1).astype(np.float32)
+            if on_batch is None:
+                parts.append(values)
+            else:
+                on_batch(done, values)
+            done += count
+        return None if on_batch is not None else np.concatenate(parts)
 
 
 def _keras_version():
