@@ -29,7 +29,7 @@ SEARCH_BUDGET ?= 6
 PROTOCOL ?= holdout
 GAN_SEARCH := experiments/gan_detectors/search
 
-.PHONY: install demo test test-numerics bench parity exp-pooling exp-residual-view exp-residual-view-noise exp-proxy-pretrained clean-demo exp-angular-margin exp-compactness exp-tsne exp-rise exp-gan exp-gan-search exp-proxy-ae exp-proxy-classification exp-proxy-contrastive exp-proxy-separation exp-proxy-report exp-eat-simam
+.PHONY: install demo test test-numerics bench parity smoke-full gpu-check exp-pooling exp-residual-view exp-residual-view-noise exp-proxy-pretrained clean-demo exp-angular-margin exp-compactness exp-tsne exp-rise exp-gan exp-gan-search exp-proxy-ae exp-proxy-classification exp-proxy-contrastive exp-proxy-separation exp-proxy-report exp-eat-simam
 
 # Shin & Lee's proxy-task study. PROXY_DATA: DCASE 2022 dev_data and eval_data
 # (its training clips are the additional-training sections 03-05); by default a
@@ -158,6 +158,20 @@ bench: $(STAMP)
 	$(PY) benchmarks/bench_wilkinghoff.py
 	$(PY) benchmarks/bench_gan.py
 	$(PY) benchmarks/bench_encoders.py
+
+# Every FULL=1 configuration at paper size for a few graph-mode training steps
+# (benchmarks/smoke_full.py): parameters, trace time, s/step, peak RSS, FLOPs
+# and the projected wall time of the whole paper run, into
+# benchmarks/results/smoke_full.csv and .md. SMOKE=NAME ... runs some.
+SMOKE ?=
+smoke-full: $(STAMP)
+	$(PY) benchmarks/smoke_full.py $(SMOKE)
+
+# The same smoke plus the demo's two trainings on a GPU (exits 0 without
+# one); GPU_CHECK_ARGS=--smoke runs it at tiny sizes on the CPU.
+GPU_CHECK_ARGS ?=
+gpu-check: $(STAMP)
+	$(PY) benchmarks/gpu_check.py $(GPU_CHECK_ARGS)
 
 clean-demo:
 	rm -rf $(DEMO_DATA) $(EXP_DATA) $(GAN_EXP_DATA) runs/demo
