@@ -192,8 +192,9 @@ def test_cosine_reference_score_chunked_is_the_same_minimum():
 
 
 def test_fit_distances_in_row_blocks_match_the_square_matrix(monkeypatch):
-    """Densities and MemMixup neighbours from `FIT_CHUNK_ROWS`-row blocks
-    equal those of the whole distance matrix (the same values, sorted)."""
+    """Densities and MemMixup neighbours from row blocks of at most
+    `FIT_CHUNK_VALUES` distances equal those of the whole distance matrix
+    (the same values, sorted)."""
     from asd_keras.backends import knn
 
     rng = np.random.default_rng(5)
@@ -209,9 +210,8 @@ def test_fit_distances_in_row_blocks_match_the_square_matrix(monkeypatch):
     whole = get_backend("knn", memmixup_neighbours=4, local_density="ratio",
                         density_k=2).fit(features, domains)
     kmeans = get_backend("local_density", density_k=2).fit(features, domains)
-    monkeypatch.setattr(knn, "FIT_CHUNK_ROWS", 4)
-    monkeypatch.setattr(knn.reference_density, "__defaults__", (4,))
-    monkeypatch.setattr(knn.nearest_indices, "__defaults__", (4,))
+    monkeypatch.setattr(knn, "FIT_CHUNK_VALUES", 4 * len(points))
+    assert knn.fit_chunk_rows(len(points)) == 4
     blocks = get_backend("knn", memmixup_neighbours=4, local_density="ratio",
                          density_k=2).fit(features, domains)
     kmeans_blocks = get_backend("local_density", density_k=2).fit(features, domains)

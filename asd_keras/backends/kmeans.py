@@ -99,16 +99,17 @@ class KMeansBackend(ScoringBackend):
         if len(references) < 2:
             raise ValueError("Local-density normalisation needs at least 2 references per "
                              f"group; received {len(references)}. Add training clips.")
-        from asd_keras.backends.knn import FIT_CHUNK_ROWS
+        from asd_keras.backends.knn import fit_chunk_rows
 
         k = min(self.density_k, len(references) - 1)
         density = np.empty(len(references))
-        # Row blocks, so that every source embedding as a reference (about
-        # 1,000 per DCASE section, 7,000 with grouping=all) never needs the
-        # square matrix; the k smallest by partition, then sorted, are the
-        # values (and order) of a full sort.
-        for i in range(0, len(references), FIT_CHUNK_ROWS):
-            rows = references[i:i + FIT_CHUNK_ROWS]
+        # Row blocks of bounded size, so that every source embedding as a
+        # reference (about 1,000 per DCASE section, 7,000 with grouping=all)
+        # never needs the square matrix; the k smallest by partition, then
+        # sorted, are the values (and order) of a full sort.
+        step = fit_chunk_rows(len(references))
+        for i in range(0, len(references), step):
+            rows = references[i:i + step]
             distances = 0.5 * (1.0 - rows @ references.T)
             distances[np.arange(len(rows)), i + np.arange(len(rows))] = np.inf
             smallest = np.sort(np.partition(distances, k - 1, axis=1)[:, :k], axis=1)

@@ -16,11 +16,11 @@
   so it is transductive: it is not part of `score`; `domain_distances` and
   `transductive_domain_zscore` reproduce it for comparisons, labelled as such.
 
-Memory: fitting measures distances `FIT_CHUNK_ROWS` rows at a time (at most
-`(1024, references)` float64, 80 MB for a DCASE 2023 dev section's ~10,000
-references with MemMixup, instead of the 0.8 GB square matrix and its sorted
-copy) and scoring `chunk_size` references at a time
-(`asd_keras.layers.knn`); the fitted banks themselves are `references x dim`
+Memory: fitting measures distances in row blocks of at most
+`FIT_CHUNK_VALUES` float64 (32 MB, whatever the bank size; the square
+matrix of a 7,000-clip bank and its sorted copy were 0.8 GB) and scoring
+compares `chunk_size` references at a time (`asd_keras.layers.knn`); what
+grows with the clips is the fitted banks themselves, `references x dim`
 float32.
 """
 
@@ -32,8 +32,8 @@ from asd_keras.layers.knn import METRICS
 from asd_keras.layers.knn import NORMALISATIONS
 
 DOMAINS = ("both", "pooled")
-# Rows of a distance matrix held at once while fitting.
-FIT_CHUNK_ROWS = 1024
+# Distances held at once while fitting: 2**22 float64 (32 MB).
+FIT_CHUNK_VALUES = 2**22
 
 
 def _distances(x, y, metric):
@@ -44,22 +44,31 @@ def _distances(x, y, metric):
     return cdist(x, y, "euclidean")
 
 
-def nearest_indices(x, y, count, chunk_rows=FIT_CHUNK_ROWS):
+def fit_chunk_rows(columns):
+    """Rows of a `(rows, columns)` block of at most `FIT_CHUNK_VALUES`."""
+    return max(1, FIT_CHUNK_VALUES // max(1, int(columns)))
+
+
+def nearest_indices(x, y, count, chunk_rows=None):
     """Indices `(len(x), count)` of each row's `count` nearest rows of `y`
-    (Euclidean, nearest first), `chunk_rows` rows of `x` at a time."""
+    (Euclidean, nearest first), `chunk_rows` rows of `x` at a time (None:
+    `fit_chunk_rows(len(y))`)."""
+    chunk_rows = chunk_rows or fit_chunk_rows(len(y))
     return np.concatenate([
         np.argsort(_distances(x[i:i + chunk_rows], y, "euclidean"), axis=1)[:, :count]
         for i in range(0, len(x), chunk_rows)])
 
 
-def reference_density(points, k, metric, chunk_rows=FIT_CHUNK_ROWS):
+def reference_density(points, k, metric, chunk_rows=None):
     """Each point's mean distance to its `k` nearest other points `(n,)`,
-    `chunk_rows` rows of the distance matrix at a time (methods.md §F).
+    `chunk_rows` rows of the distance matrix at a time (None:
+    `fit_chunk_rows(len(points))`; methods.md §F).
 
     Column 0 of each sorted row is the point's distance to itself (§F drops
     it); the `k + 1` smallest are picked by partition and then sorted, the
     same values in the same order as a full sort.
     """
+    chunk_rows = chunk_rows or fit_chunk_rows(len(points))
     out = np.empty(len(points))
     for i in range(0, len(points), chunk_rows):
         d = _distances(points[i:i + chunk_rows], points, metric)
