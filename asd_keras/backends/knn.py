@@ -152,7 +152,7 @@ class KNNBackend(ScoringBackend):
                 arrays[f"{name}_density"] = density[start:start + len(bank)]
                 start += len(bank)
         for name, bank in banks.items():
-            arrays[f"{name}_bank"] = bank.astype(np.float32)
+            arrays[f"{name}_bank"] = bank.astype(np.float32, copy=False)
             arrays.setdefault(f"{name}_density", np.ones(len(bank)))
             arrays[f"{name}_density"] = arrays[f"{name}_density"].astype(np.float32)
         return arrays
