@@ -156,6 +156,8 @@ class SeparationExtractor(SpectrogramModelExtractor):
                              "(400); use a longer segment.")
         self.separator = None
         self._pool = None
+        # (separator, its traced inference function), see `_separator_function`.
+        self._separate = None
 
     @property
     def segment_samples(self):
@@ -255,13 +257,37 @@ class SeparationExtractor(SpectrogramModelExtractor):
             manifest = write_manifest(Path(c["eval_mixtures_dir"]) / f"{kinds}.csv", manifest)
         return manifest
 
+    def _separator_function(self):
+        """The separator in inference mode: eager with `run_eagerly`, else one
+        `tf.function` of any batch size (traced once per separator).
+
+        Called eagerly, a Keras functional model keeps every layer's output
+        until the call returns: 8 segments of 0.25 s through the 4-block,
+        128-channel separator took 2.8 GB more RSS eagerly, 0.7 GB traced
+        (the graph frees each tensor once it is used).
+        """
+        import tensorflow as tf
+
+        from asd_keras.models.common import resolve_jit_compile
+
+        separator = self.separator
+        if self.config["run_eagerly"]:
+            return lambda mixture: separator(mixture, training=False)
+        if self._separate is None or self._separate[0] is not separator:
+            function = tf.function(
+                lambda mixture: separator(mixture, training=False),
+                input_signature=[tf.TensorSpec((None, self.segment_samples), tf.float32)],
+                jit_compile=resolve_jit_compile(self.config["jit_compile"]))
+            self._separate = (separator, function)
+        return self._separate[1]
+
     def separate(self, mixtures):
         """Estimated targets of `(n, segment samples)` mixtures (NumPy)."""
         self._check_fitted()
         mixtures = np.asarray(mixtures, np.float32)
         batch = int(self.config["score_batch_clips"])
-        return np.concatenate([np.asarray(self.separator(mixtures[i:i + batch],
-                                                         training=False))
+        separate = self._separator_function()
+        return np.concatenate([np.asarray(separate(mixtures[i:i + batch]))
                                for i in range(0, len(mixtures), batch)] or
                               [np.zeros((0, self.segment_samples), np.float32)])
 
@@ -299,9 +325,10 @@ class SeparationExtractor(SpectrogramModelExtractor):
         dataset = manifest_dataset(manifest, loader, self.segment_samples).batch(
             int(self.config["score_batch_clips"])).prefetch(tf.data.AUTOTUNE)
         improvements, estimates = [], []
+        separate = self._separator_function()
         for mixture, target in tqdm(dataset, desc="SI-SDRi", unit="batch",
                                     disable=not verbose, leave=False):
-            estimate = self.separator(mixture, training=False)
+            estimate = separate(mixture)
             after = np.asarray(si_sdr(target, estimate), np.float64)
             before = np.asarray(si_sdr(target, mixture), np.float64)
             improvements.append(after - before)
