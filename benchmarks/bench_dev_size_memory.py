@@ -25,6 +25,11 @@ Cases:
                default the CPU-sized `eat_small`, random weights; embedding
                every training clip into a fresh cache, kNN banks), then
                `asd-keras score`; disk is the embedding cache's size.
+  cache_read   the frozen encoder's `transform` served from a cache
+               holding full-size BEATs entries (13 layers x 768, random
+               values written first, unmeasured), so that reading a layer
+               sweep's cache is measured at the real entry size without
+               hours of encoding (BEATs: 0.16 clips/s on 2 shared cores).
   knn          the `knn` backend alone on random embeddings: `--knn-dim`
                features, references = fraction x 7,000 (one pooled bank with
                local density, the largest bank a grouping gives) and
@@ -53,7 +58,7 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 ROOT = Path(__file__).resolve().parents[1]
-CASES = ("synth", "wilkinghoff", "frozen", "knn")
+CASES = ("synth", "wilkinghoff", "frozen", "cache_read", "knn")
 DEV_TRAIN, DEV_TEST = 7000, 1400
 
 
@@ -177,6 +182,42 @@ def knn_worker(refs, tests, dim, mode, out):
                       "seconds": time.perf_counter() - start}))
 
 
+def cache_worker(action, folder, cache):
+    """`fill`: writes random BEATs-size entries for every clip of `folder`
+    that the cache lacks; `read`: the training clips' last layer from it."""
+    import numpy as np
+    import pandas as pd
+
+    from asd_keras.extractors.base import get_extractor
+    from asd_keras.extractors.embedding_cache import EmbeddingCache
+
+    paths = sorted(str(p) for p in Path(folder).glob("*/train/*.wav"))
+    extractor = get_extractor("frozen_encoder", encoder="beats", preset="beats_iter3",
+                              clip_seconds=10.0, cache_dir=str(cache))
+    if action == "fill":
+        paths += sorted(str(p) for p in Path(folder).glob("*/test/*.wav"))
+        entries = EmbeddingCache(cache, extractor.num_layers + 1)
+        rng = np.random.default_rng(0)
+        for key in extractor._cache_keys(paths):
+            if not entries.file(key).is_file():
+                entries.store(key, rng.standard_normal((extractor.num_layers + 1, 768)))
+        return
+    start = time.perf_counter()
+    features = extractor.transform(pd.DataFrame({"path": paths}))
+    print(json.dumps({name: list(v.shape) for name, v in features.items()}
+                     | {"seconds": time.perf_counter() - start}))
+
+
+def run_cache_read(data, fraction, work, log):
+    folder, n_train, _ = _subset(data, fraction, work / f"data_cache_read_{fraction:g}")
+    cache = work / "cache_beats"  # keys hold the clips' real paths: shared by fractions
+    _measured([sys.executable, __file__, "--worker-cache", "fill", folder, cache], log)
+    peak, wall = _measured([sys.executable, __file__, "--worker-cache", "read", folder,
+                            cache], log)
+    return [("frozen cache read (BEATs entries, 1 layer)", fraction, n_train, peak,
+             _folder_bytes(cache), wall)]
+
+
 def run_knn(fraction, work, log, dim):
     rows = []
     for mode, refs, tests in (("pooled", round(fraction * DEV_TRAIN), DEV_TEST),
@@ -204,13 +245,17 @@ def main():
                         help="extra key=value settings of the frozen-encoder runs")
     parser.add_argument("--knn-dim", type=int, default=768)
     parser.add_argument("--worker-knn", nargs=5, help=argparse.SUPPRESS)
+    parser.add_argument("--worker-cache", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker_knn:
         refs, tests, dim, mode, out = args.worker_knn
         knn_worker(int(refs), int(tests), int(dim), mode, out)
         return
+    if args.worker_cache:
+        cache_worker(*args.worker_cache)
+        return
     if args.data is None and set(args.cases) - {"synth", "knn"}:
-        parser.error("--data is needed for the wilkinghoff and frozen cases")
+        parser.error("--data is needed for the wilkinghoff, frozen and cache_read cases")
     work = Path(args.work or tempfile.mkdtemp(prefix="bench_dev_size_"))
     work.mkdir(parents=True, exist_ok=True)
     log = work / "log.txt"
@@ -236,6 +281,8 @@ def main():
                                ["encoder=eat", f"preset={args.frozen_preset}",
                                 "clip_seconds=10", f"cache_dir={work / f'cache_{fraction:g}'}",
                                 *args.frozen]))
+            if "cache_read" in args.cases:
+                add(run_cache_read(args.data, fraction, work, log))
             if "knn" in args.cases:
                 add(run_knn(fraction, work, log, args.knn_dim))
     finally:
