@@ -51,6 +51,7 @@ def _schema():
     from asd_keras.models.common import log_mel_schema
     from asd_keras.models.gan import ADVERSARIAL
     from asd_keras.models.gan import STEP_ORDERS
+    from asd_keras.models.precision import precision_schema
 
     schema = {
         "detector": choice(*DETECTOR_NAMES),
@@ -75,6 +76,7 @@ def _schema():
         "score_degree": integer(min=1),
         "score_method": choice("fm", "cross-e"),
         "aggregation": choice(*AGGREGATIONS),
+        **precision_schema(),
         **log_mel_schema(),
     }
     return schema
@@ -112,6 +114,12 @@ class AdversarialExtractor(VectorModelExtractor):
         shuffle_clips, shuffle_vectors: int. The two shuffle buffers of
             `vector_dataset`.
         score_batch_clips: int. Clips per `transform` call.
+        jit_compile: `"auto"` (XLA on GPU only), True or False: the custom
+            two-optimizer `train_step` compiles with XLA too.
+        dtype_policy: `"float32"`, `"mixed_bfloat16"` or `"mixed_float16"`
+            (both optimizers loss-scaled; for GPUs): the sub-networks'
+            precision (`asd_keras.models.precision`); their outputs, the
+            losses and the scores stay float32.
         seed: int. Set before the detector is built; seeds the shuffles, the
             latent noise and the discriminator re-initialisation.
     """
@@ -129,7 +137,8 @@ class AdversarialExtractor(VectorModelExtractor):
                  score_method="fm", aggregation="mean", sample_rate=16000, channel=0,
                  resample=False, n_fft=1024, hop_length=512, n_mels=128, n_frames=5,
                  power=2.0, log_mode=None, pad_mode=None, cache="disk", shuffle_clips=32,
-                 shuffle_vectors=8192, score_batch_clips=8, seed=0):
+                 shuffle_vectors=8192, score_batch_clips=8, jit_compile="auto",
+                 dtype_policy="float32", seed=0):
         config = {k: v for k, v in locals().items() if k not in ("self", "__class__")}
         self._configure(config, _schema())
 
@@ -140,14 +149,18 @@ class AdversarialExtractor(VectorModelExtractor):
             name: str or None. The model's name (None: the detector's name).
 
         Returns:
-            `asd_keras.models.gan.AdversarialDetector`, compiled with two
-            Adam optimizers.
+            `asd_keras.models.gan.AdversarialDetector` of the configured
+            `dtype_policy`, compiled with two Adam optimizers (loss-scaled
+            under `mixed_float16`) and `jit_compile`.
         """
+        from asd_keras.models.common import resolve_jit_compile
         from asd_keras.models.gan import DETECTORS
         from asd_keras.models.gan import EGBAD
         from asd_keras.models.gan import GANomaly
         from asd_keras.models.gan import SkipGANomaly
         from asd_keras.models.gan import default_optimizer
+        from asd_keras.models.precision import dtype_policy_scope
+        from asd_keras.models.precision import loss_scaled
 
         c = self.config
         kwargs = dict(input_dim=self.frontend.vector_dim, hidden_units=c["hidden_units"],
@@ -169,10 +182,15 @@ class AdversarialExtractor(VectorModelExtractor):
             kwargs["score_weight"] = c["score_weight"]
         if cls is EGBAD:
             kwargs.update(score_degree=c["score_degree"], score_method=c["score_method"])
-        model = cls(**kwargs)
-        model.compile(generator_optimizer=default_optimizer(c["learning_rate"], c["beta_1"]),
-                      discriminator_optimizer=default_optimizer(c["learning_rate"],
-                                                                c["beta_1"]))
+        policy = c["dtype_policy"]
+        with dtype_policy_scope(policy):
+            model = cls(**kwargs)
+        model.compile(
+            generator_optimizer=loss_scaled(
+                default_optimizer(c["learning_rate"], c["beta_1"]), policy),
+            discriminator_optimizer=loss_scaled(
+                default_optimizer(c["learning_rate"], c["beta_1"]), policy),
+            jit_compile=resolve_jit_compile(c["jit_compile"]))
         return model
 
     # -- training --------------------------------------------------------

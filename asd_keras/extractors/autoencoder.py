@@ -44,8 +44,8 @@ LOSSES = ("mse", "mae")
 
 
 def _schema():
-    from asd_keras.models.common import JIT_CHOICES
     from asd_keras.models.common import log_mel_schema
+    from asd_keras.models.precision import precision_schema
 
     schema = {
         "variant": choice(*VARIANTS),
@@ -59,7 +59,7 @@ def _schema():
         "select": choice("last", "min_loss"),
         "validation_split": number(min=0, lt=1),
         "steps_per_execution": integer(min=1),
-        "jit_compile": choice(*JIT_CHOICES),
+        **precision_schema(),
         **log_mel_schema(),
     }
     return schema
@@ -93,6 +93,10 @@ class DenseAutoencoderExtractor(VectorModelExtractor):
         score_batch_clips: int. Clips per `transform` call.
         steps_per_execution: int. Training steps per call into the graph.
         jit_compile: `"auto"` (XLA on GPU only), True or False.
+        dtype_policy: `"float32"`, `"mixed_bfloat16"` or `"mixed_float16"`
+            (loss-scaled; for GPUs): the network's precision
+            (`asd_keras.models.precision`); the log-mel front end and the
+            residuals stay float32.
         seed: int. Set before each model is built and seeds the shuffles.
     """
 
@@ -109,7 +113,8 @@ class DenseAutoencoderExtractor(VectorModelExtractor):
                  shuffle_vectors=8192, score_batch_clips=8,
                  # The model is so small that Keras' per-step overhead would
                  # cost as much as the step.
-                 steps_per_execution=32, jit_compile="auto", seed=13711):
+                 steps_per_execution=32, jit_compile="auto", dtype_policy="float32",
+                 seed=13711):
         config = {k: v for k, v in locals().items() if k not in ("self", "__class__")}
         self._configure(config, _schema())
 
@@ -131,6 +136,8 @@ class DenseAutoencoderExtractor(VectorModelExtractor):
         from asd_keras.data.pipelines import vector_dataset
         from asd_keras.models.common import resolve_jit_compile
         from asd_keras.models.dense_ae import dense_autoencoder
+        from asd_keras.models.precision import dtype_policy_scope
+        from asd_keras.models.precision import loss_scaled
 
         c = self.config
         loader = self.loader()
@@ -160,11 +167,13 @@ class DenseAutoencoderExtractor(VectorModelExtractor):
                 val_ds = vector_dataset(val_paths, loader, self.frontend, c["batch_size"],
                                         cache=cache("validation"),
                                         num_vectors=count(val_paths))
-            with context.scope():
+            with context.scope(), dtype_policy_scope(c["dtype_policy"]):
                 model = dense_autoencoder(self.frontend.vector_dim, c["hidden_units"],
                                           c["latent_dim"], c["num_hidden_layers"],
                                           name=f"dense_autoencoder_{name}")
-                model.compile(optimizer=keras.optimizers.Adam(c["learning_rate"]),
+                optimizer = loss_scaled(keras.optimizers.Adam(c["learning_rate"]),
+                                        c["dtype_policy"])
+                model.compile(optimizer=optimizer,
                               loss=c["loss"], steps_per_execution=c["steps_per_execution"],
                               jit_compile=resolve_jit_compile(c["jit_compile"]))
             callbacks = []

@@ -44,7 +44,7 @@ def training_schema():
     from asd_keras.data.labels import GRANULARITIES
     from asd_keras.layers.heads import SCALE_RULES
     from asd_keras.layers.mixup import LABEL_RULES
-    from asd_keras.models.common import JIT_CHOICES
+    from asd_keras.models.precision import precision_schema
     from asd_keras.models.wilkinghoff import LOSSES
 
     return {
@@ -74,7 +74,7 @@ def training_schema():
         "monitor_clips": integer(min=1),
         "score_batch_clips": integer(min=1),
         "pipeline_ram_mb": integer(min=1),
-        "jit_compile": choice(*JIT_CHOICES),
+        **precision_schema(),
         "seed": integer(min=0, max=2**32 - 1),
     }
 
@@ -125,6 +125,10 @@ class ClassifierEmbeddingExtractor(FeatureExtractor):
         score_batch_clips: int. Clips per `transform` batch.
         pipeline_ram_mb: int. tf.data autotuner memory budget.
         jit_compile: `"auto"` (XLA on GPU only), True or False.
+        dtype_policy: `"float32"`, `"mixed_bfloat16"` or `"mixed_float16"`
+            (loss-scaled; for GPUs): the precision of the trained networks
+            (`asd_keras.models.precision`); the front end, the heads and the
+            embedding stay float32.
         seed: int. Seeds the network, the head, mixup and the shuffles.
     """
 
@@ -138,7 +142,8 @@ class ClassifierEmbeddingExtractor(FeatureExtractor):
                  epochs=10, batch_size=64, learning_rate=1e-3, clip_seconds="auto",
                  length_policy="auto", sample_rate=16000, channel=0, resample=False,
                  monitor_compactness=False, monitor_clips=256, score_batch_clips=16,
-                 pipeline_ram_mb=256, jit_compile="auto", seed=1234):
+                 pipeline_ram_mb=256, jit_compile="auto", dtype_policy="float32",
+                 seed=1234):
         config = {k: v for k, v in locals().items() if k not in ("self", "__class__")}
         self.config = validate_config(config, _schema())
         self.model = None
@@ -317,6 +322,8 @@ class ClassifierEmbeddingExtractor(FeatureExtractor):
         from asd_keras.data.labels import ClassEncoder
         from asd_keras.layers import Mixup
         from asd_keras.models.common import resolve_jit_compile
+        from asd_keras.models.precision import dtype_policy_scope
+        from asd_keras.models.precision import loss_scaled
         from asd_keras.models.wilkinghoff import build_head
         from asd_keras.models.wilkinghoff import training_model
         from asd_keras.utils.callbacks import CompactnessMonitor
@@ -340,7 +347,7 @@ class ClassifierEmbeddingExtractor(FeatureExtractor):
         labels = encoder.transform(table)
         logger.info("%s: loss=%s, classes=%s (%d).", name, c["loss"], c["classes"],
                     encoder.num_classes)
-        with context.scope():
+        with context.scope(), dtype_policy_scope(c["dtype_policy"]):
             embedding_model = self.build_network(paths, loaders["eval"])
             head, loss = build_head(c["loss"], encoder.num_classes, c, seed)
             mixup = None
@@ -349,7 +356,8 @@ class ClassifierEmbeddingExtractor(FeatureExtractor):
                               name="mixup")
             model = training_model(embedding_model, head, encoder.num_classes, mixup,
                                    name=f"{self.network_name}_{name}")
-            model.compile(optimizer=self.optimizer(embedding_model), loss=loss,
+            model.compile(optimizer=loss_scaled(self.optimizer(embedding_model),
+                                                c["dtype_policy"]), loss=loss,
                           jit_compile=resolve_jit_compile(c["jit_compile"]))
         train_ds = self.training_dataset(paths, labels, encoder.num_classes,
                                          loaders["train"], True, seed)

@@ -147,6 +147,10 @@ class ContrastiveExtractor(SpectrogramModelExtractor):
         score_batch_clips: int. Clips per feature batch. Defaults to `16`.
         pipeline_ram_mb: int. RAM budget of the tf.data autotuner.
         jit_compile: `"auto"` (XLA on GPU only), True or False.
+        dtype_policy: `"float32"`, `"mixed_bfloat16"` or `"mixed_float16"`
+            (loss-scaled; for GPUs): the precision of the trained networks
+            (`asd_keras.models.precision`); the front end, the heads and the
+            embedding stay float32.
         run_eagerly: bool. Train and embed without tracing a graph: on a
             CPU with few clips, tracing a deep ResNet's training step (or
             its predict step) costs more than the work itself.
@@ -164,7 +168,8 @@ class ContrastiveExtractor(SpectrogramModelExtractor):
                  select="min_loss", clip_seconds=10.0, length_policy="tile_crop",
                  sample_rate=16000, channel=0, resample=False, n_fft=1024, hop_length=512,
                  n_mels=128, log_mode="max", pad_mode="constant", score_batch_clips=16,
-                 pipeline_ram_mb=1024, jit_compile="auto", run_eagerly=False, seed=0):
+                 pipeline_ram_mb=1024, jit_compile="auto", dtype_policy="float32",
+                 run_eagerly=False, seed=0):
         config = {k: v for k, v in locals().items() if k not in ("self", "__class__")}
         self._configure(config, _schema())
         c = self.config

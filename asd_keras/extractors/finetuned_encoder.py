@@ -123,7 +123,8 @@ class FinetunedEncoderExtractor(ClassifierEmbeddingExtractor):
         mixup_probability, mixup_label, mixup_in, epochs, batch_size,
         learning_rate, clip_seconds, length_policy, sample_rate, channel,
         resample, monitor_compactness, monitor_clips, score_batch_clips,
-        pipeline_ram_mb, jit_compile, seed: as `classifier_embedding`
+        pipeline_ram_mb, jit_compile, dtype_policy, seed: as
+            `classifier_embedding`
             (EAT takes 16 kHz audio only).
     """
 
@@ -141,7 +142,8 @@ class FinetunedEncoderExtractor(ClassifierEmbeddingExtractor):
                  batch_size=16, learning_rate=1e-4, clip_seconds="auto",
                  length_policy="auto", sample_rate=16000, channel=0, resample=False,
                  monitor_compactness=False, monitor_clips=256, score_batch_clips=16,
-                 pipeline_ram_mb=256, jit_compile="auto", seed=1234):
+                 pipeline_ram_mb=256, jit_compile="auto", dtype_policy="float32",
+                 seed=1234):
         config = {k: v for k, v in locals().items() if k not in ("self", "__class__")}
         self.config = validate_config(config, _schema())
         from asd_keras.models.audio_encoders import preset_info

@@ -115,6 +115,10 @@ class ResNetClassifierExtractor(SpectrogramModelExtractor):
         score_batch_clips: int. Clips per `transform` batch.
         pipeline_ram_mb: int. tf.data autotuner memory budget.
         jit_compile: `"auto"` (XLA on GPU only), True or False.
+        dtype_policy: `"float32"`, `"mixed_bfloat16"` or `"mixed_float16"`
+            (loss-scaled; for GPUs): the precision of the trained networks
+            (`asd_keras.models.precision`); the front end, the heads and the
+            embedding stay float32.
         run_eagerly: bool. Train and embed without tracing a graph: on a
             CPU with few clips, tracing a deep ResNet's training step (or
             its predict step) costs more than the work itself.
@@ -133,7 +137,8 @@ class ResNetClassifierExtractor(SpectrogramModelExtractor):
                  select="min_loss", clip_seconds=10.0, length_policy="tile_crop",
                  sample_rate=16000, channel=0, resample=False, n_fft=1024, hop_length=512,
                  n_mels=128, log_mode="max", pad_mode="constant", score_batch_clips=16,
-                 pipeline_ram_mb=256, jit_compile="auto", run_eagerly=False, seed=0):
+                 pipeline_ram_mb=256, jit_compile="auto", dtype_policy="float32",
+                 run_eagerly=False, seed=0):
         config = {k: v for k, v in locals().items() if k != "self"}
         self._configure(config, _schema())
         self.class_encoder = None
@@ -198,10 +203,12 @@ class ResNetClassifierExtractor(SpectrogramModelExtractor):
         if c["loss"] == "ce":
             embedding = keras.Input(encoder.output_shape[1:], name="embedding")
             # PyTorch's nn.Linear initialisation, U(+-1/sqrt(fan_in)) for the
-            # kernel and the bias, as the backbone copies torchvision's.
+            # kernel and the bias, as the backbone copies torchvision's. A
+            # softmax in float32 under any dtype policy (Keras' mixed
+            # precision guide): 16-bit probabilities round small classes to 0.
             bound = 1.0 / math.sqrt(encoder.output_shape[-1])
             dense = keras.layers.Dense(
-                num_classes, activation="softmax", name="logits",
+                num_classes, activation="softmax", name="logits", dtype="float32",
                 kernel_initializer=keras.initializers.VarianceScaling(
                     1.0 / 3.0, "fan_in", "uniform", seed=seed),
                 bias_initializer=keras.initializers.RandomUniform(-bound, bound,

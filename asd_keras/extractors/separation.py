@@ -122,8 +122,8 @@ class SeparationExtractor(SpectrogramModelExtractor):
             n_fft 400, hop 100 is CMGAN's at 16 kHz).
         score_batch_clips: int. Clips per feature batch (mixtures per batch
             in `proxy_metrics`). Defaults to `8`.
-        pipeline_ram_mb, jit_compile, run_eagerly, seed: as the other
-            trained extractors.
+        pipeline_ram_mb, jit_compile, dtype_policy, run_eagerly, seed: as the
+            other trained extractors.
     """
 
     description = "Separator encoder features"
@@ -136,7 +136,7 @@ class SeparationExtractor(SpectrogramModelExtractor):
                  weight_decay=1e-2, lr_step_epochs=30, lr_gamma=0.5, select="min_loss",
                  clip_seconds=10.0, length_policy="tile_crop", sample_rate=16000, channel=0,
                  resample=False, score_batch_clips=8, pipeline_ram_mb=1024,
-                 jit_compile="auto", run_eagerly=False, seed=0):
+                 jit_compile="auto", dtype_policy="float32", run_eagerly=False, seed=0):
         config = {k: v for k, v in locals().items() if k not in ("self", "__class__")}
         self._configure(config, _schema())
         c = self.config

@@ -18,7 +18,10 @@ families share:
   loss (`select="min_loss"`: the weights of that epoch are restored after
   the last one; no validation split);
 - `proxy_metrics(train, test)`: the family's proxy-task metrics on the test
-  clips, which the study correlates with the ASD metrics.
+  clips, which the study correlates with the ASD metrics;
+- the compile keys `jit_compile` and `dtype_policy` (mixed precision,
+  `asd_keras.models.precision`: the networks are built under the policy,
+  the log-mel front end and the embedding stay float32).
 
 Subclasses implement `_build_training_model(encoder, train)` (returns the
 compiled-to-be model, its loss and the `tf.data` pipeline) and
@@ -49,7 +52,7 @@ def trained_model_schema():
     """Validation rules of the training, loading and feature keys that every
     trained waveform-model extractor takes (the log-mel ones add their front
     end and backbone keys, `spectrogram_model_schema`)."""
-    from asd_keras.models.common import JIT_CHOICES
+    from asd_keras.models.precision import precision_schema
 
     return {
         "epochs": integer(min=1),
@@ -66,7 +69,7 @@ def trained_model_schema():
         "resample": boolean(),
         "score_batch_clips": integer(min=1),
         "pipeline_ram_mb": integer(min=1),
-        "jit_compile": choice(*JIT_CHOICES),
+        **precision_schema(),
         "run_eagerly": boolean(),
         "seed": integer(min=0, max=2**32 - 1),
     }
@@ -150,6 +153,7 @@ class SpectrogramModelExtractor(FeatureExtractor):
         """`(batch, num_samples)` waveforms -> pooled backbone output."""
         import keras
 
+        from asd_keras.models.precision import float32_output
         from asd_keras.models.resnet import resnet_backbone
 
         c = self.config
@@ -158,7 +162,8 @@ class SpectrogramModelExtractor(FeatureExtractor):
         backbone = resnet_backbone(int(c["depth"]), n_mels=int(c["n_mels"]),
                                    frames=self.num_frames, seed=int(c["seed"]),
                                    name="backbone")
-        return keras.Model(waveform, backbone(log_mel), name=name)
+        return keras.Model(waveform, float32_output(backbone(log_mel), "embedding_float32"),
+                           name=name)
 
     # -- pipelines ---------------------------------------------------------
 
@@ -244,6 +249,8 @@ class SpectrogramModelExtractor(FeatureExtractor):
         import keras
 
         from asd_keras.models.common import resolve_jit_compile
+        from asd_keras.models.precision import dtype_policy_scope
+        from asd_keras.models.precision import loss_scaled
         from asd_keras.optimizers import LeanAdamW
         from asd_keras.utils.callbacks import RestoreBestWeights
 
@@ -252,7 +259,7 @@ class SpectrogramModelExtractor(FeatureExtractor):
         seed = int(c["seed"])
         keras.utils.set_random_seed(seed)
         table = table.reset_index(drop=True)
-        with context.scope():
+        with context.scope(), dtype_policy_scope(c["dtype_policy"]):
             encoder = self.build_encoder()
             model, loss, dataset = self._build_training_model(encoder, table)
             steps = self._steps_per_epoch(table)
@@ -262,7 +269,8 @@ class SpectrogramModelExtractor(FeatureExtractor):
                 learning_rate=step_lr_schedule(c["learning_rate"], c["lr_step_epochs"],
                                                c["lr_gamma"], steps),
                 weight_decay=float(c["weight_decay"]))
-            model.compile(optimizer=optimizer, loss=loss, run_eagerly=bool(c["run_eagerly"]),
+            model.compile(optimizer=loss_scaled(optimizer, c["dtype_policy"]), loss=loss,
+                          run_eagerly=bool(c["run_eagerly"]),
                           jit_compile=(False if c["run_eagerly"]
                                        else resolve_jit_compile(c["jit_compile"])))
         callbacks = []

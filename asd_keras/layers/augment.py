@@ -26,6 +26,8 @@ import numbers
 import keras
 from keras import ops
 
+from asd_keras.layers.precision import Float32Layer
+
 
 def _check_int(value, name, minimum):
     if (isinstance(value, bool) or not isinstance(value, numbers.Integral)
@@ -181,8 +183,12 @@ def add_white_noise(x, noise, snr_db):
     return x + noise * ops.sqrt(signal_power / (noise_power * ratio))
 
 
-class _RandomAugmentation(keras.layers.Layer):
-    """Training-only random layer: seed, rank check, identity at inference."""
+class _RandomAugmentation(Float32Layer):
+    """Training-only random layer: seed, rank check, identity at inference.
+
+    float32 under any dtype policy (`Float32Layer`): the augmentations sit in
+    the front end, on waveforms or log-mel values between float32 layers.
+    """
 
     min_rank = 3
     expected = "(batch, frames, n_mels)"

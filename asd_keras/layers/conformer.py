@@ -369,11 +369,14 @@ class ConformerBlock(_ConformerLayer):
         self.conv_pointwise_in = self._dense(2 * inner, dim, seeds, "conv_pointwise_in")
         self.conv_pointwise_in.build(shape)
         # nn.Conv1d(inner, inner, k, groups=inner): fan_in = k.
+        # float32 under any policy: TensorFlow 2.21's CPU depthwise_conv2d in
+        # bfloat16 did not finish a (1, 1, 40, 4) input with a (1, 31) kernel
+        # in 60 s (float32 and float16: 10 ms), so mixed_bfloat16 never trained.
         self.conv_depthwise = keras.layers.DepthwiseConv1D(
             self.conv_kernel, padding="same",
             depthwise_initializer=torch_uniform(self.conv_kernel, seeds()),
             bias_initializer=torch_uniform(self.conv_kernel, seeds()),
-            name="conv_depthwise")
+            dtype="float32", name="conv_depthwise")
         self.conv_depthwise.build(gated)
         self.conv_batch_norm = keras.layers.BatchNormalization(
             momentum=_BN_MOMENTUM, epsilon=_NORM_EPSILON, name="conv_batch_norm")

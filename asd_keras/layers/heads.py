@@ -22,6 +22,8 @@ import keras
 import numpy as np
 from keras import ops
 
+from asd_keras.layers.precision import Float32Layer
+
 EPSILON = 1e-7
 SCALE_RULES = ("reference", "adacos")
 
@@ -86,7 +88,7 @@ def adaptive_scale(scale, cosines, labels, num_subclusters, rule="reference"):
 
 
 @keras.saving.register_keras_serializable(package="asd_keras")
-class SubClusterAdaCos(keras.layers.Layer):
+class SubClusterAdaCos(Float32Layer):
     """Sub-cluster AdaCos head (Wilkinghoff's SCAdaCos).
 
     `classes x num_subclusters` centres, glorot-uniform and fixed by default;
@@ -191,7 +193,7 @@ class AdaCos(SubClusterAdaCos):
 
 
 @keras.saving.register_keras_serializable(package="asd_keras")
-class ArcFace(keras.layers.Layer):
+class ArcFace(Float32Layer):
     """ArcFace head: `s * cos(theta + m * y_j)` logits (Definition 2).
 
     The margin is weighted by each class's (mixed) target, which is the
@@ -251,7 +253,7 @@ class ArcFace(keras.layers.Layer):
 
 
 @keras.saving.register_keras_serializable(package="asd_keras")
-class SoftmaxHead(keras.layers.Layer):
+class SoftmaxHead(Float32Layer):
     """Plain softmax classifier: bias-free dense layer and softmax.
 
     Args:
@@ -293,7 +295,7 @@ class SoftmaxHead(keras.layers.Layer):
 
 
 @keras.saving.register_keras_serializable(package="asd_keras")
-class CompactnessHead(keras.layers.Layer):
+class CompactnessHead(Float32Layer):
     """Intra-class compactness head: fixed centres on the unit sphere.
 
     Outputs the squared Euclidean distances `||x/|x| - c_j||^2` between the

@@ -21,6 +21,7 @@ from asd_keras.layers import filterbanks
 from asd_keras.layers.filterbanks import FILTER_BANKS
 from asd_keras.layers.filterbanks import filter_bank_matrix
 from asd_keras.layers.filterbanks import triangles
+from asd_keras.layers.precision import Float32Layer
 
 WINDOWS = ("povey", "hanning")
 # torch.finfo(torch.float32).eps: Kaldi's log floor.
@@ -63,7 +64,7 @@ def kaldi_window(window_type, length):
 
 
 @keras.saving.register_keras_serializable(package="asd_keras")
-class KaldiFbank(keras.layers.Layer):
+class KaldiFbank(Float32Layer):
     """Waveforms `(batch, samples)` to Kaldi log filter-bank energies
     `(batch, frames, num_mel_bins)`, normalised as an encoder expects.
 

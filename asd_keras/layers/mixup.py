@@ -3,6 +3,8 @@
 import keras
 from keras import ops
 
+from asd_keras.layers.precision import Float32Layer
+
 LABEL_RULES = ("max", "standard")
 
 
@@ -51,7 +53,7 @@ def draw_weights(uniform_lam, uniform_gate, probability):
 
 
 @keras.saving.register_keras_serializable(package="asd_keras")
-class Mixup(keras.layers.Layer):
+class Mixup(Float32Layer):
     """Mixup of a batch with its reverse, during training only.
 
     Each sample is mixed with probability `probability` using a weight

@@ -13,12 +13,14 @@ separator's extraction points) into one vector per example.
 import keras
 from keras import ops
 
+from asd_keras.layers.precision import Float32Layer
+
 AGGREGATIONS = ("mean", "max")
 POOLINGS = ("frequency", "channel", "frequency_mean")
 
 
 @keras.saving.register_keras_serializable(package="asd_keras")
-class SplitSegments(keras.layers.Layer):
+class SplitSegments(Float32Layer):
     """`(batch, samples)` -> `(batch * segments, segment_length)`.
 
     The clip is cut into `samples // segment_length` consecutive segments;
@@ -50,7 +52,7 @@ class SplitSegments(keras.layers.Layer):
 
 
 @keras.saving.register_keras_serializable(package="asd_keras")
-class MergeSegments(keras.layers.Layer):
+class MergeSegments(Float32Layer):
     """`(batch * segments, dim)` -> `(batch, dim)`: each clip's segments
     aggregated, the inverse grouping of `SplitSegments`.
 
@@ -85,7 +87,7 @@ class MergeSegments(keras.layers.Layer):
 
 
 @keras.saving.register_keras_serializable(package="asd_keras")
-class PooledFeatureMaps(keras.layers.Layer):
+class PooledFeatureMaps(Float32Layer):
     """A list of `(batch, time, freq, channels)` maps -> one `(batch, dim)` vector.
 
     Each map is pooled, and the pooled vectors are concatenated in list

@@ -12,6 +12,8 @@ import keras
 import numpy as np
 from keras import ops
 
+from asd_keras.layers.precision import Float32Layer
+
 # Added to |X|^2 before the square root: it keeps the magnitude, the power
 # law and their gradients finite at silent bins and is far below float32
 # resolution of any audible bin.
@@ -58,7 +60,7 @@ def _overlap_add(frames, hop_length):
 
 
 @keras.saving.register_keras_serializable(package="asd_keras")
-class RMSScaling(keras.layers.Layer):
+class RMSScaling(Float32Layer):
     """Per-utterance RMS scaling, CMGAN's `c = sqrt(N / sum(x**2))`.
 
     Computes `c` from `reference` and returns `signal * c`, or
@@ -105,7 +107,7 @@ class RMSScaling(keras.layers.Layer):
         return config
 
 
-class _CompressedSpectrum(keras.layers.Layer):
+class _CompressedSpectrum(Float32Layer):
     """The STFT settings and config shared by the analysis and synthesis layers."""
 
     def __init__(self, n_fft=400, hop_length=100, compress_factor=0.3, **kwargs):

@@ -19,11 +19,13 @@ times sigmoid(0.5)).
 import keras
 from keras import ops
 
+from asd_keras.layers.precision import Float32Layer
+
 MODES = ("global", "local")
 
 
 @keras.saving.register_keras_serializable(package="asd_keras")
-class SimAM(keras.layers.Layer):
+class SimAM(Float32Layer):
     """Parameter-free SimAM attention over a time x frequency map.
 
     Args:

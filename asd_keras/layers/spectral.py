@@ -8,9 +8,11 @@ because an exported SavedModel must map raw audio to a score.
 import keras
 from keras import ops
 
+from asd_keras.layers.precision import Float32Layer
+
 
 @keras.saving.register_keras_serializable(package="asd_keras")
-class LinearSpectrogram(keras.layers.Layer):
+class LinearSpectrogram(Float32Layer):
     """Linear-magnitude STFT without centring.
 
     `|STFT|` with a periodic Hann window, `fft_length = frame_length` and no
@@ -67,7 +69,7 @@ class LinearSpectrogram(keras.layers.Layer):
 
 
 @keras.saving.register_keras_serializable(package="asd_keras")
-class ClipSpectrum(keras.layers.Layer):
+class ClipSpectrum(Float32Layer):
     """Magnitude spectrum of the whole clip, first `samples // 2` bins.
 
     The reference takes the complex FFT of the waveform and keeps the first
@@ -93,7 +95,7 @@ class ClipSpectrum(keras.layers.Layer):
 
 
 @keras.saving.register_keras_serializable(package="asd_keras")
-class TemporalMeanNormalization(keras.layers.Layer):
+class TemporalMeanNormalization(Float32Layer):
     """Subtracts the mean over time from every frequency bin of each clip.
 
     The reference's "CMN-like normalization", applied to the linear
@@ -123,7 +125,7 @@ LENGTH_POLICIES = ("truncate", "pad", "tile_crop")
 
 
 @keras.saving.register_keras_serializable(package="asd_keras")
-class FixedLength(keras.layers.Layer):
+class FixedLength(Float32Layer):
     """Brings waveforms of any length to the fixed input length of a model.
 
     The serving-time twin of `AudioLoader`'s length policy (without its

@@ -9,12 +9,13 @@ import keras
 from keras import ops
 
 from asd_keras.features.spectral import LogMelFrontend
+from asd_keras.layers.precision import Float32Layer
 
 STATISTICS = ("mean_std", "mean", "std")
 
 
 @keras.saving.register_keras_serializable(package="asd_keras")
-class LogMelSpectrogram(keras.layers.Layer):
+class LogMelSpectrogram(Float32Layer):
     """The DCASE log-mel spectrogram in dB (`LogMelFrontend.spectrogram`).
 
     The computation is `LogMelFrontend`'s (TensorFlow ops), so the layer
@@ -80,7 +81,7 @@ class LogMelSpectrogram(keras.layers.Layer):
 
 
 @keras.saving.register_keras_serializable(package="asd_keras")
-class LogMelStatistics(keras.layers.Layer):
+class LogMelStatistics(Float32Layer):
     """Per-band mean and population standard deviation over time.
 
     Args:

@@ -5,8 +5,12 @@ Oliveira Neto et al. (paper §3.2: fully connected networks of 128-unit
 `Dense -> BatchNorm -> ReLU` layers on 640-dim stacked log-mel vectors,
 latent size 8) are built from the same `dense_block`. The builders return
 Functional `keras.Model`s, so the GAN models of `asd_keras.models.gan` nest
-them as sub-networks.
+them as sub-networks. Built under a mixed dtype policy, a sub-network's
+outputs are cast to float32 (`asd_keras.models.precision.float32_output`),
+for the losses and scores computed from them.
 """
+
+from asd_keras.models.precision import float32_output
 
 INITIALIZERS = ("glorot_uniform", "random_normal")
 
@@ -104,7 +108,7 @@ def dense_encoder(input_dim=640, hidden_units=128, latent_dim=8, num_hidden_laye
     inputs = keras.Input(shape=(int(input_dim),), name=f"{name}_input")
     x, _ = dense_stack(inputs, hidden_units, num_hidden_layers, name, dropout, initializer)
     z = dense_block(x, latent_dim, f"{name}_latent", initializer=initializer)
-    return keras.Model(inputs, z, name=name)
+    return keras.Model(inputs, float32_output(z, f"{name}_float32"), name=name)
 
 
 def dense_decoder(latent_dim=8, hidden_units=128, output_dim=640, num_hidden_layers=3,
@@ -123,7 +127,7 @@ def dense_decoder(latent_dim=8, hidden_units=128, output_dim=640, num_hidden_lay
     outputs = keras.layers.Dense(
         int(output_dim), kernel_initializer=kernel_initializer(initializer),
         name=f"{name}_output")(x)
-    return keras.Model(inputs, outputs, name=name)
+    return keras.Model(inputs, float32_output(outputs, f"{name}_float32"), name=name)
 
 
 def dense_unet(input_dim=640, hidden_units=128, latent_dim=8, num_hidden_layers=3,
@@ -153,7 +157,7 @@ def dense_unet(input_dim=640, hidden_units=128, latent_dim=8, num_hidden_layers=
     outputs = keras.layers.Dense(
         int(input_dim), kernel_initializer=kernel_initializer(initializer),
         name=f"{name}_output")(x)
-    return keras.Model(inputs, outputs, name=name)
+    return keras.Model(inputs, float32_output(outputs, f"{name}_float32"), name=name)
 
 
 def dense_discriminator(input_dim=640, hidden_units=128, num_hidden_layers=3,
@@ -194,4 +198,5 @@ def dense_discriminator(input_dim=640, hidden_units=128, num_hidden_layers=3,
         x = dense_block(x, int(feature_dim), f"{name}_features", initializer=initializer)
     logit = keras.layers.Dense(1, kernel_initializer=kernel_initializer(initializer),
                                name=f"{name}_logit")(x)
-    return keras.Model(inputs, {"logit": logit, "features": x}, name=name)
+    outputs = float32_output({"logit": logit, "features": x}, f"{name}_float32")
+    return keras.Model(inputs, outputs, name=name)

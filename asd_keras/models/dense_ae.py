@@ -18,7 +18,8 @@ def dense_autoencoder(
     `Input(d) -> [Dense(h) -> BN -> ReLU] x L -> Dense(latent) -> BN -> ReLU
     -> [Dense(h) -> BN -> ReLU] x L -> Dense(d)` with a linear output and
     Keras default initialisers and BatchNorm settings, as the Keras
-    baselines (reference dcase.md 2.2).
+    baselines (reference dcase.md 2.2). Built under a mixed dtype policy
+    (`asd_keras.models.precision`), the output is cast to float32.
 
     Args:
         input_dim: int. Size of a stacked log-mel vector. Defaults to `640`.
@@ -39,10 +40,13 @@ def dense_autoencoder(
 
     from asd_keras.models.blocks import dense_block
     from asd_keras.models.blocks import dense_stack
+    from asd_keras.models.precision import float32_output
 
     inputs = keras.Input(shape=(input_dim,), name="log_mel_vectors")
     x, _ = dense_stack(inputs, hidden_units, num_hidden_layers, "encoder")
     x = dense_block(x, latent_dim, "bottleneck")
     x, _ = dense_stack(x, hidden_units, num_hidden_layers, "decoder")
     outputs = keras.layers.Dense(input_dim, name="reconstruction")(x)
+    # Under a mixed dtype policy the residuals and the loss need float32.
+    outputs = float32_output(outputs, "reconstruction_float32")
     return keras.Model(inputs, outputs, name=name)

@@ -26,6 +26,7 @@ from asd_keras.layers.augment import TimeMasking
 from asd_keras.layers.kaldi import KaldiFbank
 from asd_keras.layers.simam import SimAM
 from asd_keras.models.audio_encoders import eat_body
+from asd_keras.models.precision import float32_output
 
 POOLINGS = ("asp", "cls", "mean")
 SIMAM_MODES = ("none", "global", "local")
@@ -116,7 +117,8 @@ def eat_embedding_model(num_samples, encoder_config, filter_bank="mel", norm_mea
         pooled = AttentiveStatisticsPooling(attention_dim, name="attentive_pooling")(
             tokens[:, 1:])
     embedding = layers.Dense(embedding_dim, name="embedding")(pooled)
-    return keras.Model(waveform, embedding, name=name)
+    # Under a mixed dtype policy the head and the embedding need float32.
+    return keras.Model(waveform, float32_output(embedding, "embedding_float32"), name=name)
 
 
 def block_index(layer_name):

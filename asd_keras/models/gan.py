@@ -31,6 +31,7 @@ from asd_keras.models.blocks import dense_decoder
 from asd_keras.models.blocks import dense_discriminator
 from asd_keras.models.blocks import dense_encoder
 from asd_keras.models.blocks import dense_unet
+from asd_keras.models.precision import dtype_policy_scope
 from asd_keras.scoring.gan import egbad_crossentropy_score
 from asd_keras.scoring.gan import egbad_score
 from asd_keras.scoring.gan import ganomaly_score
@@ -93,6 +94,13 @@ class AdversarialDetector(keras.Model):
         self.trackers = {name: keras.metrics.Mean(name=name) for name in self.loss_names}
         self.reinit_tracker = keras.metrics.Sum(name="d_reinits")
 
+    @property
+    def input_dtype(self):
+        # float32 under any policy: the sub-networks cast their own inputs,
+        # and the scores' reconstruction terms take the float32 vectors, not
+        # a 16-bit copy of them.
+        return "float32"
+
     # Sub-network helpers -------------------------------------------------
 
     def _sizes(self):
@@ -121,6 +129,9 @@ class AdversarialDetector(keras.Model):
                 (every network but the discriminator).
             discriminator_optimizer: keras optimizer for the discriminator.
             **kwargs: passed to `keras.Model.compile` (e.g. `run_eagerly`).
+                `jit_compile` defaults to False: the step compiles with XLA
+                (the `gan` extractor's `jit_compile` key), but on a CPU the
+                XLA compilation costs more than a short training saves.
         """
         kwargs.setdefault("jit_compile", False)
         generator_optimizer = generator_optimizer or default_optimizer()
@@ -154,23 +165,29 @@ class AdversarialDetector(keras.Model):
     def train_step(self, data):
         x = data[0] if isinstance(data, (tuple, list)) else data
         x = ops.convert_to_tensor(x, "float32")
+        d_opt, g_opt = self.discriminator_optimizer, self.optimizer
+        # `scale_loss` keeps the loss unless the optimizer scales it (a
+        # LossScaleOptimizer under mixed_float16), whose `apply_gradients`
+        # then unscales the gradients, as Keras' own train_step.
         if self.step_order == "discriminator_first":
             with tf.GradientTape() as tape:
                 _, d_loss = self.generator_and_discriminator_losses(x, training=True)
-            self._apply(self.discriminator_optimizer, tape, d_loss,
-                        self.discriminator.trainable_variables)
+                scaled = d_opt.scale_loss(d_loss)
+            self._apply(d_opt, tape, scaled, self.discriminator.trainable_variables)
             with tf.GradientTape() as tape:
                 losses, _ = self.generator_and_discriminator_losses(x, training=True)
-            self._apply(self.optimizer, tape, losses["g_loss"], self.generator_variables())
+                scaled = g_opt.scale_loss(losses["g_loss"])
+            self._apply(g_opt, tape, scaled, self.generator_variables())
         else:
             # One forward pass gives both losses: the discriminator is not
             # changed by the generator step, and its loss sees the detached
             # fake of the same pass, as `optimize_params` (reference A1).
             with tf.GradientTape(persistent=True) as tape:
                 losses, d_loss = self.generator_and_discriminator_losses(x, training=True)
-            self._apply(self.optimizer, tape, losses["g_loss"], self.generator_variables())
-            self._apply(self.discriminator_optimizer, tape, d_loss,
-                        self.discriminator.trainable_variables)
+                g_scaled = g_opt.scale_loss(losses["g_loss"])
+                d_scaled = d_opt.scale_loss(d_loss)
+            self._apply(g_opt, tape, g_scaled, self.generator_variables())
+            self._apply(d_opt, tape, d_scaled, self.discriminator.trainable_variables)
             del tape
         losses["d_loss"] = d_loss
         for name, tracker in self.trackers.items():
@@ -269,15 +286,17 @@ class GANomaly(AdversarialDetector):
         super().__init__(**kwargs)
         self.w_adv, self.w_con, self.w_enc = float(w_adv), float(w_con), float(w_enc)
         self.adversarial = _choice("adversarial", adversarial, ADVERSARIAL)
-        sizes = self._sizes()
-        self.encoder = dense_encoder(self.input_dim, latent_dim=self.latent_dim,
-                                     name="encoder", **sizes)
-        self.decoder = dense_decoder(self.latent_dim, output_dim=self.input_dim,
-                                     name="decoder", **sizes)
-        self.reencoder = dense_encoder(self.input_dim, latent_dim=self.latent_dim,
-                                       name="reencoder", **sizes)
-        self.discriminator = dense_discriminator(self.input_dim, name="discriminator",
-                                                 **sizes)
+        # Under the model's own policy, also when it is rebuilt from its config.
+        with dtype_policy_scope(self.dtype_policy):
+            sizes = self._sizes()
+            self.encoder = dense_encoder(self.input_dim, latent_dim=self.latent_dim,
+                                         name="encoder", **sizes)
+            self.decoder = dense_decoder(self.latent_dim, output_dim=self.input_dim,
+                                         name="decoder", **sizes)
+            self.reencoder = dense_encoder(self.input_dim, latent_dim=self.latent_dim,
+                                           name="reencoder", **sizes)
+            self.discriminator = dense_discriminator(self.input_dim, name="discriminator",
+                                                     **sizes)
         self.build()
 
 
@@ -348,12 +367,14 @@ class SkipGANomaly(AdversarialDetector):
         self.adversarial = _choice("adversarial", adversarial, ADVERSARIAL)
         self.discriminator_latent_term = bool(discriminator_latent_term)
         self.score_weight = float(score_weight)
-        sizes = self._sizes()
-        self.generator = dense_unet(self.input_dim, latent_dim=self.latent_dim,
-                                    name="generator", **sizes)
-        # D is the dense encoder down to the latent size, then a logit (A2).
-        self.discriminator = dense_discriminator(self.input_dim, feature_dim=self.latent_dim,
-                                                 name="discriminator", **sizes)
+        # Under the model's own policy, also when it is rebuilt from its config.
+        with dtype_policy_scope(self.dtype_policy):
+            sizes = self._sizes()
+            self.generator = dense_unet(self.input_dim, latent_dim=self.latent_dim,
+                                        name="generator", **sizes)
+            # D is the dense encoder down to the latent size, then a logit (A2).
+            self.discriminator = dense_discriminator(
+                self.input_dim, feature_dim=self.latent_dim, name="discriminator", **sizes)
         self.build()
 
 
@@ -423,13 +444,15 @@ class EGBAD(AdversarialDetector):
         if self.score_degree < 1:
             raise ValueError(f"score_degree must be >= 1; received {score_degree!r}.")
         self.score_method = _choice("score_method", score_method, ("fm", "cross-e"))
-        sizes = self._sizes()
-        self.encoder = dense_encoder(self.input_dim, latent_dim=self.latent_dim,
-                                     name="encoder", **sizes)
-        self.generator = dense_decoder(self.latent_dim, output_dim=self.input_dim,
-                                       name="generator", **sizes)
-        self.discriminator = dense_discriminator(self.input_dim, latent_dim=self.latent_dim,
-                                                 name="discriminator", **sizes)
+        # Under the model's own policy, also when it is rebuilt from its config.
+        with dtype_policy_scope(self.dtype_policy):
+            sizes = self._sizes()
+            self.encoder = dense_encoder(self.input_dim, latent_dim=self.latent_dim,
+                                         name="encoder", **sizes)
+            self.generator = dense_decoder(self.latent_dim, output_dim=self.input_dim,
+                                           name="generator", **sizes)
+            self.discriminator = dense_discriminator(
+                self.input_dim, latent_dim=self.latent_dim, name="discriminator", **sizes)
         self.build()
 
 

@@ -8,6 +8,8 @@ wilkinghoff.md §3). It is trained on an auxiliary classification task
 ArcFace, softmax or compactness head, with mixup, one model for all machine
 types. Clips are scored per section by a reusable embedding backend
 (`asd_keras.scoring.embedding`); R independently trained runs are summed.
+Under a mixed dtype policy (`asd_keras.models.precision`) the front ends and
+the heads compute in float32 and each branch's embedding is cast to float32.
 """
 
 BLOCK2_BN = ("shortcut", "residual")
@@ -42,6 +44,8 @@ def spectrum_encoder(num_bins, embedding_dim=128, l2=1e-5, name="spectrum_encode
     import keras
     from keras import layers
 
+    from asd_keras.models.precision import float32_output
+
     kw = _conv_kwargs(l2)
     inputs = keras.Input((num_bins,), name="spectrum")
     x = layers.Reshape((num_bins, 1), name="spectrum_channel")(inputs)
@@ -55,7 +59,7 @@ def spectrum_encoder(num_bins, embedding_dim=128, l2=1e-5, name="spectrum_encode
         x = layers.BatchNormalization(name=f"fft_bn{i + 1}")(x)
         x = layers.ReLU(name=f"fft_dense_relu{i + 1}")(x)
     outputs = layers.Dense(embedding_dim, name="emb_fft", **kw)(x)
-    return keras.Model(inputs, outputs, name=name)
+    return keras.Model(inputs, float32_output(outputs, f"{name}_float32"), name=name)
 
 
 def spectrogram_encoder(num_frames, num_bins=513, embedding_dim=128, l2=1e-5,
@@ -81,6 +85,7 @@ def spectrogram_encoder(num_frames, num_bins=513, embedding_dim=128, l2=1e-5,
     from keras import layers
 
     from asd_keras.layers import TemporalMeanNormalization
+    from asd_keras.models.precision import float32_output
 
     if block2_bn not in BLOCK2_BN:
         raise ValueError(f"block2_bn must be one of {BLOCK2_BN}; received {block2_bn!r}.")
@@ -142,7 +147,7 @@ def spectrogram_encoder(num_frames, num_bins=513, embedding_dim=128, l2=1e-5,
     x = layers.Flatten(name="mel_flatten")(x)
     x = bn(x, "mel_flatten_bn")
     outputs = layers.Dense(embedding_dim, name="emb_mel", **kw)(x)
-    return keras.Model(inputs, outputs, name=name)
+    return keras.Model(inputs, float32_output(outputs, f"{name}_float32"), name=name)
 
 
 def wilkinghoff_embedding_model(num_samples=160000, embedding_dim=128, l2=1e-5,
@@ -188,10 +193,12 @@ def wilkinghoff_embedding_model(num_samples=160000, embedding_dim=128, l2=1e-5,
         spectrogram = LinearSpectrogram(1024, 512, name="linear_spectrogram")(waveform)
         outputs.append(spectrogram_encoder(frames, 513, embedding_dim, l2,
                                            block2_bn)(spectrogram))
+    # float32 under any policy: a 16-bit layer would round the float32
+    # branch embeddings again.
     if len(outputs) == 2:
-        embedding = keras.layers.Concatenate(name="embedding")(outputs)
+        embedding = keras.layers.Concatenate(name="embedding", dtype="float32")(outputs)
     else:
-        embedding = keras.layers.Identity(name="embedding")(outputs[0])
+        embedding = keras.layers.Identity(name="embedding", dtype="float32")(outputs[0])
     return keras.Model(waveform, embedding, name=name)
 
 
