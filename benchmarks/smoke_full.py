@@ -274,9 +274,7 @@ def run_all(specs, data_root, tiny, max_calls, gpu_tflops, log=print):
             if out.is_file():
                 record = json.loads(out.read_text())
             else:
-                record = {"name": spec.name, "status": f"crashed (exit {proc.returncode}): "
-                          + proc.stderr.strip().splitlines()[-1][:300]
-                          if proc.stderr.strip() else f"crashed (exit {proc.returncode})"}
+                record = {"name": spec.name, "status": _crash(proc)}
         record.update(family=spec.family, system=spec.system, wall_s=wall)
         if record["status"] == "ok":
             project(spec, record, gpu_tflops)
@@ -287,6 +285,16 @@ def run_all(specs, data_root, tiny, max_calls, gpu_tflops, log=print):
             f"  RSS {_fmt(record.get('peak_rss_mb'), 0)} MB")
         records.append(record)
     return records
+
+
+def _crash(proc):
+    """A one-line status of a child that wrote no record."""
+    if proc.returncode < 0:
+        signal = -proc.returncode
+        return (f"killed by signal {signal}" + (" (SIGKILL: the kernel's out-of-memory "
+                                                "killer, when dmesg says so)" if signal == 9 else ""))
+    lines = [line for line in proc.stderr.strip().splitlines() if line.strip()]
+    return f"crashed (exit {proc.returncode})" + (f": {lines[-1][:300]}" if lines else "")
 
 
 def _fmt(value, digits=1):
