@@ -84,15 +84,15 @@ class LeanAdamW(keras.optimizers.AdamW):
     own (a subclass scaling it per layer) falls back to Keras' update.
 
     Args:
-        **kwargs: `keras.optimizers.AdamW` arguments (AMSGrad included).
+        *args, **kwargs: `keras.optimizers.AdamW` arguments (AMSGrad included).
 
     Example:
     >>> optimizer = LeanAdamW(learning_rate=1e-3, weight_decay=1e-2)
     >>> model.compile(optimizer=optimizer, loss="mse")  # doctest: +SKIP
     """
 
-    def __init__(self, **kwargs):
-        super().__init__(**kwargs)
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
         self._step_scalars = None
 
     def _backend_apply_gradients(self, grads, trainable_variables):
