@@ -215,8 +215,8 @@ def _eat_simam():
     return [SmokeConfig(
         "eat_simam_full", "EAT + m-FB + SimAM", "eat_simam",
         {"preset": "eat_base", "clip_seconds": 10.0, "epochs": 30, "batch_size": 32,
-         "learning_rate": 1.0e-4, "layer_decay": 0.75, "normalisation": "auto",
-         "filter_bank": "linear", "simam": "local"}, "dcase2023",
+         "gradient_accumulation_steps": 4, "learning_rate": 1.0e-4, "layer_decay": 0.75,
+         "normalisation": "auto", "filter_bank": "linear", "simam": "local"}, "dcase2023",
         FullRun(5, TYPES * DEV_TRAIN_2023, 5 * TYPES * (DEV_TRAIN_2023 + DEV_TEST_2023)),
         tiny={"preset": "eat_small", "clip_seconds": 1.0, "batch_size": 8,
               "normalisation": "estimate", "layer_decay": 1.0},

@@ -275,12 +275,18 @@ class AudioLoader:
         return np.ascontiguousarray(data, dtype=np.float32)
 
     def load(self, path):
-        """Decodes one clip; `path` is a scalar string tensor.
+        """Decodes one clip and applies the length policy; `path` is a
+        scalar string tensor.
 
         Returns:
             float32 tensor `(samples,)`, or `(samples, 2)` for
             `channel="both"`.
         """
+        return self.fix_length(self.decode(path))
+
+    def decode(self, path):
+        """Decodes one clip at its full length (`load` without the length
+        policy), e.g. to keep it in memory and crop it anew every epoch."""
         import tensorflow as tf
 
         if self._use_soundfile:
@@ -314,10 +320,8 @@ class AudioLoader:
             ]
         ):
             if self.channel == "both":
-                audio = audio[:, :2]
-            else:
-                audio = audio[:, self.channel]
-        return self.fix_length(audio)
+                return audio[:, :2]
+            return audio[:, self.channel]
 
     def fix_length(self, audio):
         """Applies the length policy along the first axis."""

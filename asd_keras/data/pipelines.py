@@ -1,12 +1,85 @@
-"""Streaming `tf.data` input pipelines.
+"""`tf.data` input pipelines.
 
-Clips are decoded and turned into features inside the pipeline; features are
-cached on disk (not in memory) after the first epoch, then shuffled at clip
-and vector level with bounded buffers, so memory does not grow with the
-number of clips.
+Clips are decoded and turned into features inside the pipeline. Feature
+vectors are cached on disk (not in memory) after the first epoch, then
+shuffled at clip and vector level with bounded buffers, so memory does not
+grow with the number of clips. Waveform pipelines (`labelled_clips`) keep
+the decoded clips in memory when they fit a budget (`decoded_bytes`) and
+stream them from disk otherwise.
 """
 
 import numpy as np
+
+
+def decoded_bytes(paths, loader):
+    """Bytes of float32 samples that `labelled_clips(..., in_memory=True)`
+    keeps: each clip after its length policy, or at its full (resampled)
+    length when the policy crops at random (the crop is then drawn anew
+    every epoch). Fixed-length policies need no file access; otherwise the
+    file headers are read (`inspect_audio`).
+
+    Args:
+        paths: list of str.
+        loader: `AudioLoader`.
+
+    Returns:
+        int.
+    """
+    from asd_keras.data.audio import inspect_audio
+
+    channels = 2 if loader.channel == "both" else 1
+    if loader.length_policy != "none" and not loader.random_crop:
+        return len(paths) * loader.length * channels * 4
+    info = inspect_audio(paths, progress=False)
+    frames = info["frames"].to_numpy(np.int64)
+    rates = info["sample_rate"].to_numpy(np.int64)
+    frames = np.where(rates == loader.sample_rate, frames,
+                      frames * loader.sample_rate // np.maximum(rates, 1))
+    return int(frames.sum()) * channels * 4
+
+
+def labelled_clips(paths, extras, loader, shuffle=False, seed=0, in_memory=False):
+    """One `(waveform, *extras)` element per clip, in a new random order
+    every epoch when `shuffle`.
+
+    Streaming (`in_memory=False`): the file names are shuffled and every clip
+    is decoded again every epoch, so memory does not grow with the number
+    of clips, but the decoding shares the CPU with training. In memory: the
+    clips are decoded once, during the first epoch, and kept
+    (`Dataset.cache`); later epochs only shuffle and batch them. Both ways
+    give the same elements in the same order for the same `seed` (a shuffle
+    over all `n` elements draws the same permutation whatever they hold),
+    except for a random crop, which is drawn after the cache.
+
+    Args:
+        paths: list of str.
+        extras: list of arrays aligned with `paths` (e.g. labels).
+        loader: `AudioLoader` (already `check`-ed).
+        shuffle: bool.
+        seed: int. The shuffle's seed.
+        in_memory: bool. Keep the decoded clips (`decoded_bytes` says how
+            many bytes).
+
+    Returns:
+        tf.data.Dataset.
+    """
+    import tensorflow as tf
+
+    ds = tf.data.Dataset.from_tensor_slices(
+        (list(paths), *(np.asarray(e) for e in extras)))
+    order = dict(num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    if not in_memory:
+        if shuffle:
+            ds = ds.shuffle(len(paths), seed=seed, reshuffle_each_iteration=True)
+        return ds.map(lambda path, *rest: (loader.load(path), *rest), **order)
+    crop_later = loader.random_crop
+    read = loader.decode if crop_later else loader.load
+    ds = ds.map(lambda path, *rest: (read(path), *rest), **order).cache()
+    if shuffle:
+        ds = ds.shuffle(len(paths), seed=seed, reshuffle_each_iteration=True)
+    if crop_later:
+        ds = ds.map(lambda audio, *rest: (loader.fix_length(audio), *rest), **order)
+    return ds
 
 
 def clip_dataset(paths, loader, transform=None, extras=None):
@@ -147,3 +220,65 @@ def vector_dataset(
     if autoencoder_targets and not extras:
         ds = ds.map(lambda x: (x, x))
     return ds.prefetch(tf.data.AUTOTUNE)
+
+
+def micro_batches(dataset, steps):
+    """Splits every batch into `steps` micro-batches for gradient accumulation.
+
+    A batch `(inputs, targets)` of `r` samples becomes `steps` consecutive
+    elements `(inputs, targets, sample_weight)`: the slices `[i r // steps,
+    (i + 1) r // steps)`, each of `m_i` samples weighted `steps * m_i / r`.
+    Under a loss averaged over its micro-batch ("sum_over_batch_size") and an
+    optimizer that averages the gradients of `steps` micro-batches
+    (`gradient_accumulation_steps=steps`), the update is then that of the
+    whole batch's mean loss, the last, smaller batch of an epoch included
+    (`steps * m_i / r` is 1 when `steps` divides `r`). Every batch is
+    exactly `steps` elements, so the accumulation windows never straddle two
+    batches or two epochs: a batch of fewer than `steps` samples fills each
+    micro-batch it cannot give a sample with its first sample at weight 0
+    (its loss and gradient are 0; an empty batch fails in TensorFlow's
+    convolution gradients). An element that already has a sample weight
+    keeps it, times the split's.
+
+    Args:
+        dataset: tf.data.Dataset of `(inputs, targets)` or `(inputs,
+            targets, sample_weight)` batches; `inputs`/`targets` may be
+            nested (a dict of tensors).
+        steps: int >= 1. Micro-batches per batch (1 returns `dataset`).
+
+    Returns:
+        tf.data.Dataset of `(inputs, targets, sample_weight)` micro-batches;
+        its cardinality is `steps` times the input's when that is known.
+    """
+    import tensorflow as tf
+
+    if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 1:
+        raise ValueError(f"steps must be a positive integer; received {steps!r}.")
+    steps = int(steps)
+    if steps == 1:
+        return dataset
+
+    def split(*element):
+        size = tf.shape(tf.nest.flatten(element[1])[0])[0]
+        bounds = (tf.range(steps + 1) * size) // steps
+
+        def piece(index):
+            index = tf.cast(index, tf.int32)
+            start, end = bounds[index], bounds[index + 1]
+            count = end - start
+            weight = tf.cast(steps * count, tf.float32) / tf.cast(size, tf.float32)
+            start = tf.where(count > 0, start, 0)
+            end = tf.where(count > 0, end, 1)
+            weight = tf.fill([end - start], weight)  # 0 for the stand-in sample
+            if len(element) == 3:
+                weight = weight * tf.cast(element[2][start:end], tf.float32)
+            return (tf.nest.map_structure(lambda t: t[start:end], element[0]),
+                    tf.nest.map_structure(lambda t: t[start:end], element[1]), weight)
+
+        return tf.data.Dataset.range(steps).map(piece)
+
+    cardinality = int(dataset.cardinality())
+    out = dataset.flat_map(split)
+    if cardinality >= 0:
+        out = out.apply(tf.data.experimental.assert_cardinality(cardinality * steps))
+    return out

@@ -123,7 +123,12 @@ class ClassifierEmbeddingExtractor(FeatureExtractor):
             `monitor_clips` clips after every epoch, about a sixth of the
             demo's training time).
         score_batch_clips: int. Clips per `transform` batch.
-        pipeline_ram_mb: int. tf.data autotuner memory budget.
+        pipeline_ram_mb: int. Memory of the training pipeline: the decoded
+            training clips are kept in memory when they fit (decoded once,
+            not every epoch on the cores that train), else streamed from
+            disk; the rest caps tf.data's prefetch buffers. Defaults to
+            2048 MB (1,470 clips of 4 s take 359 MB; DCASE 2022's 42,000
+            clips of 10 s, 25 GB, stream).
         jit_compile: `"auto"` (XLA on GPU only), True or False.
         dtype_policy: `"float32"`, `"mixed_bfloat16"` or `"mixed_float16"`
             (loss-scaled; for GPUs): the precision of the trained networks
@@ -142,7 +147,7 @@ class ClassifierEmbeddingExtractor(FeatureExtractor):
                  epochs=10, batch_size=64, learning_rate=1e-3, clip_seconds="auto",
                  length_policy="auto", sample_rate=16000, channel=0, resample=False,
                  monitor_compactness=False, monitor_clips=256, score_batch_clips=16,
-                 pipeline_ram_mb=256, jit_compile="auto", dtype_policy="float32",
+                 pipeline_ram_mb=2048, jit_compile="auto", dtype_policy="float32",
                  seed=1234):
         config = {k: v for k, v in locals().items() if k not in ("self", "__class__")}
         self.config = validate_config(config, _schema())
@@ -236,32 +241,43 @@ class ClassifierEmbeddingExtractor(FeatureExtractor):
     def training_dataset(self, paths, labels, num_classes, loader, shuffle=True, seed=0):
         """The `model.fit` pipeline: `({"waveform", "label"}, one_hot)` batches.
 
-        File names are shuffled (cheap), clips decoded in parallel from disk
-        with the length policy, one-hot labels attached, batched, mixed up
-        here when `mixup_in="pipeline"`, and prefetched within
-        `pipeline_ram_mb`. Nothing is cached, so memory does not grow with
-        the number of clips.
+        When the decoded clips fit in `pipeline_ram_mb`, they are decoded
+        once and kept in memory, as the reference keeps every waveform in
+        one array; otherwise the file names are shuffled and the clips
+        decoded from disk every epoch, so memory does not grow with the
+        number of clips (`asd_keras.data.pipelines.labelled_clips`; both
+        ways give the same batches). One-hot labels are attached, the clips
+        batched, mixed up here when `mixup_in="pipeline"`, and prefetched.
+        `data_choices["training_clips"]` says which way was taken.
         """
         import tensorflow as tf
 
+        from asd_keras.data.pipelines import decoded_bytes
+        from asd_keras.data.pipelines import labelled_clips
         from asd_keras.layers.mixup import mixup_dataset
 
         c = self.config
         n = self.num_samples
-        ds = tf.data.Dataset.from_tensor_slices((list(paths), np.asarray(labels, np.int32)))
-        if shuffle:
-            ds = ds.shuffle(len(paths), seed=seed, reshuffle_each_iteration=True)
+        paths = list(paths)
+        held, budget = decoded_bytes(paths, loader), int(c["pipeline_ram_mb"])
+        in_memory = held <= budget * 2**20
+        self.data_choices["training_clips"] = (
+            f"{'in memory' if in_memory else 'streamed from disk every epoch'} "
+            f"({held / 2**20:.0f} MB of decoded clips, pipeline_ram_mb={budget})")
+        logger.info("Training clips: %s.", self.data_choices["training_clips"])
+        ds = labelled_clips(paths, [np.asarray(labels, np.int32)], loader, shuffle, seed,
+                            in_memory)
 
-        def load(path, label):
-            waveform = tf.ensure_shape(loader.load(path), [n])
+        def attach(waveform, label):
             one_hot = tf.one_hot(label, num_classes)
-            return {"waveform": waveform, "label": one_hot}, one_hot
+            return {"waveform": tf.ensure_shape(waveform, [n]), "label": one_hot}, one_hot
 
-        ds = ds.map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+        ds = ds.map(attach, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
         ds = ds.batch(int(c["batch_size"]))
         if shuffle and c["mixup_in"] == "pipeline":
             ds = mixup_dataset(ds, float(c["mixup_probability"]), c["mixup_label"], seed)
-        return self._bounded(ds.prefetch(tf.data.AUTOTUNE))
+        return self._bounded(ds.prefetch(tf.data.AUTOTUNE),
+                             budget * 2**20 - (held if in_memory else 0))
 
     def waveform_dataset(self, paths, loader):
         """Batches of fixed-length waveforms `(batch, n)`, in order;
@@ -276,8 +292,9 @@ class ClassifierEmbeddingExtractor(FeatureExtractor):
         return self._bounded(
             ds.batch(int(self.config["score_batch_clips"])).prefetch(tf.data.AUTOTUNE))
 
-    def _bounded(self, ds):
-        """Caps what tf.data's autotuner may buffer (`pipeline_ram_mb`).
+    def _bounded(self, ds, ram_bytes=None):
+        """Caps what tf.data's autotuner may buffer: `ram_bytes`, by default
+        `pipeline_ram_mb` (at least 64 MB).
 
         Unbounded, the autotuner grows its prefetch buffers of 10 s clips
         over the steps of an epoch, so peak memory creeps up with the
@@ -285,8 +302,10 @@ class ClassifierEmbeddingExtractor(FeatureExtractor):
         """
         import tensorflow as tf
 
+        if ram_bytes is None:
+            ram_bytes = int(self.config["pipeline_ram_mb"]) * 2**20
         options = tf.data.Options()
-        options.autotune.ram_budget = int(self.config["pipeline_ram_mb"]) * 2**20
+        options.autotune.ram_budget = max(int(ram_bytes), 64 * 2**20)
         return ds.with_options(options)
 
     # -- training ----------------------------------------------------------
@@ -303,6 +322,11 @@ class ClassifierEmbeddingExtractor(FeatureExtractor):
         return wilkinghoff_embedding_model(
             self.num_samples, int(c["embedding_dim"]), float(c["l2"]), c["block2_bn"],
             c["branches"])
+
+    def micro_batches_per_update(self):
+        """Pipeline elements per optimizer update: 1 (a subclass that
+        accumulates gradients over micro-batches returns their number)."""
+        return 1
 
     def optimizer(self, embedding_model):
         """The training optimizer (Adam at `learning_rate`)."""
@@ -356,9 +380,12 @@ class ClassifierEmbeddingExtractor(FeatureExtractor):
                               name="mixup")
             model = training_model(embedding_model, head, encoder.num_classes, mixup,
                                    name=f"{self.network_name}_{name}")
+            # One training-function call per optimizer update, so callbacks,
+            # progress and step timings count updates under accumulation.
             model.compile(optimizer=loss_scaled(self.optimizer(embedding_model),
                                                 c["dtype_policy"]), loss=loss,
-                          jit_compile=resolve_jit_compile(c["jit_compile"]))
+                          jit_compile=resolve_jit_compile(c["jit_compile"]),
+                          steps_per_execution=self.micro_batches_per_update())
         train_ds = self.training_dataset(paths, labels, encoder.num_classes,
                                          loaders["train"], True, seed)
         monitor = None
@@ -369,9 +396,17 @@ class ClassifierEmbeddingExtractor(FeatureExtractor):
                 embedding_model, head,
                 self.waveform_dataset([paths[i] for i in pick], loaders["eval"]),
                 labels[pick])
-        history = context.fit(model, train_ds, name, c["epochs"],
+        # One iterator for the whole fit, each epoch a new shuffle (the same
+        # orders as new iterators): Keras makes a new one every epoch
+        # otherwise, and on 2 cores the start of one epoch in three then
+        # stalled for 2-20 s (benchmarks/bench_wilkinghoff.py). An epoch is
+        # every batch's micro-batches, a whole number of training calls.
+        steps_per_epoch = (-(-len(paths) // int(c["batch_size"]))
+                           * self.micro_batches_per_update())
+        history = context.fit(model, train_ds.repeat(), name, c["epochs"],
                               callbacks=[monitor] if monitor else [],
-                              shuffle=False)  # tf.data shuffles
+                              shuffle=False,  # tf.data shuffles
+                              steps_per_epoch=steps_per_epoch)
         if monitor is not None and monitor.records:
             history = pd.concat([pd.DataFrame(monitor.records[:1]), history],
                                 ignore_index=True)

@@ -18,6 +18,35 @@ Small data: `layer_decay` (< 1) lowers the learning rate of block `i` of
 `L` to `layer_decay ** (L - i)` times the base rate (EAT's own fine-tuning
 recipe), and `frozen_blocks` freezes the patch embedding and the first
 blocks outright.
+
+Memory (assumption, experiments/eat_simam/README.md "Memory"): fine-tuning
+EAT-base on 10 s clips keeps about 0.68 GB of activations per clip for the
+backward pass (505 tokens x 12 blocks; each block's attention
+probabilities, 12 x 505^2 floats, are 12 MB of it, its MLP's hidden layer
+before and after GELU another 12 MB), so a step of the paper's batch of
+32 needs about 24 GB of host memory (benchmarks/bench_eat_simam_memory.py:
+5.3 GB at 4 clips, 8.0 GB at 8, extrapolated; 10.0 GB as 4 micro-batches
+of 8). `gradient_accumulation_steps=k` splits every batch
+of `batch_size` clips into `k` micro-batches that run one after another
+(`asd_keras.data.pipelines.micro_batches`) and applies one optimizer update
+per batch from the mean of their gradients (the Keras optimizer's
+`gradient_accumulation_steps`, the schedule counted in updates by
+`PerUpdateSchedule`, one training-function call per update through
+`steps_per_execution`). Each clip's loss keeps the weight it has in the
+whole batch, so the update is that of the batch of `batch_size` (the last,
+smaller batch of an epoch included), with these exceptions: mixup inside
+the model (`mixup_in="model"`) pairs every clip with one of its own
+micro-batch (the batches are shuffled, so the pairs are as random;
+`mixup_in="pipeline"` mixes over the whole batch); the AdaCos heads'
+adaptive scale, which the `arcface` loss of this system does not have,
+would follow each micro-batch; and under `dtype_policy="mixed_float16"` a
+micro-batch whose scaled gradients overflow is skipped by the loss scaling
+and the next one takes its place in the window. EAT has no batch
+normalisation (layer norms only), and SimAM, the filter banks, SpecAugment
+and pooling work per clip. The alternatives: rematerialising the blocks
+(`keras.RematScope`) keeps the batch whole at the price of a second forward
+pass through them in every step; `dtype_policy="mixed_bfloat16"` stores
+the activations in half the bytes but changes the arithmetic.
 """
 
 import logging
@@ -66,6 +95,7 @@ def _schema():
         "weight_decay": number(min=0),
         "lr_schedule": choice(*LR_SCHEDULES),
         "warmup_epochs": number(min=0),
+        "gradient_accumulation_steps": integer(min=1),
         "sample_rate": choice(16000),  # EAT's front end is 16 kHz only
     }
 
@@ -112,6 +142,15 @@ class FinetunedEncoderExtractor(ClassifierEmbeddingExtractor):
             epoch (EAT's fine-tuning schedule); `"constant"`.
         warmup_epochs: float. Warm-up length of `"cosine"`; transformers
             trained without one tend to collapse to one embedding.
+        gradient_accumulation_steps: int. Micro-batches per batch: every
+            batch of `batch_size` clips runs as this many micro-batches of
+            about `batch_size / k` clips, with one optimizer update per
+            batch from their averaged gradients, so the training step is
+            that of `batch_size` at a `k`-th of the activation memory (see
+            the module docstring for the exceptions). `epochs`,
+            `warmup_epochs` and the schedule count batches of
+            `batch_size`, as with 1 (no accumulation, the default). At most
+            `batch_size`.
         loss, classes, domain_in_class, arcface_scale, arcface_margin, ...:
             the classification head and its classes, as the
             `classifier_embedding` extractor (ArcFace on machine type +
@@ -135,7 +174,8 @@ class FinetunedEncoderExtractor(ClassifierEmbeddingExtractor):
                  simam="local", simam_tile=32, pooling="asp", attention_dim=128,
                  embedding_dim=256, time_masks=1, time_mask_width=40, freq_masks=1,
                  freq_mask_width=16, frozen_blocks=0, layer_decay=0.75, weight_decay=0.01,
-                 lr_schedule="cosine", warmup_epochs=1.0, loss="arcface", classes="attribute", domain_in_class=False,
+                 lr_schedule="cosine", warmup_epochs=1.0, gradient_accumulation_steps=1,
+                 loss="arcface", classes="attribute", domain_in_class=False,
                  num_subclusters=16, trainable_centers=False, scale_rule="reference",
                  arcface_scale=16.0, arcface_margin=0.2, cce_weight=1.0, l2=0.0,
                  mixup_probability=0.5, mixup_label="standard", mixup_in="model", epochs=10,
@@ -149,6 +189,11 @@ class FinetunedEncoderExtractor(ClassifierEmbeddingExtractor):
         from asd_keras.models.audio_encoders import preset_info
 
         info = preset_info(self.config["preset"])  # a bad preset fails now, not after loading
+        steps, batch = self.config["gradient_accumulation_steps"], self.config["batch_size"]
+        if steps > batch:
+            raise ValueError(f"gradient_accumulation_steps={steps} exceeds batch_size={batch}: "
+                             "every micro-batch would be empty or hold one clip at most; use "
+                             f"at most {batch} (a divisor of it gives equal micro-batches).")
         if info["encoder"] != "eat":
             raise ValueError(f"preset {self.config['preset']!r} is a {info['encoder']} "
                              "encoder; the finetuned_encoder extractor fine-tunes EAT (a named "
@@ -172,6 +217,27 @@ class FinetunedEncoderExtractor(ClassifierEmbeddingExtractor):
             return f"fine-tuned from {info['source']}"
         return (f"random initial weights (named configuration {self.config['preset']!r}; "
                 "no checkpoint)")
+
+    # -- memory: micro-batches ------------------------------------------------
+
+    def micro_batches_per_update(self):
+        """`gradient_accumulation_steps`: pipeline elements per update."""
+        return int(self.config["gradient_accumulation_steps"])
+
+    def training_dataset(self, paths, labels, num_classes, loader, shuffle=True, seed=0):
+        """The `classifier_embedding` pipeline, each batch of `batch_size`
+        split into `gradient_accumulation_steps` weighted micro-batches
+        (`micro_batches`; mixup in the pipeline happens before the split)."""
+        import tensorflow as tf
+
+        from asd_keras.data.pipelines import micro_batches
+
+        ds = super().training_dataset(paths, labels, num_classes, loader, shuffle, seed)
+        steps = self.micro_batches_per_update()
+        if steps == 1:
+            return ds
+        # The batches' memory budget (`_bounded`) carries over to the split.
+        return micro_batches(ds, steps).prefetch(tf.data.AUTOTUNE)
 
     # -- network -----------------------------------------------------------
 
@@ -267,6 +333,7 @@ class FinetunedEncoderExtractor(ClassifierEmbeddingExtractor):
         projection at the base rate."""
         from asd_keras.models.encoder_finetuning import block_index
         from asd_keras.optimizers import LayerwiseAdamW
+        from asd_keras.optimizers import PerUpdateSchedule
 
         c = self.config
         decay = float(c["layer_decay"])
@@ -286,8 +353,12 @@ class FinetunedEncoderExtractor(ClassifierEmbeddingExtractor):
             rate = keras.optimizers.schedules.CosineDecay(
                 0.0 if warmup else rate, max(steps - warmup, 1), alpha=0.01,
                 warmup_target=rate if warmup else None, warmup_steps=warmup)
+        accumulate = self.micro_batches_per_update()
+        if accumulate > 1 and c["lr_schedule"] == "cosine":
+            rate = PerUpdateSchedule(rate, accumulate)
         return LayerwiseAdamW(scales, learning_rate=rate,
-                              weight_decay=float(c["weight_decay"]))
+                              weight_decay=float(c["weight_decay"]),
+                              gradient_accumulation_steps=accumulate if accumulate > 1 else None)
 
     def enhancement_maps(self, paths):
         """The filter banks before and after SimAM for a few clips.

@@ -9,6 +9,8 @@ from asd_keras.layers.augment import WhiteNoise
 from asd_keras.layers.conformer import ConformerBlock
 from asd_keras.layers.conformer import RelativePositionAttention
 from asd_keras.layers.conformer import TwoStageConformer
+from asd_keras.layers.fast_kernels import FusedBatchNormalization
+from asd_keras.layers.fast_kernels import PolyphaseConv2D
 from asd_keras.layers.heads import AdaCos
 from asd_keras.layers.heads import ArcFace
 from asd_keras.layers.heads import CompactnessHead

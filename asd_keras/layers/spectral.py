@@ -84,7 +84,9 @@ class ClipSpectrum(Float32Layer):
     """
 
     def call(self, waveform):
-        real, imag = ops.fft((waveform, ops.zeros_like(waveform)))
+        # The real FFT gives the complex FFT's first half of a real signal
+        # at half the cost.
+        real, imag = ops.rfft(waveform)
         half = ops.shape(waveform)[-1] // 2
         magnitude = ops.sqrt(ops.square(real) + ops.square(imag))
         return magnitude[..., :half]

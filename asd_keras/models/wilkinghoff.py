@@ -44,6 +44,7 @@ def spectrum_encoder(num_bins, embedding_dim=128, l2=1e-5, name="spectrum_encode
     import keras
     from keras import layers
 
+    from asd_keras.layers.fast_kernels import FusedBatchNormalization
     from asd_keras.models.precision import float32_output
 
     kw = _conv_kwargs(l2)
@@ -56,7 +57,7 @@ def spectrum_encoder(num_bins, embedding_dim=128, l2=1e-5, name="spectrum_encode
     x = layers.Flatten(name="fft_flatten")(x)
     for i in range(4):
         x = layers.Dense(128, name=f"fft_dense{i + 1}", **kw)(x)
-        x = layers.BatchNormalization(name=f"fft_bn{i + 1}")(x)
+        x = FusedBatchNormalization(name=f"fft_bn{i + 1}")(x)
         x = layers.ReLU(name=f"fft_dense_relu{i + 1}")(x)
     outputs = layers.Dense(embedding_dim, name="emb_fft", **kw)(x)
     return keras.Model(inputs, float32_output(outputs, f"{name}_float32"), name=name)
@@ -85,18 +86,20 @@ def spectrogram_encoder(num_frames, num_bins=513, embedding_dim=128, l2=1e-5,
     from keras import layers
 
     from asd_keras.layers import TemporalMeanNormalization
+    from asd_keras.layers.fast_kernels import FusedBatchNormalization
+    from asd_keras.layers.fast_kernels import PolyphaseConv2D
     from asd_keras.models.precision import float32_output
 
     if block2_bn not in BLOCK2_BN:
         raise ValueError(f"block2_bn must be one of {BLOCK2_BN}; received {block2_bn!r}.")
     kw = _conv_kwargs(l2)
 
-    def conv(x, filters, name, kernel=3, strides=1):
-        return layers.Conv2D(filters, kernel, strides=strides, padding="same",
+    def conv(x, filters, name, kernel=3, strides=1, conv_class=layers.Conv2D):
+        return conv_class(filters, kernel, strides=strides, padding="same",
                              name=name, **kw)(x)
 
     def bn(x, name):
-        return layers.BatchNormalization(name=name)(x)
+        return FusedBatchNormalization(name=name)(x)
 
     def relu(x, name):
         return layers.ReLU(name=name)(x)
@@ -110,8 +113,9 @@ def spectrogram_encoder(num_frames, num_bins=513, embedding_dim=128, l2=1e-5,
     inputs = keras.Input((num_frames, num_bins), name="spectrogram")
     x = layers.Reshape((num_frames, num_bins, 1), name="spectrogram_channel")(inputs)
     x = TemporalMeanNormalization(axis=1, name="temporal_mean_norm")(x)
-    x = layers.BatchNormalization(axis=-2, name="frequency_bn")(x)
-    x = conv(x, 16, "block1_conv", kernel=7, strides=2)
+    x = FusedBatchNormalization(axis=-2, name="frequency_bn")(x)
+    # One input channel: polyphase components make the convolution faster.
+    x = conv(x, 16, "block1_conv", kernel=7, strides=2, conv_class=PolyphaseConv2D)
     x = relu(bn(x, "block1_bn"), "block1_relu")
     x = layers.MaxPooling2D(3, strides=2, name="block1_pool")(x)
 
