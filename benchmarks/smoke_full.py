@@ -24,13 +24,18 @@ TensorFlow's profiler on the traced graph: backward ~ 2 x forward), and the
 projected wall time of the whole paper run on this CPU (measured rates) and
 on one GPU at `--gpu-tflops` sustained float32 (a FLOP-bound lower bound:
 small models on a GPU are bound by overheads instead). Results:
-`benchmarks/results/smoke_full.csv` and `.md`.
+`benchmarks/results/smoke_full.csv` and `.md`, rewritten after every
+configuration from the records in `benchmarks/results/smoke_full_records/`
+(one JSON per configuration). A configuration with a record of status "ok"
+is not measured again without `--force`, so an interrupted sweep continues
+where it stopped, and the table holds every configuration measured so far.
 """
 
 import argparse
 import json
 import os
 import resource
+import signal
 import subprocess
 import sys
 import tempfile
@@ -43,6 +48,7 @@ sys.path.insert(0, str(HERE))
 
 from smoke_configs import DATA  # noqa: E402
 from smoke_configs import TINY_DATA  # noqa: E402
+from smoke_configs import CONFIGS  # noqa: E402
 from smoke_configs import select  # noqa: E402
 
 GPU_TFLOPS = 10.0  # sustained float32: about half an A100's 19.5 TFLOP/s peak
@@ -259,8 +265,16 @@ def project(spec, record, gpu_tflops):
     return record
 
 
-def run_all(specs, data_root, tiny, max_calls, gpu_tflops, log=print):
-    """Runs each configuration in a fresh process; returns the records."""
+def run_all(specs, data_root, tiny, max_calls, gpu_tflops, log=print, record_dir=None,
+            on_record=None):
+    """Runs each configuration in a fresh process; returns the records.
+
+    With `record_dir`, each record is written there (`<name>.json`,
+    atomically) as soon as its configuration ends, and `on_record(record)`
+    is called, so an interrupted sweep keeps what it measured.
+    """
+    from asd_keras.utils.io import atomic_write_text
+
     records = []
     for spec in specs:
         with tempfile.TemporaryDirectory() as tmp:
@@ -271,11 +285,15 @@ def run_all(specs, data_root, tiny, max_calls, gpu_tflops, log=print):
             start = time.perf_counter()
             proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
             wall = time.perf_counter() - start
+            if proc.returncode == -signal.SIGINT or proc.returncode == 130:
+                # Ctrl-C reaches the child too: its record is not a result.
+                raise KeyboardInterrupt
             if out.is_file():
                 record = json.loads(out.read_text())
             else:
                 record = {"name": spec.name, "status": _crash(proc)}
-        record.update(family=spec.family, system=spec.system, wall_s=wall)
+        record.update(family=spec.family, system=spec.system, wall_s=wall,
+                      machine=machine_line(), measured=time.strftime("%Y-%m-%d %H:%M"))
         if record["status"] == "ok":
             project(spec, record, gpu_tflops)
         else:
@@ -284,6 +302,24 @@ def run_all(specs, data_root, tiny, max_calls, gpu_tflops, log=print):
             f"trace {_fmt(record.get('trace_s'))} s  step {_fmt(record.get('s_per_step'), 3)} s"
             f"  RSS {_fmt(record.get('peak_rss_mb'), 0)} MB")
         records.append(record)
+        if record_dir is not None:
+            Path(record_dir).mkdir(parents=True, exist_ok=True)
+            atomic_write_text(Path(record_dir) / f"{spec.name}.json", json.dumps(record))
+        if on_record is not None:
+            on_record(record)
+    return records
+
+
+def load_records(record_dir, specs):
+    """The saved records of `specs` (by name; a missing or unreadable file
+    is no record), in the configurations' order."""
+    records = {}
+    for spec in specs:
+        path = Path(record_dir) / f"{spec.name}.json"
+        try:
+            records[spec.name] = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue
     return records
 
 
@@ -362,6 +398,8 @@ def main(argv=None):
     parser.add_argument("--gpu-tflops", type=float, default=GPU_TFLOPS,
                         help="sustained float32 TFLOP/s of the projected GPU")
     parser.add_argument("--list", action="store_true", help="list the configurations")
+    parser.add_argument("--force", action="store_true",
+                        help="measure configurations that already have a record again")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--json", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -381,17 +419,40 @@ def main(argv=None):
         for spec in specs:
             print(f"{spec.name:28s} {spec.family:20s} {spec.paper}")
         return 0
-    start = time.perf_counter()
-    make_data(data_root, args.smoke, specs)
-    records = run_all(specs, data_root, args.smoke, args.steps, args.gpu_tflops)
-    total = time.perf_counter() - start
-    header = (f"Measured with `python benchmarks/smoke_full.py{' --smoke' if args.smoke else ''}`"
-              f" on {machine_line()}; {len(records)} configurations in {total / 60:.1f} min; "
-              f"GPU projection at {args.gpu_tflops:g} TFLOP/s sustained float32.")
-    write_table(records, args.out, header)
+    out_dir = Path(args.out)
+    record_dir = out_dir / ("smoke_full_tiny_records" if args.smoke else "smoke_full_records")
+    done = load_records(record_dir, specs)
+    todo = [s for s in specs if args.force or done.get(s.name, {}).get("status") != "ok"]
+    if len(todo) < len(specs):
+        print(f"{len(specs) - len(todo)} of {len(specs)} configurations already measured "
+              f"({record_dir}); --force measures them again.")
+
+    def write(_record=None):
+        # Every configuration measured so far, this call's or an earlier one's.
+        everything = load_records(record_dir, CONFIGS.values())
+        records = list(everything.values())
+        minutes = sum(r.get("wall_s") or 0 for r in records) / 60
+        machines = sorted({r.get("machine", "?") for r in records})
+        header = (f"Measured with `python benchmarks/smoke_full.py"
+                  f"{' --smoke' if args.smoke else ''}` on {'; '.join(machines)}; "
+                  f"{len(records)} configurations, {minutes:.1f} min of configuration wall "
+                  f"time; GPU projection at {args.gpu_tflops:g} TFLOP/s sustained float32.")
+        write_table(records, out_dir, header)
+        return header
+
+    try:
+        make_data(data_root, args.smoke, todo)
+        run_all(todo, data_root, args.smoke, args.steps, args.gpu_tflops,
+                record_dir=record_dir, on_record=write)
+    except KeyboardInterrupt:
+        print(f"\nInterrupted. The configurations measured so far are in {record_dir}; "
+              "the same command measures the rest.", file=sys.stderr)
+        return 130
+    header = write()
     print(header)
-    print(f"Wrote {Path(args.out) / 'smoke_full.csv'} and smoke_full.md")
-    failed = [r["name"] for r in records if r["status"] != "ok"]
+    print(f"Wrote {out_dir / 'smoke_full.csv'} and smoke_full.md")
+    records = load_records(record_dir, specs)
+    failed = [s.name for s in specs if records.get(s.name, {}).get("status") != "ok"]
     if failed:
         print(f"FAILED: {failed}")
         return 1
