@@ -46,7 +46,7 @@ PROXY_RESNET_SIZE :=
 else
 PROXY_AE_SIZE := epochs=30 steps_per_execution=1
 PROXY_RESNET_SIZE := --machine-types fan ToyCar epochs=10 clip_seconds=1.0 batch_size=16 lr_step_epochs=5
-PROXY_SEPARATION_SIZE := --machine-types fan ToyCar epochs=4 clip_seconds=0.5 segment_seconds=0.25 lr_step_epochs=2 eval_mixtures=12 batch_size=1
+PROXY_SEPARATION_SIZE := --machine-types fan ToyCar epochs=4 clip_seconds=0.5 segment_seconds=0.25 lr_step_epochs=2 eval_mixtures=12 batch_size=1 gradient_accumulation_steps=1
 endif
 # Pretrained encoders (Table VI): random weights unless PRESET_DIR holds the
 # converted checkpoints (asd-keras convert ... --out PRESET_DIR/<name>, the

@@ -86,7 +86,9 @@ def _step_timer(max_calls):
 
     class StepTimer(keras.callbacks.Callback):
         """Times the training function's calls of the first `fit` and stops
-        every `fit` after `max_calls` calls."""
+        it after `max_calls` calls; a later `fit` of the same system (the
+        next machine type's model) is stopped after its first call, since
+        only the first is timed."""
 
         def __init__(self):
             super().__init__()
@@ -105,7 +107,7 @@ def _step_timer(max_calls):
 
         def on_train_batch_end(self, batch, logs=None):
             self.calls.append((time.perf_counter(), self._iterations()))
-            if len(self.calls) >= max_calls:
+            if len(self.calls) >= (max_calls if self.calls is self.first["calls"] else 1):
                 self.model.stop_training = True
 
     return StepTimer()
@@ -389,8 +391,9 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("names", nargs="*", help="configurations or families (default: all)")
     parser.add_argument("--smoke", action="store_true", help="tiny sizes (a CPU test)")
-    parser.add_argument("--steps", type=int, default=3,
-                        help="training-function calls per configuration (default 3)")
+    parser.add_argument("--steps", type=int, default=2,
+                        help="training-function calls per configuration (default 2: "
+                             "one traced, one timed)")
     parser.add_argument("--data-root", default=None,
                         help="synthetic data (default data/synthetic/smoke_full[_tiny])")
     parser.add_argument("--out", default=str(HERE / "results"),

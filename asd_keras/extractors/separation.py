@@ -33,6 +33,30 @@ trained as a plain regression network.
 The training protocol is the study's (§III-A, `SpectrogramModelExtractor`:
 AdamW, StepLR, the epoch of lowest training loss), with CMGAN's generator
 settings as defaults (lr 5e-4, halved every 30 epochs, batch 4).
+
+Memory (assumption): at the paper's size (2 s segments: 321 frames, 201
+bins in the dense encoder and decoders, 101 in the conformers) a training
+step at the paper's batch of 4 takes 5.9 GB of host memory with no
+conformer block and width 64, 10.6 GB at width 128, and more than the 24 GB
+of a test machine with 4 blocks at width 64 (killed), because every
+two-stage conformer keeps its time-stage attention (`101 x 4 heads x 321^2`
+floats a segment, with their relative-position logits and dropout masks)
+and its feed-forward maps for the backward pass; with 4 blocks at width 128
+one segment a step takes 11.6 GB (peak RSS of `train_on_batch` in a fresh
+process, 2026-12-07). `gradient_accumulation_steps=k` splits every batch
+into `k` micro-batches (`asd_keras.data.pipelines.micro_batches`) whose
+averaged gradients make one update, and the paper-size study
+(experiments/proxy_tasks/separation/config.yaml) runs its batches of 4 as 4
+micro-batches of one segment. Every loss term keeps its weight in the whole
+batch, so without conformer blocks the update is exactly the batch's; with
+them, the conformers' batch normalisation (in their convolution modules)
+normalises each micro-batch on its own, over one segment's 32,421
+frame-frequency positions a channel instead of four segments'. The
+encoder's and decoders' instance norms work per segment and are unaffected.
+The alternative, rematerialising the blocks, keeps the batch whole at the
+price of a second forward pass, and Keras' dropout would draw new masks in
+it; `dtype_policy="mixed_bfloat16"` halves the activations' bytes but
+changes the arithmetic.
 """
 
 import logging
@@ -77,6 +101,7 @@ def _schema():
         "eval_mixtures": integer(min=1),
         "eval_seed": integer(min=0, max=2**32 - 1),
         "eval_mixtures_dir": string(optional=True),
+        "gradient_accumulation_steps": integer(min=1),
     }
 
 
@@ -120,10 +145,21 @@ class SeparationExtractor(SpectrogramModelExtractor):
         length_policy: `"truncate"`, `"pad"` or `"tile_crop"` (default).
         sample_rate, channel, resample: audio loading (16 kHz: the STFT of
             n_fft 400, hop 100 is CMGAN's at 16 kHz).
-        score_batch_clips: int. Clips per feature batch (mixtures per batch
-            in `proxy_metrics`). Defaults to `8`.
+        score_batch_clips: int. Clips per feature batch; `separate` and
+            `proxy_metrics` run as many segments a batch as these clips
+            hold. Defaults to `1`: a batch's memory grows with its segments
+            (one 10 s clip, 5 segments of 2 s: 2.0 GB of host memory at
+            N = 0, C = 64 and 4.5 GB at N = 4, C = 128; 8 clips at N = 0,
+            C = 64 took 11.3 GB), and the time per clip hardly changes.
         pipeline_ram_mb, jit_compile, dtype_policy, run_eagerly, seed: as the
             other trained extractors.
+        gradient_accumulation_steps: int. Micro-batches per batch: each
+            batch of `batch_size` segments runs as this many micro-batches,
+            one after another, and one AdamW update is made from their
+            averaged gradients, at a `k`-th of the activation memory. Defaults
+            to `1`. Assumption (see the module docstring, "Memory"): the
+            update is the whole batch's except for the conformers' batch
+            normalisation, which normalises each micro-batch on its own.
     """
 
     description = "Separator encoder features"
@@ -135,11 +171,17 @@ class SeparationExtractor(SpectrogramModelExtractor):
                  eval_mixtures_dir=None, epochs=200, batch_size=4, learning_rate=5e-4,
                  weight_decay=1e-2, lr_step_epochs=30, lr_gamma=0.5, select="min_loss",
                  clip_seconds=10.0, length_policy="tile_crop", sample_rate=16000, channel=0,
-                 resample=False, score_batch_clips=8, pipeline_ram_mb=1024,
-                 jit_compile="auto", dtype_policy="float32", run_eagerly=False, seed=0):
+                 resample=False, score_batch_clips=1, pipeline_ram_mb=1024,
+                 jit_compile="auto", dtype_policy="float32", run_eagerly=False,
+                 gradient_accumulation_steps=1, seed=0):
         config = {k: v for k, v in locals().items() if k not in ("self", "__class__")}
         self._configure(config, _schema())
         c = self.config
+        if c["gradient_accumulation_steps"] > c["batch_size"]:
+            raise ValueError(
+                f"gradient_accumulation_steps={c['gradient_accumulation_steps']} exceeds "
+                f"batch_size={c['batch_size']}: a micro-batch would be empty; use at most "
+                f"{c['batch_size']} (a divisor of it gives equal micro-batches).")
         if c["width"] % 4:
             raise ValueError(f"width must be divisible by the 4 attention heads; received "
                              f"{c['width']!r}.")
@@ -167,6 +209,12 @@ class SeparationExtractor(SpectrogramModelExtractor):
     @property
     def num_segments(self):
         return self.num_samples // self.segment_samples
+
+    @property
+    def _segments_per_batch(self):
+        # As many segments as a feature batch of `score_batch_clips` clips
+        # holds, so both kinds of batch take the same memory.
+        return int(self.config["score_batch_clips"]) * self.num_segments
 
     # -- models ------------------------------------------------------------
 
@@ -215,6 +263,10 @@ class SeparationExtractor(SpectrogramModelExtractor):
 
     def _fit_kwargs(self, table):
         return {"steps_per_epoch": self._steps_per_epoch(table)}
+
+    def micro_batches_per_update(self):
+        """`gradient_accumulation_steps`: pipeline elements per update."""
+        return int(self.config["gradient_accumulation_steps"])
 
     def _build_training_model(self, encoder, table):
         """The separator, its loss (negative SI-SDR) and the endless mixture
@@ -285,7 +337,7 @@ class SeparationExtractor(SpectrogramModelExtractor):
         """Estimated targets of `(n, segment samples)` mixtures (NumPy)."""
         self._check_fitted()
         mixtures = np.asarray(mixtures, np.float32)
-        batch = int(self.config["score_batch_clips"])
+        batch = self._segments_per_batch
         separate = self._separator_function()
         return np.concatenate([np.asarray(separate(mixtures[i:i + batch]))
                                for i in range(0, len(mixtures), batch)] or
@@ -323,7 +375,7 @@ class SeparationExtractor(SpectrogramModelExtractor):
                      progress=False)
         check_manifest_audio(manifest, loader, self.segment_samples)
         dataset = manifest_dataset(manifest, loader, self.segment_samples).batch(
-            int(self.config["score_batch_clips"])).prefetch(tf.data.AUTOTUNE)
+            self._segments_per_batch).prefetch(tf.data.AUTOTUNE)
         improvements, estimates = [], []
         separate = self._separator_function()
         for mixture, target in tqdm(dataset, desc="SI-SDRi", unit="batch",

@@ -234,6 +234,12 @@ class SpectrogramModelExtractor(FeatureExtractor):
         """Optimizer steps per epoch, which the StepLR schedule counts in."""
         return len(table) // self.batch_size(len(table))
 
+    def micro_batches_per_update(self):
+        """Pipeline elements per optimizer update: 1, or a subclass's
+        `gradient_accumulation_steps` (each batch then runs as that many
+        micro-batches, see `fit`)."""
+        return 1
+
     @abc.abstractmethod
     def _build_training_model(self, encoder, table):
         """Returns `(model, loss, dataset)`: the uncompiled training model
@@ -247,11 +253,14 @@ class SpectrogramModelExtractor(FeatureExtractor):
             whose weights were kept).
         """
         import keras
+        import tensorflow as tf
 
+        from asd_keras.data.pipelines import micro_batches
         from asd_keras.models.common import resolve_jit_compile
         from asd_keras.models.precision import dtype_policy_scope
         from asd_keras.models.precision import loss_scaled
         from asd_keras.optimizers import LeanAdamW
+        from asd_keras.optimizers import PerUpdateSchedule
         from asd_keras.utils.callbacks import RestoreBestWeights
 
         c = self.config
@@ -259,18 +268,30 @@ class SpectrogramModelExtractor(FeatureExtractor):
         seed = int(c["seed"])
         keras.utils.set_random_seed(seed)
         table = table.reset_index(drop=True)
+        accumulate = self.micro_batches_per_update()
+        fit_kwargs = self._fit_kwargs(table)
         with context.scope(), dtype_policy_scope(c["dtype_policy"]):
             encoder = self.build_encoder()
             model, loss, dataset = self._build_training_model(encoder, table)
             steps = self._steps_per_epoch(table)
+            schedule = step_lr_schedule(c["learning_rate"], c["lr_step_epochs"],
+                                        c["lr_gamma"], steps)
+            if accumulate > 1:
+                # Each batch runs as `accumulate` weighted micro-batches whose
+                # averaged gradients make one update (`micro_batches`); the
+                # schedule keeps counting updates, and one training call is
+                # one update, so callbacks and step timings count updates.
+                dataset = micro_batches(dataset, accumulate).prefetch(tf.data.AUTOTUNE)
+                schedule = PerUpdateSchedule(schedule, accumulate)
+                if "steps_per_epoch" in fit_kwargs:
+                    fit_kwargs["steps_per_epoch"] *= accumulate
             # Keras' AdamW with its per-step scalars computed once a step (a
             # ResNet-152 step traces 26k ops instead of 35k).
             optimizer = LeanAdamW(
-                learning_rate=step_lr_schedule(c["learning_rate"], c["lr_step_epochs"],
-                                               c["lr_gamma"], steps),
-                weight_decay=float(c["weight_decay"]))
+                learning_rate=schedule, weight_decay=float(c["weight_decay"]),
+                gradient_accumulation_steps=accumulate if accumulate > 1 else None)
             model.compile(optimizer=loss_scaled(optimizer, c["dtype_policy"]), loss=loss,
-                          run_eagerly=bool(c["run_eagerly"]),
+                          run_eagerly=bool(c["run_eagerly"]), steps_per_execution=accumulate,
                           jit_compile=(False if c["run_eagerly"]
                                        else resolve_jit_compile(c["jit_compile"])))
         callbacks = []
@@ -280,7 +301,7 @@ class SpectrogramModelExtractor(FeatureExtractor):
             callbacks.append(best)
         history = context.fit(model, dataset, name, c["epochs"], callbacks=callbacks,
                               shuffle=False,  # tf.data shuffles
-                              **self._fit_kwargs(table))
+                              **fit_kwargs)
         if best is not None and best.best_epoch is not None and len(history):
             history["selected"] = history["epoch"] == best.best_epoch + 1
             if context.run_dir is not None:
