@@ -26,6 +26,28 @@ def test_deterministic_by_seed(tmp_path):
     assert _digest(a) == _digest(b) != _digest(c)
 
 
+def test_clips_rendered_on_two_processes_are_the_same_files(tmp_path):
+    """Enough clips for the worker processes (a fresh interpreter: this one
+    has TensorFlow loaded, where generate() renders in-process)."""
+    import subprocess
+    import sys
+
+    settings = dict(layout="dcase2022", machine_types=("fan",), seconds=0.5, train=20,
+                    target_train=2, test=2, seed=8, eval=False)
+    assert 3 * (22 + 4) >= synthetic._PARALLEL_MIN_CLIPS
+    synthetic.generate(tmp_path / "one", synthetic.SynthConfig(**settings), progress=False,
+                       workers=1)
+    code = ("import sys; from asd_keras.data import synthetic; "
+            f"synthetic.generate(sys.argv[1], synthetic.SynthConfig(**{settings!r}), "
+            "progress=False, workers=2); assert 'tensorflow' not in sys.modules")
+    subprocess.run([sys.executable, "-c", code, str(tmp_path / "two")], check=True,
+                   timeout=300)
+    assert _digest(tmp_path / "one") == _digest(tmp_path / "two")
+    with pytest.raises(ValueError, match="workers must be >= 1.*received 0"):
+        synthetic.generate(tmp_path / "zero", synthetic.SynthConfig(**settings),
+                           progress=False, workers=0)
+
+
 def test_machine_models_have_two_or_more_anomaly_kinds():
     assert len(synthetic.MACHINE_TYPES) >= 5
     for model in synthetic._MODELS.values():

@@ -1064,7 +1064,61 @@ def _eval_test_name(layout, section, domain, index):
     return "test", f"section_{section}_{index:04d}.wav"
 
 
-def generate(out, config=None, force=False, progress=True):
+# Clips rendered in one process below this count (a 10 s clip takes ~30 ms).
+_PARALLEL_MIN_CLIPS = 64
+_BACKGROUNDS = {}
+
+
+def _render(task):
+    """Renders and writes one clip (in a worker process or in this one).
+
+    Every clip draws from its own seed and the hall from the dataset seed,
+    so the files do not depend on which process renders them or in what
+    order.
+    """
+    config, machine_type, inst, clip, path = task
+    background = _BACKGROUNDS.get(config.seed)
+    if background is None:
+        background = _BACKGROUNDS[config.seed] = FactoryBackground(config.seed)
+    rng = np.random.default_rng(clip["seed"])
+    audio = _clip(config, background, machine_type, inst, clip["domain"], clip["level"],
+                  clip["anomaly"], rng)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    soundfile.write(path, audio, config.sample_rate, subtype="PCM_16")
+
+
+def _render_all(tasks, workers, bar):
+    """Runs `_render` on every task, on `workers` processes when there are
+    enough clips to pay for them."""
+    import concurrent.futures
+    import multiprocessing
+    import os
+    import sys
+
+    workers = (os.cpu_count() or 1) if workers is None else workers
+    if isinstance(workers, bool) or not isinstance(workers, int):
+        raise ValueError(f"workers must be an integer >= 1 (or None for every core); "
+                         f"received {workers!r}.")
+    if workers < 1:
+        raise ValueError(f"workers must be >= 1 (or None for every core); received "
+                         f"{workers!r}.")
+    # Forked workers: a spawned one would re-run the caller's script (a
+    # script without a `__main__` guard would start over). Forking a process
+    # that has imported TensorFlow can deadlock on its threads, so then the
+    # clips are rendered here.
+    if (workers == 1 or len(tasks) < _PARALLEL_MIN_CLIPS or "tensorflow" in sys.modules
+            or "fork" not in multiprocessing.get_all_start_methods()):
+        for task in tasks:
+            _render(task)
+            bar.update()
+        return
+    context = multiprocessing.get_context("fork")
+    with concurrent.futures.ProcessPoolExecutor(workers, mp_context=context) as pool:
+        for _ in pool.map(_render, tasks, chunksize=8):
+            bar.update()
+
+
+def generate(out, config=None, force=False, progress=True, workers=None):
     """Writes a synthetic dataset in a DCASE layout.
 
     Folder structure under `out` (2023/2026 add the `raw/` level of the
@@ -1081,6 +1135,9 @@ def generate(out, config=None, force=False, progress=True):
         config: SynthConfig. Defaults to `SynthConfig()`.
         force: bool. Replace an existing folder.
         progress: bool. Show a progress bar.
+        workers: int or None. Processes that render the clips; None (the
+            default) uses every core. The files are the same whatever the
+            number.
 
     Returns:
         Path to `out`.
@@ -1089,7 +1146,6 @@ def generate(out, config=None, force=False, progress=True):
     config.validate()
     out = Path(out)
     raw = ("raw",) if config.layout in ("dcase2023", "dcase2026") else ()
-    background = FactoryBackground(config.seed)
     splits = ("dev", "eval") if config.eval else ("dev",)
     jobs = []
     for split in splits:
@@ -1103,6 +1159,7 @@ def generate(out, config=None, force=False, progress=True):
         bar = tqdm(total=total, desc="Synthesising clips", unit="clip", disable=not progress)
         ground_truth = {}
         attribute_rows = {}
+        tasks = []
         for split, machine_type, section in jobs:
             inst = _instance(config, machine_type, split, section)
             plan = _plan(config, machine_type, split, section)
@@ -1122,9 +1179,6 @@ def generate(out, config=None, force=False, progress=True):
             for rank, clip in zip(eval_perm, test_clips):
                 eval_index[id(clip)] = int(rank)
             for clip in plan:
-                rng = np.random.default_rng(clip["seed"])
-                audio = _clip(config, background, machine_type, inst,
-                              clip["domain"], clip["level"], clip["anomaly"], rng)
                 folder, name, attrs = _names(config, machine_type, split, section, clip, hidden)
                 if split == "eval" and clip["part"] == "test":
                     original = name
@@ -1140,9 +1194,7 @@ def generate(out, config=None, force=False, progress=True):
                     ground_truth.setdefault(key, []).append(
                         (name, original, clip["label"], clip["domain"])
                     )
-                path = machine_dir / folder / name
-                path.parent.mkdir(parents=True, exist_ok=True)
-                soundfile.write(path, audio, config.sample_rate, subtype="PCM_16")
+                tasks.append((config, machine_type, inst, clip, machine_dir / folder / name))
                 if attrs is not None and config.layout not in ("dcase2020", "dcase2021"):
                     include = not hidden and (split == "dev" or clip["part"] == "train")
                     if include:
@@ -1151,7 +1203,7 @@ def generate(out, config=None, force=False, progress=True):
                         attribute_rows.setdefault((machine_dir, section), []).append(
                             [rel, level[0], level[1], level[2], level[3]]
                         )
-                bar.update()
+        _render_all(tasks, workers, bar)
         bar.close()
         for (machine_dir, section), rows in attribute_rows.items():
             frame = pd.DataFrame(rows, columns=["file_name", "d1p", "d1v", "d2p", "d2v"])
