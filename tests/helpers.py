@@ -44,6 +44,17 @@ def serve_saved_model(export, paths, strings):
     return out["anomaly_score"].numpy(), out["decision"].numpy()
 
 
+class CallCounter(keras.callbacks.Callback):
+    """Counts the training function's calls (`calls`)."""
+
+    def __init__(self):
+        super().__init__()
+        self.calls = 0
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.calls += 1
+
+
 class Interrupt(keras.callbacks.Callback):
     """Ctrl-C at the end of an epoch of one model (named `..._<model_suffix>`)."""
 

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 from tests.conftest import make_synthetic
+from tests.helpers import CallCounter
 
 from asd_keras.data.layouts import read_dataset
 from asd_keras.data.pipelines import micro_batches
@@ -199,21 +200,10 @@ def test_extractor_trains_the_same_with_micro_batches(clips):
             warmup_epochs=1.0, layer_decay=0.5, mixup_probability=0.0, time_mask_width=0,
             freq_mask_width=0, attention_dim=8, embedding_dim=8, norm_clips=2,
             jit_compile=False, gradient_accumulation_steps=steps)
-        counter = _Calls()
+        counter = CallCounter()
         context = TrainingContext(None, callbacks=[counter], verbose=0)
         extractor.fit(table, context)
         weights[steps] = [w.numpy() for w in extractor.model.trainable_weights]
         calls[steps] = (counter.calls, int(counter.model.optimizer.iterations.numpy()))
     assert calls == {1: (2, 2), 4: (2, 2)}
     assert _max_difference(weights[4], weights[1]) < ATOL
-
-
-class _Calls(keras.callbacks.Callback):
-    """Counts the training function's calls."""
-
-    def __init__(self):
-        super().__init__()
-        self.calls = 0
-
-    def on_train_batch_end(self, batch, logs=None):
-        self.calls += 1

@@ -23,6 +23,7 @@ from asd_keras.runners.proxy_study import run_proxy_study
 from asd_keras.runners.proxy_study import split_study_data
 from asd_keras.systems import get_system
 from tests.conftest import make_synthetic
+from tests.helpers import CallCounter
 
 TINY = {"width": 4, "num_blocks": 0, "clip_seconds": 0.2, "segment_seconds": 0.1,
         "epochs": 1, "batch_size": 4, "lr_step_epochs": 1, "eval_mixtures": 3,
@@ -206,17 +207,6 @@ def test_a_tiny_separation_study_gives_table4_and_joins_table7(tiny, tmp_path):
         "si_sdri"
 
 
-class _Calls(keras.callbacks.Callback):
-    """Counts the training function's calls."""
-
-    def __init__(self):
-        super().__init__()
-        self.calls = 0
-
-    def on_train_batch_end(self, batch, logs=None):
-        self.calls += 1
-
-
 def test_gradient_accumulation_gives_the_update_of_the_whole_batch(tiny):
     """Batches of 4 mixtures as 2 micro-batches of 2 train the separator of
     the undivided batches (no conformer block: its batch norm is the one
@@ -240,7 +230,7 @@ def test_gradient_accumulation_gives_the_update_of_the_whole_batch(tiny):
             "jit_compile": False, "gradient_accumulation_steps": steps,
             # tile_crop's random crops are drawn statefully in a parallel map.
             "length_policy": "truncate"})
-        counter = _Calls()
+        counter = CallCounter()
         extractor.fit(fan, TrainingContext(None, callbacks=[counter], verbose=0), pool=table)
         optimizer = extractor.training_model.optimizer
         outputs[steps, gamma] = np.asarray(extractor.separator(probe))
