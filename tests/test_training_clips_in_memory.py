@@ -162,10 +162,12 @@ def test_fused_batch_normalization_is_batch_normalization(shape, axis):
     for a, b in zip(*grads):
         _close(b, a, scale=terms)
     # Moving statistics from the biased batch variance, as Keras; inference
-    # is the Keras layer's.
+    # is the Keras layer's formula (to the last bit with oneDNN; one ulp
+    # apart in an element with it off).
     for a, b in zip(plain.non_trainable_weights, fused.non_trainable_weights):
         np.testing.assert_allclose(b, a, rtol=1e-5, atol=1e-6)
-    np.testing.assert_array_equal(fused(x, training=False), plain(x, training=False))
+    np.testing.assert_allclose(fused(x, training=False), plain(x, training=False),
+                               rtol=1e-6, atol=1e-7)
 
 
 def test_fast_layers_save_and_load_as_keras_layers(tmp_path):
