@@ -106,11 +106,64 @@ def cmd_train(args):
     # fails before any audio is read or any folder is created.
     system = system_cls(user)
     args.resumable = system.resumable
-    check_output_dir(args.out, args.force, what="run folder")
+    score_data = _score_data(args)
+    finished = score_data is not None and not args.force and _same_finished_run(
+        args.out, system, args.data)
+    if not finished:
+        check_output_dir(args.out, args.force, what="run folder")
     # Held until the command ends: a second command writing the same run (or
     # its checkpoints) is refused instead of mixing or replacing them.
     with folder_lock(args.out, what="run folder"):
-        _train_locked(args, system)
+        if finished:
+            # An earlier `train --score-out` stopped after its run was written.
+            print(f"The run in '{args.out}' is finished (same system, data and "
+                  "configuration); scoring it.")
+            system, _ = _load_run(args.out)
+        else:
+            _train_locked(args, system)
+        if score_data is not None:
+            _score_to(system, args.out, score_data, args.score_out, args.layout, args.force)
+
+
+def _score_data(args):
+    """The data `train --score-out` scores after training (None without
+    --score-out); checks the score folder before anything is trained."""
+    from asd_keras.utils.io import check_output_dir
+
+    if args.score_out is None:
+        if args.score_data is not None:
+            raise ValueError(f"--score-data {args.score_data!r} needs --score-out, the "
+                             "folder of the submission files.")
+        return None
+    _check_out_is_not_run(args.score_out, args.out, "score folder")
+    check_output_dir(args.score_out, args.force, what="score folder")
+    if args.score_data is not None:
+        return args.score_data
+    if len(args.data) > 1:
+        raise ValueError(f"--score-out with several --data folders {args.data}: name the "
+                         "one whose test clips are scored with --score-data.")
+    return args.data[0]
+
+
+def _same_finished_run(out, system, data):
+    """Whether `out` is a finished run of `system` on `data` with the same
+    configuration (what the same `train` command wrote before)."""
+    from asd_keras.config import read_yaml_mapping
+
+    config = Path(out) / "config.yaml"
+    if not config.is_file():
+        return False
+    record = read_yaml_mapping(config, what="Run configuration")
+
+    def canonical(value):
+        return json.dumps(value, sort_keys=True, default=str)
+
+    import yaml
+
+    params = yaml.safe_load(yaml.safe_dump(system.config))
+    return (record.get("system") == system.name
+            and record.get("data") == [str(Path(d).resolve()) for d in data]
+            and canonical(record.get("params")) == canonical(params))
 
 
 def _train_locked(args, system):
@@ -234,39 +287,47 @@ def _load_run(run_dir):
 
 
 def cmd_score(args):
-    from asd_keras.data.layouts import read_dataset
-    from asd_keras.evaluation.submission import write_submission
-    from asd_keras.utils.io import atomic_write_dataframe
     from asd_keras.utils.io import check_output_dir
-    from asd_keras.utils.io import staged_dir
-    from asd_keras.utils.runs import seed_run
-    from asd_keras.utils.runs import write_run_record
 
     _check_out_is_not_run(args.out, args.run, "score folder")
     check_output_dir(args.out, args.force, what="score folder")
     system, record = _load_run(args.run)
+    _score_to(system, args.run, args.data, args.out, args.layout, args.force,
+              trained_layout=record.get("layout"))
+
+
+def _score_to(system, run, data, out, layout, force, trained_layout=None):
+    """Scores the test clips of `data` with the fitted `system` of the run
+    folder `run` and writes the submission files, `scores.csv` and the
+    folder's record into `out` (atomically)."""
+    from asd_keras.data.layouts import read_dataset
+    from asd_keras.evaluation.submission import write_submission
+    from asd_keras.utils.io import atomic_write_dataframe
+    from asd_keras.utils.io import staged_dir
+    from asd_keras.utils.runs import seed_run
+    from asd_keras.utils.runs import write_run_record
+
     seed = seed_run(system.config)
-    table = read_dataset(args.data, layout=args.layout)
+    table = read_dataset(data, layout=layout)
     layout = table["layout"].iloc[0]
-    trained = record.get("layout")
-    if trained and trained != layout:
+    if trained_layout and trained_layout != layout:
         # Not an error: scoring another year's data can be deliberate.
-        print(f"asd-keras score: warning: the run '{args.run}' was trained on "
-              f"{trained} data but '{args.data}' is {layout} data; features, "
+        print(f"asd-keras score: warning: the run '{run}' was trained on "
+              f"{trained_layout} data but '{data}' is {layout} data; features, "
               "sections and thresholds may not carry over.", file=sys.stderr)
     scores = system.score(table)
-    with staged_dir(args.out, force=args.force, what="score folder") as stage:
+    with staged_dir(out, force=force, what="score folder") as stage:
         write_submission(scores, stage, layout)
         columns = ["machine_type", "section", "domain", "file_name"] + [
             c for c in scores.columns if c.startswith("score")] + ["decision"]
         atomic_write_dataframe(stage / "scores.csv", scores[columns])
         write_run_record(
             stage,
-            {"run": str(Path(args.run).resolve()), "data": str(Path(args.data).resolve()),
+            {"run": str(Path(run).resolve()), "data": str(Path(data).resolve()),
              "layout": layout, "score": system.config.get("score", "score")},
             seed,
         )
-    print(f"Scored {len(scores)} clips; submission files in '{args.out}'.")
+    print(f"Scored {len(scores)} clips; submission files in '{out}'.")
 
 
 # ----------------------------------------------------------------------
@@ -573,6 +634,11 @@ def build_parser():
     p.add_argument("--layout", choices=readable)
     p.add_argument("--machines", nargs="+")
     p.add_argument("--verbose", type=int, default=1, choices=(0, 1, 2))
+    p.add_argument("--score-out", help="after training, score the test clips of "
+                   "--score-data in this process and write the submission files here "
+                   "(as 'score' would)")
+    p.add_argument("--score-data", help="data folder --score-out scores (default: the "
+                   "one --data folder)")
     p.add_argument("--force", action="store_true")
     p.add_argument("overrides", nargs="*", metavar="key=value")
     p.set_defaults(func=cmd_train)
@@ -796,6 +862,11 @@ def main(argv=None):
             # and TensorFlow shut down would only turn its exit code into
             # "killed by SIGINT" (-2), so it is ignored.
             signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if argv is None and threading.current_thread() is threading.main_thread():
+        # Everything is written and closed: skip the interpreter's tear-down
+        # of TensorFlow's runtime (about 2 s after a training run).
+        logging.shutdown()
+        _exit_now(0)
     return 0
 
 

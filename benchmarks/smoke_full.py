@@ -178,6 +178,7 @@ def _run(name, data_root, tiny, max_calls):
     clip_samples = int(round(float(_clip_seconds(system, spec, tiny)) * 16000))
     serving = extractor.serving_model(clip_samples)
     record["params"] = int(serving.count_params())
+    counting = time.perf_counter()
     per_clip_flops = forward_flops(serving, 1)
     if timer.first is not None:
         model = timer.first["model"]
@@ -193,6 +194,8 @@ def _run(name, data_root, tiny, max_calls):
                      if isinstance(layer, keras.Model)]
             fwd = sum(p for p in parts if p) or None
         record["train_flop_per_step"] = None if fwd is None else 3 * fwd
+    # Tracing the models once more for the profiler's FLOP count.
+    record["flop_count_s"] = time.perf_counter() - counting
     batch = max(1, min(len(test) // 2, int(system.config.get("score_batch_clips") or 8)))
     system.score(test.iloc[:batch])
     start = time.perf_counter()
@@ -267,6 +270,85 @@ def project(spec, record, gpu_tflops):
     return record
 
 
+# Imported once by the fork server; every configuration's process is forked
+# from it, so none pays TensorFlow's import (about 7 s on 2 cores).
+PRELOAD = ["tensorflow", "keras", "pandas", "asd_keras.systems", "asd_keras.data.layouts"]
+
+
+def _child_main(name, data_root, tiny, max_calls, out, log_path):
+    """A configuration's process: its output goes to `log_path`; the exit
+    code is 0 (record written), 130 (Ctrl-C) or 1 (a crash outside `_run`)."""
+    import traceback
+
+    fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.dup2(fd, 1)
+    os.dup2(fd, 2)
+    code = 1
+    try:
+        import threading
+
+        import tqdm
+
+        # tqdm's default lock is a multiprocessing semaphore, which `os._exit`
+        # below would leave to the resource tracker's "leaked" warning.
+        tqdm.tqdm.set_lock(threading.RLock())
+        run_child(name, data_root, tiny, max_calls, out)
+        code = 0
+    except KeyboardInterrupt:
+        code = 130
+    except BaseException:  # noqa: BLE001 - reported through the log
+        traceback.print_exc()
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        # The record is written: skip the interpreter's tear-down of
+        # TensorFlow (about 2 s, which would count in the wall time).
+        os._exit(code)
+
+
+def _context():
+    """The multiprocessing context: a fork server with `PRELOAD` imported.
+
+    The server is a fresh interpreter (not a fork of this process, which may
+    have run TensorFlow already, as a test does), that never runs an op, so
+    each configuration still starts with a clean TensorFlow runtime and its
+    own peak RSS.
+    """
+    import multiprocessing
+    from multiprocessing import forkserver
+
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(PRELOAD)
+    forkserver.ensure_running()
+    # The first fork waits for the server's imports: not a configuration's time.
+    warm = context.Process(target=_no_op)
+    warm.start()
+    warm.join()
+    return context
+
+
+def _no_op():
+    pass
+
+
+def _run_process(context, spec, data_root, tiny, max_calls, out, log_path):
+    """Runs one configuration; returns (exit code, seconds)."""
+    process = context.Process(target=_child_main, name=f"smoke-{spec.name}", args=(
+        spec.name, str(data_root), tiny, max_calls, str(out), str(log_path)))
+    start = time.perf_counter()
+    process.start()
+    try:
+        process.join()
+    except KeyboardInterrupt:
+        # Ctrl-C reached the child too; let it end, then stop the sweep.
+        process.join(30)
+        if process.is_alive():
+            process.kill()
+            process.join()
+        raise
+    return process.exitcode, time.perf_counter() - start
+
+
 def run_all(specs, data_root, tiny, max_calls, gpu_tflops, log=print, record_dir=None,
             on_record=None):
     """Runs each configuration in a fresh process; returns the records.
@@ -277,29 +359,27 @@ def run_all(specs, data_root, tiny, max_calls, gpu_tflops, log=print, record_dir
     """
     from asd_keras.utils.io import atomic_write_text
 
+    context = _context()
     records = []
     for spec in specs:
         with tempfile.TemporaryDirectory() as tmp:
-            out = Path(tmp) / "record.json"
-            cmd = [sys.executable, str(Path(__file__).resolve()), "--child", spec.name,
-                   "--data-root", str(data_root), "--steps", str(max_calls),
-                   "--json", str(out)] + (["--smoke"] if tiny else [])
-            start = time.perf_counter()
-            proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
-            wall = time.perf_counter() - start
-            if proc.returncode == -signal.SIGINT or proc.returncode == 130:
+            out, log_path = Path(tmp) / "record.json", Path(tmp) / "log.txt"
+            code, wall = _run_process(context, spec, data_root, tiny, max_calls, out,
+                                      log_path)
+            output = log_path.read_text(errors="replace") if log_path.is_file() else ""
+            if code in (130, -signal.SIGINT):
                 # Ctrl-C reaches the child too: its record is not a result.
                 raise KeyboardInterrupt
             if out.is_file():
                 record = json.loads(out.read_text())
             else:
-                record = {"name": spec.name, "status": _crash(proc)}
+                record = {"name": spec.name, "status": _crash(code, output)}
         record.update(family=spec.family, system=spec.system, wall_s=wall,
                       machine=machine_line(), measured=time.strftime("%Y-%m-%d %H:%M"))
         if record["status"] == "ok":
             project(spec, record, gpu_tflops)
         else:
-            log(proc.stderr[-3000:])
+            log(output[-3000:])
         log(f"{spec.name:28s} {record['status'][:60]:12s} wall {wall:6.1f} s  "
             f"trace {_fmt(record.get('trace_s'))} s  step {_fmt(record.get('s_per_step'), 3)} s"
             f"  RSS {_fmt(record.get('peak_rss_mb'), 0)} MB")
@@ -325,14 +405,14 @@ def load_records(record_dir, specs):
     return records
 
 
-def _crash(proc):
+def _crash(code, output):
     """A one-line status of a child that wrote no record."""
-    if proc.returncode < 0:
-        signal = -proc.returncode
+    if code < 0:
+        signal = -code
         return (f"killed by signal {signal}" + (" (SIGKILL: the kernel's out-of-memory "
                                                 "killer, when dmesg says so)" if signal == 9 else ""))
-    lines = [line for line in proc.stderr.strip().splitlines() if line.strip()]
-    return f"crashed (exit {proc.returncode})" + (f": {lines[-1][:300]}" if lines else "")
+    lines = [line for line in output.strip().splitlines() if line.strip()]
+    return f"crashed (exit {code})" + (f": {lines[-1][:300]}" if lines else "")
 
 
 def _fmt(value, digits=1):
@@ -410,8 +490,9 @@ def main(argv=None):
         parser.error(f"--steps must be at least 2 (one traced call and one timed); "
                      f"received {args.steps}.")
     data_root = Path(args.data_root or ROOT / "data" / "synthetic" / (
-        "smoke_full_tiny" if args.smoke else "smoke_full"))
+        "smoke_full_tiny" if args.smoke else "smoke_full")).resolve()
     if args.child:
+        # One configuration in this process (for debugging a configuration).
         run_child(args.child, data_root, args.smoke, args.steps, args.json)
         return 0
     try:

@@ -6,7 +6,7 @@
 #
 # Time to a submission = every second from the Python start (TensorFlow import
 # included) to the submission CSVs: the original's one process; asd-keras's
-# train process plus its score process.
+# `train --score-out` process (TWO_PROCESSES=1: `train`, then `score`).
 #
 # The original is not in this repository: benchmarks/bench_wilkinghoff.py's
 # docstring says how to fetch it, make its venv and adapt its main.py (steps
@@ -21,7 +21,7 @@
 # Environment: DATA (the dev_data folder of machine types; default the
 # synthetic set below), REPO (this checkout with its .venv), OUT (work and
 # log folder, default runs/head_to_head), EPOCHS, OURS_EXTRA (more key=value
-# overrides). The data:
+# overrides), TWO_PROCESSES=1 (train and score as two commands). The data:
 #   .venv/bin/python -m asd_keras synth --out data/synthetic/head_to_head \
 #     --layout dcase2023 --machines fan gearbox bearing slider ToyCar ToyTrain valve \
 #     --seconds 4 --train 200 --target-train 10 --test 50 --seed 0
@@ -38,6 +38,7 @@ EPOCHS=${EPOCHS:-10}
 ORDER=${ORDER:-"original ours"}
 REPEATS=${REPEATS:-1}
 OURS_EXTRA=${OURS_EXTRA:-}
+TWO_PROCESSES=${TWO_PROCESSES:-0}
 STAMP="python3 -u $HERE/_stamp.py"
 
 for need in "$DATA" "$ORIG_SRC/main.py" "$ORIG_PY" "$REPO/.venv/bin/python"; do
@@ -85,20 +86,33 @@ run_original() {
 run_ours() {
     local dir=$OUT/ours_$1
     rm -rf "$dir" && mkdir -p "$dir"
-    ( cd "$REPO" &&
-      /usr/bin/time -v -o "$dir/train_time.txt" .venv/bin/python -u -m asd_keras train \
-          --system wilkinghoff --data "$DATA" --out "$dir/run" --verbose 2 --force \
-          variant=icassp2023 epochs="$EPOCHS" ensemble_size=1 clip_seconds=4 $OURS_EXTRA \
-          2>&1 | $STAMP > "$dir/train_log.txt" &&
-      /usr/bin/time -v -o "$dir/score_time.txt" .venv/bin/python -u -m asd_keras score \
-          --run "$dir/run" --data "$DATA" --out "$dir/scores" --force \
-          2>&1 | $STAMP > "$dir/score_log.txt" )
+    local train=(.venv/bin/python -u -m asd_keras train --system wilkinghoff --data "$DATA"
+                 --out "$dir/run" --verbose 2 --force variant=icassp2023 epochs="$EPOCHS"
+                 ensemble_size=1 clip_seconds=4 $OURS_EXTRA)
+    if [ "$TWO_PROCESSES" = 1 ]; then
+        ( cd "$REPO" &&
+          /usr/bin/time -v -o "$dir/train_time.txt" "${train[@]}" 2>&1 \
+              | $STAMP > "$dir/train_log.txt" &&
+          /usr/bin/time -v -o "$dir/score_time.txt" .venv/bin/python -u -m asd_keras score \
+              --run "$dir/run" --data "$DATA" --out "$dir/scores" --force \
+              2>&1 | $STAMP > "$dir/score_log.txt" )
+    else
+        # One process: `train --score-out` scores the test clips after training.
+        ( cd "$REPO" &&
+          /usr/bin/time -v -o "$dir/train_time.txt" "${train[@]}" --score-out "$dir/scores" \
+              2>&1 | $STAMP > "$dir/train_log.txt" )
+    fi
     ls "$dir"/scores/anomaly_score_*.csv > /dev/null
-    local t s
-    t=$(wall "$dir/train_time.txt"); s=$(wall "$dir/score_time.txt")
-    echo "asd-keras $1: wall $(python3 -c "print(round($t + $s, 2))") s (train $t + score $s)," \
-         "fit $(fit_span "$dir/train_log.txt") s, peak RSS train $(maxrss "$dir/train_time.txt")" \
-         "MB / score $(maxrss "$dir/score_time.txt") MB, epochs: $(epochs "$dir/train_log.txt")"
+    local t s=0 how
+    t=$(wall "$dir/train_time.txt")
+    if [ "$TWO_PROCESSES" = 1 ]; then
+        s=$(wall "$dir/score_time.txt")
+        how="train $t + score $s, peak RSS train $(maxrss "$dir/train_time.txt") MB / score $(maxrss "$dir/score_time.txt") MB"
+    else
+        how="train --score-out, peak RSS $(maxrss "$dir/train_time.txt") MB"
+    fi
+    echo "asd-keras $1: wall $(python3 -c "print(round($t + $s, 2))") s ($how)," \
+         "fit $(fit_span "$dir/train_log.txt") s, epochs: $(epochs "$dir/train_log.txt")"
 }
 
 echo "CPU: $(lscpu | awk -F': +' '/Model name/ {print $2; exit}'), $(nproc) cores;" \

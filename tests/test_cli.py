@@ -149,6 +149,61 @@ def test_overrides_before_and_after_the_options_are_all_read(pipeline, tmp_path,
     assert not (tmp_path / "run").exists()
 
 
+def test_train_with_score_out_scores_in_the_same_process(pipeline, tmp_path, capsys):
+    base, data, _ = pipeline
+    run, scores = tmp_path / "run", tmp_path / "scores"
+    command = ["train", "--system", "dense_ae", "--data", data / "dev_data", "--out", run,
+               "--epochs", 1, "--verbose", 0, "batch_size=64", "hidden_units=16",
+               "steps_per_execution=1", "--score-out", scores]
+    assert _run(*command) == 0
+    # The same files as a separate `score` of the run writes.
+    assert _run("score", "--run", run, "--data", data / "dev_data", "--out",
+                tmp_path / "scored_later") == 0
+    together = pd.read_csv(scores / "scores.csv")
+    later = pd.read_csv(tmp_path / "scored_later" / "scores.csv")
+    assert sorted(p.name for p in scores.glob("*_test.csv")) == sorted(
+        p.name for p in (tmp_path / "scored_later").glob("*_test.csv"))
+    assert list(together["file_name"]) == list(later["file_name"])
+    np.testing.assert_allclose(together["score"], later["score"], rtol=1e-5)
+    assert json.loads((scores / "run.json").read_text())["seed"] == 13711
+
+    # Stopped after the run was written: the same command scores it without
+    # training again.
+    import shutil
+
+    shutil.rmtree(scores)
+    trained = (run / "run.json").read_text()
+    capsys.readouterr()
+    assert _run(*command) == 0
+    assert "is finished (same system, data and configuration); scoring it" in (
+        capsys.readouterr().out)
+    assert (run / "run.json").read_text() == trained
+    pd.testing.assert_frame_equal(pd.read_csv(scores / "scores.csv"), together)
+
+    # Both written: nothing is replaced without --force; another
+    # configuration in the same folder is refused, not scored.
+    assert _run(*command) == 2
+    assert "--force" in capsys.readouterr().err
+    shutil.rmtree(scores)
+    other = ["hidden_units=8" if c == "hidden_units=16" else c for c in command]
+    assert _run(*other) == 2
+    assert "--force" in capsys.readouterr().err and not scores.exists()
+
+
+def test_score_out_checks_come_before_training(pipeline, tmp_path, capsys):
+    _, data, _ = pipeline
+    base = ["train", "--system", "dense_ae", "--out", tmp_path / "run", "--epochs", 1]
+    assert _run(*base, "--data", data / "dev_data", data / "eval_data",
+                "--score-out", tmp_path / "s") == 2
+    assert "name the one whose test clips are scored with --score-data" in (
+        capsys.readouterr().err)
+    assert _run(*base, "--data", data / "dev_data", "--score-data", data / "eval_data") == 2
+    assert "--score-data" in capsys.readouterr().err
+    assert _run(*base, "--data", data / "dev_data", "--score-out", tmp_path / "run") == 2
+    assert "would delete the run" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()
+
+
 # The dense AE system behind the CLI: the run trained by `pipeline`, loaded
 # as the Python API loads it.
 @pytest.fixture(scope="module")
