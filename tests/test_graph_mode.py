@@ -110,6 +110,29 @@ def test_fit_traces_the_training_step_once_for_all_epochs():
     assert len(calls) == 1
 
 
+def test_fit_iterates_without_the_autotune_thread():
+    # tf.data's autotuning thread held up the end of `fit` by up to 60 s.
+    from asd_keras.utils.training import without_autotune_thread
+
+    seen = []
+
+    class Recording(keras.Model):
+        def fit(self, x=None, **kwargs):
+            seen.append((x.options().autotune.enabled,
+                         kwargs["validation_data"].options().autotune.enabled))
+            return super().fit(x, **kwargs)
+
+    inputs = keras.Input((4,))
+    model = Recording(inputs, keras.layers.Dense(1)(inputs))
+    model.compile(optimizer="sgd", loss="mse")
+    data = tf.data.Dataset.from_tensor_slices(
+        (np.ones((8, 4), "float32"), np.zeros((8, 1), "float32"))).batch(4)
+    assert data.options().autotune.enabled is None  # on, TensorFlow's default
+    TrainingContext(verbose=0).fit(model, data, "tiny", epochs=1, validation_data=data)
+    assert seen == [(False, False)]
+    assert without_autotune_thread([1, 2]) == [1, 2]  # not a dataset: unchanged
+
+
 @pytest.fixture(scope="module")
 def clips(tmp_path_factory):
     import soundfile

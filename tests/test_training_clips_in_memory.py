@@ -59,6 +59,16 @@ def test_clips_in_memory_or_streamed_give_the_same_batches(clips):
         assert np.concatenate([y for _, y in epoch]).sum() == len(clips[0])
 
 
+def test_pipelines_run_without_the_autotune_thread(clips):
+    extractor, loader, _ = _batches(clips, 64, epochs=0)
+    table, encoder = clips
+    ds = extractor.training_dataset(list(table["path"]), encoder.transform(table),
+                                    encoder.num_classes, loader, True, 7)
+    assert ds.options().autotune.enabled is False
+    scoring = extractor.waveform_dataset(list(table["path"]), extractor.loader())
+    assert scoring.options().autotune.enabled is False
+
+
 def test_one_repeated_iterator_gives_the_epochs_of_new_iterators(clips):
     # `fit` repeats the dataset (one iterator for all epochs).
     for ram_mb in (1, 64):

@@ -276,7 +276,7 @@ class ClassifierEmbeddingExtractor(FeatureExtractor):
         ds = ds.batch(int(c["batch_size"]))
         if shuffle and c["mixup_in"] == "pipeline":
             ds = mixup_dataset(ds, float(c["mixup_probability"]), c["mixup_label"], seed)
-        return self._bounded(ds.prefetch(tf.data.AUTOTUNE),
+        return self._bounded(ds.prefetch(2),
                              budget * 2**20 - (held if in_memory else 0))
 
     def waveform_dataset(self, paths, loader):
@@ -289,24 +289,29 @@ class ClassifierEmbeddingExtractor(FeatureExtractor):
         ds = tf.data.Dataset.from_tensor_slices([str(p) for p in paths])
         ds = ds.map(lambda p: tf.ensure_shape(loader.load(p), shape),
                     num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-        return self._bounded(
-            ds.batch(int(self.config["score_batch_clips"])).prefetch(tf.data.AUTOTUNE))
+        return self._bounded(ds.batch(int(self.config["score_batch_clips"])).prefetch(2))
 
     def _bounded(self, ds, ram_bytes=None):
-        """Caps what tf.data's autotuner may buffer: `ram_bytes`, by default
-        `pipeline_ram_mb` (at least 64 MB).
+        """Fixes what the pipeline may buffer and turns tf.data's autotuner
+        off (`utils.training.without_autotune_thread`): the callers prefetch
+        2 batches and map one clip per core. `ram_bytes` (default
+        `pipeline_ram_mb`, at least 64 MB) stays the budget should a caller
+        turn autotuning back on.
 
-        Unbounded, the autotuner grows its prefetch buffers of 10 s clips
-        over the steps of an epoch, so peak memory creeps up with the
-        number of clips even though nothing is cached.
+        With the autotuner, its prefetch buffers of 10 s clips grew over the
+        steps of an epoch, so peak memory crept up with the number of clips
+        even though nothing is cached, and its thread held up the end of
+        `model.fit` by up to a minute.
         """
         import tensorflow as tf
+
+        from asd_keras.utils.training import without_autotune_thread
 
         if ram_bytes is None:
             ram_bytes = int(self.config["pipeline_ram_mb"]) * 2**20
         options = tf.data.Options()
         options.autotune.ram_budget = max(int(ram_bytes), 64 * 2**20)
-        return ds.with_options(options)
+        return without_autotune_thread(ds.with_options(options))
 
     # -- training ----------------------------------------------------------
 

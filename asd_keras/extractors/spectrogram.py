@@ -171,9 +171,11 @@ class SpectrogramModelExtractor(FeatureExtractor):
         """Caps what tf.data's autotuner may buffer (`pipeline_ram_mb`)."""
         import tensorflow as tf
 
+        from asd_keras.utils.training import without_autotune_thread
+
         options = tf.data.Options()
         options.autotune.ram_budget = int(self.config["pipeline_ram_mb"]) * 2**20
-        return ds.with_options(options)
+        return without_autotune_thread(ds.with_options(options))
 
     def training_dataset(self, paths, targets=None, seed=0):
         """Shuffled, batched `(waveform, target)` pairs for `model.fit`.
