@@ -8,6 +8,13 @@
 # included) to the submission CSVs: the original's one process; asd-keras's
 # `train --score-out` process (TWO_PROCESSES=1: `train`, then `score`).
 #
+# Bytecode: both venvs should hold compiled .pyc files, as after a plain `pip
+# install` (`make install` asks uv for them). Where PYTHONDONTWRITEBYTECODE is
+# set and the installer wrote none, every start compiles TensorFlow again (the
+# original's time to a submission went from 248.3 s to 204.6 s with its venv
+# compiled, 2-core AMD EPYC, 2026-12-07): `python -m compileall -q -j 2 VENV/lib`.
+# The summary says how many compiled modules each TensorFlow install holds.
+#
 # The original is not in this repository: benchmarks/bench_wilkinghoff.py's
 # docstring says how to fetch it, make its venv and adapt its main.py (steps
 # 1-2); ORIG_SRC is the folder of the adapted *.py files, ORIG_PY its venv's
@@ -46,6 +53,9 @@ for need in "$DATA" "$ORIG_SRC/main.py" "$ORIG_PY" "$REPO/.venv/bin/python"; do
 done
 mkdir -p "$OUT"
 export TF_CPP_MIN_LOG_LEVEL=2
+bytecode() {  # compiled modules of the TensorFlow package a python imports
+    "$1" -c 'import importlib.util, pathlib; p = pathlib.Path(importlib.util.find_spec("tensorflow").origin).parent; print(sum(1 for _ in p.rglob("*.pyc")), "compiled modules in", p)'
+}
 
 wall() {  # seconds of "Elapsed (wall clock) time" in a /usr/bin/time -v log
     awk -F': ' '/Elapsed \(wall clock\)/ {n=split($2,a,":"); s=0; for(i=1;i<=n;i++) s=s*60+a[i]; print s}' "$1"
@@ -117,6 +127,7 @@ run_ours() {
 
 echo "CPU: $(lscpu | awk -F': +' '/Model name/ {print $2; exit}'), $(nproc) cores;" \
      "load before: $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "bytecode: original $(bytecode "$ORIG_PY"); asd-keras $(bytecode "$REPO/.venv/bin/python")"
 results=$OUT/summary.txt
 : > "$results"
 for r in $(seq 1 "$REPEATS"); do
