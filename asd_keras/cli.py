@@ -1,15 +1,14 @@
 """The `asd-keras` command-line program (also `python -m asd_keras`).
 
-Verbs: synth, train, score, evaluate, export, download. Every long step
+Verbs: synth, systems, probe, train, score, evaluate, export, study, search,
+proxy-report, convert, download (`asd-keras VERB --help`). Every long step
 shows a progress bar; every result folder is written atomically and never
 replaced without --force.
 """
 
 import argparse
-import json
 import logging
 import os
-import shutil
 import sys
 from pathlib import Path
 
@@ -91,43 +90,41 @@ def cmd_systems(args):
 
 
 def cmd_train(args):
-    from asd_keras.config import load_config_file
-    from asd_keras.config import parse_overrides
-    from asd_keras.systems import get_system
+    from asd_keras import runs
     from asd_keras.utils.io import check_output_dir
     from asd_keras.utils.io import folder_lock
 
     _split_data_and_overrides(args)
-    system_cls = get_system(args.system)
-    user = load_config_file(args.config) if args.config else {}
-    # A key given twice (`epochs=1 epochs=2`, or with --epochs) is an error.
-    user.update(parse_overrides(args.overrides, flags={"--epochs": args.epochs}))
-    # Built first: it validates the whole configuration, so a bad value
-    # fails before any audio is read or any folder is created.
-    system = system_cls(user)
+    system = runs.new_system(args.system, args.config, args.overrides,
+                             flags={"--epochs": args.epochs})
     args.resumable = system.resumable
     score_data = _score_data(args)
-    finished = score_data is not None and not args.force and _same_finished_run(
-        args.out, system, args.data)
+    # An earlier `train --score-out` may have stopped after its run was written.
+    finished = (score_data is not None and not args.force
+                and runs.is_finished_run(args.out, system, args.data))
     if not finished:
         check_output_dir(args.out, args.force, what="run folder")
     # Held until the command ends: a second command writing the same run (or
     # its checkpoints) is refused instead of mixing or replacing them.
     with folder_lock(args.out, what="run folder"):
         if finished:
-            # An earlier `train --score-out` stopped after its run was written.
             print(f"The run in '{args.out}' is finished (same system, data and "
                   "configuration); scoring it.")
-            system, _ = _load_run(args.out)
+            system, _ = runs.load_run(args.out)
         else:
-            _train_locked(args, system)
+            table = runs.read_tables(args.data, args.layout, args.machines)
+            runs.train_run(system, table, args.data, args.out, args.force, args.verbose)
+            print(f"Run written to '{args.out}'.")
         if score_data is not None:
-            _score_to(system, args.out, score_data, args.score_out, args.layout, args.force)
+            scores = runs.score_run(system, args.out, score_data, args.score_out,
+                                    args.layout, args.force)
+            print(f"Scored {len(scores)} clips; submission files in '{args.score_out}'.")
 
 
 def _score_data(args):
     """The data `train --score-out` scores after training (None without
     --score-out); checks the score folder before anything is trained."""
+    from asd_keras import runs
     from asd_keras.utils.io import check_output_dir
 
     if args.score_out is None:
@@ -135,7 +132,7 @@ def _score_data(args):
             raise ValueError(f"--score-data {args.score_data!r} needs --score-out, the "
                              "folder of the submission files.")
         return None
-    _check_out_is_not_run(args.score_out, args.out, "score folder")
+    runs.check_not_inside(args.score_out, args.out, "score folder")
     check_output_dir(args.score_out, args.force, what="score folder")
     if args.score_data is not None:
         return args.score_data
@@ -145,308 +142,58 @@ def _score_data(args):
     return args.data[0]
 
 
-def _same_finished_run(out, system, data):
-    """Whether `out` is a finished run of `system` on `data` with the same
-    configuration (what the same `train` command wrote before)."""
-    from asd_keras.config import read_yaml_mapping
+def _checked_out(args, what):
+    """`--out` of a verb that reads the run `--run`: not inside the run, and
+    free (or `--force`)."""
+    from asd_keras import runs
+    from asd_keras.utils.io import check_output_dir
 
-    config = Path(out) / "config.yaml"
-    if not config.is_file():
-        return False
-    record = read_yaml_mapping(config, what="Run configuration")
-
-    def canonical(value):
-        return json.dumps(value, sort_keys=True, default=str)
-
-    import yaml
-
-    params = yaml.safe_load(yaml.safe_dump(system.config))
-    return (record.get("system") == system.name
-            and record.get("data") == [str(Path(d).resolve()) for d in data]
-            and canonical(record.get("params")) == canonical(params))
-
-
-def _train_locked(args, system):
-    from asd_keras.data.layouts import describe
-    from asd_keras.data.layouts import read_dataset
-    from asd_keras.utils.checkpoints import has_progress
-    from asd_keras.utils.io import atomic_write_dataframe
-    from asd_keras.utils.io import staged_dir
-    from asd_keras.utils.runs import seed_run
-    from asd_keras.utils.runs import write_run_record
-
-    import pandas as pd
-
-    # Several folders (e.g. dev_data and eval_data) train one run together.
-    table = pd.concat(
-        [read_dataset(d, layout=args.layout, machine_types=args.machines)
-         for d in args.data], ignore_index=True)
-    if table["layout"].nunique() > 1:
-        raise ValueError(
-            f"The --data folders {args.data} hold different layouts "
-            f"({sorted(table['layout'].unique())}); train on one year at a time.")
-    seed = seed_run(system.config)
-    record = {
-        "system": system.name,
-        "data": [str(Path(d).resolve()) for d in args.data],
-        "layout": table["layout"].iloc[0],
-        "machine_types": sorted(table["machine_type"].unique()),
-        "params": system.config,
-    }
-    fit_kwargs = {}
-    checkpoints = None
-    if system.resumable:
-        checkpoints = _checkpoint_dir(args.out, record, args.force)
-        fit_kwargs["checkpoint_dir"] = checkpoints
-    try:
-        with staged_dir(args.out, force=args.force, what="run folder") as stage:
-            atomic_write_dataframe(stage / "data_summary.csv", describe(table))
-            system.fit(table, stage, verbose=args.verbose, **fit_kwargs)
-            # Written after fit: settings resolved from the data (e.g. the
-            # Wilkinghoff clip length) are recorded with their reason.
-            write_run_record(stage, record, seed,
-                             extra={"data_choices": system.data_choices})
-    except BaseException:
-        # Backups are kept for the rerun; a folder with nothing to resume from
-        # (only its fingerprint) would only be litter.
-        if checkpoints is not None and not has_progress(checkpoints):
-            shutil.rmtree(checkpoints, ignore_errors=True)
-        raise
-    if checkpoints is not None:
-        shutil.rmtree(checkpoints, ignore_errors=True)
-    print(f"Run written to '{args.out}'.")
-
-
-def _checkpoint_dir(out, record, force):
-    """`<out>.checkpoints`: epoch backups that survive an interrupted run.
-
-    A repeated `train` with the same system, data and configuration resumes
-    from them; a different one is refused unless --force discards them.
-    """
-    from asd_keras.utils.io import atomic_write_text
-
-    out = Path(out)
-    folder = out.with_name(out.name + ".checkpoints")
-    fingerprint = json.dumps(record, sort_keys=True, default=str)
-    marker = folder / "fingerprint.json"
-    if folder.exists():
-        if force:
-            shutil.rmtree(folder)
-        elif not marker.is_file() or marker.read_text() != fingerprint:
-            raise FileExistsError(
-                f"'{folder}' holds checkpoints of a different run (system, data or "
-                "configuration differ). Pass --force to discard them, or delete "
-                "the folder.")
-        else:
-            print(f"Resuming from the checkpoints in '{folder}'.")
-    if not folder.exists():
-        try:
-            atomic_write_text(marker, fingerprint)
-        except BaseException:
-            # A folder without its fingerprint would read as another run's.
-            shutil.rmtree(folder, ignore_errors=True)
-            raise
-    return folder
-
-
-def _check_out_is_not_run(out, run, what):
-    """`--out` must not be the run folder or hold it: `--force` would delete it."""
-    out, run = Path(out).resolve(), Path(run).resolve()
-    if out == run or out in run.parents:
-        raise ValueError(f"The {what} '{out}' is (or holds) the run folder '{run}'; "
-                         "--force would delete the run. Choose another folder.")
-
-
-def _load_run(run_dir):
-    from asd_keras.config import read_yaml_mapping
-    from asd_keras.systems import get_system
-
-    run_dir = Path(run_dir)
-    config_path = run_dir / "config.yaml"
-    if not config_path.is_file():
-        raise FileNotFoundError(
-            f"'{run_dir}' is not a finished run folder (no config.yaml). "
-            "Train one with 'asd-keras train'."
-        )
-    fix = ("Restore the run's config.yaml from a backup, or train the run "
-           "again with 'asd-keras train'")
-    record = read_yaml_mapping(config_path, what="Run configuration", fix=fix)
-    if not isinstance(record.get("system"), str) or not isinstance(
-            record.get("params"), dict):
-        raise ValueError(
-            f"Run configuration '{config_path}' needs a 'system' name and a "
-            f"'params' mapping; found {record.get('system')!r} and "
-            f"{type(record.get('params')).__name__}. {fix}.")
-    system = get_system(record["system"]).load(run_dir, record["params"])
-    return system, record
-
-
-# ----------------------------------------------------------------------
-# score
-# ----------------------------------------------------------------------
+    runs.check_not_inside(args.out, args.run, what)
+    check_output_dir(args.out, args.force, what=what)
 
 
 def cmd_score(args):
-    from asd_keras.utils.io import check_output_dir
+    from asd_keras import runs
 
-    _check_out_is_not_run(args.out, args.run, "score folder")
-    check_output_dir(args.out, args.force, what="score folder")
-    system, record = _load_run(args.run)
-    _score_to(system, args.run, args.data, args.out, args.layout, args.force,
-              trained_layout=record.get("layout"))
-
-
-def _score_to(system, run, data, out, layout, force, trained_layout=None):
-    """Scores the test clips of `data` with the fitted `system` of the run
-    folder `run` and writes the submission files, `scores.csv` and the
-    folder's record into `out` (atomically)."""
-    from asd_keras.data.layouts import read_dataset
-    from asd_keras.evaluation.submission import write_submission
-    from asd_keras.utils.io import atomic_write_dataframe
-    from asd_keras.utils.io import staged_dir
-    from asd_keras.utils.runs import seed_run
-    from asd_keras.utils.runs import write_run_record
-
-    seed = seed_run(system.config)
-    table = read_dataset(data, layout=layout)
-    layout = table["layout"].iloc[0]
-    if trained_layout and trained_layout != layout:
-        # Not an error: scoring another year's data can be deliberate.
-        print(f"asd-keras score: warning: the run '{run}' was trained on "
-              f"{trained_layout} data but '{data}' is {layout} data; features, "
-              "sections and thresholds may not carry over.", file=sys.stderr)
-    scores = system.score(table)
-    with staged_dir(out, force=force, what="score folder") as stage:
-        write_submission(scores, stage, layout)
-        columns = ["machine_type", "section", "domain", "file_name"] + [
-            c for c in scores.columns if c.startswith("score")] + ["decision"]
-        atomic_write_dataframe(stage / "scores.csv", scores[columns])
-        write_run_record(
-            stage,
-            {"run": str(Path(run).resolve()), "data": str(Path(data).resolve()),
-             "layout": layout, "score": system.config.get("score", "score")},
-            seed,
-        )
-    print(f"Scored {len(scores)} clips; submission files in '{out}'.")
-
-
-# ----------------------------------------------------------------------
-# evaluate
-# ----------------------------------------------------------------------
+    _checked_out(args, "score folder")
+    system, record = runs.load_run(args.run)
+    scores = runs.score_run(system, args.run, args.data, args.out, args.layout, args.force,
+                            trained_layout=record.get("layout"))
+    print(f"Scored {len(scores)} clips; submission files in '{args.out}'.")
 
 
 def cmd_evaluate(args):
-    import pandas as pd
-
-    from asd_keras.data.layouts import layout_for_year
-    from asd_keras.evaluation import metrics
-    from asd_keras.evaluation import submission
-    from asd_keras.utils.io import atomic_write_dataframe
-    from asd_keras.utils.io import atomic_write_text
+    from asd_keras import runs
     from asd_keras.utils.io import check_output_dir
-    from asd_keras.utils.io import staged_dir
 
-    scores, family = submission.read_submission(args.scores)
-    if args.ground_truth:
-        labels = submission.read_ground_truth(args.ground_truth)
-        layout = family
-    else:
-        labels, layout = submission.labels_from_data(args.data)
-        if metrics.metric_family(layout) != family:
-            raise ValueError(
-                f"The score files in '{args.scores}' follow the {family} "
-                f"naming but '{args.data}' is {layout} data. Score this "
-                "data folder again."
-            )
-    if args.year is not None:
-        layout = layout_for_year(args.year)
-        if metrics.metric_family(layout) != family:
-            raise ValueError(
-                f"--year {args.year} uses {metrics.metric_family(layout)} file "
-                f"names, but '{args.scores}' holds {family} files."
-            )
-    table = submission.join_scores_and_labels(scores, labels)
-    # The inputs are valid; the output folder must be too before any result
-    # is computed or printed.
+    table, layout = runs.read_scores_and_labels(args.scores, args.data, args.ground_truth,
+                                                args.year)
+    # The inputs are valid; the output folder must be too before any result.
     out = Path(args.out) if args.out else Path(args.scores) / "evaluation"
     check_output_dir(out, args.force, what="evaluation folder")
-    per_unit, official = metrics.evaluate(table, layout)
-    summary = metrics.summary_rows(per_unit, layout)
-    result = pd.concat([per_unit, summary], ignore_index=True)
+    result, official = runs.evaluate_scores(table, layout, out, args.force)
     _print_table(result)
-    if official is None:
-        print("DCASE 2020 has no single official score; see the per-ID "
-              "values and machine-type averages above.")
-    else:
-        print(f"official score: {official:.6f}")
-    with staged_dir(out, force=args.force, what="evaluation folder") as stage:
-        atomic_write_dataframe(stage / "result.csv", result)
-        text = result.to_markdown(index=False, floatfmt=".4f")
-        if official is not None:
-            text += f"\n\nofficial score: {official:.6f}\n"
-            atomic_write_text(
-                stage / "official_score.json",
-                json.dumps({"official_score": official, "layout": layout}),
-            )
-        atomic_write_text(stage / "result.md", text)
+    print("DCASE 2020 has no single official score; see the per-ID values and machine-"
+          "type averages above." if official is None else f"official score: {official:.6f}")
     print(f"Results written to '{out}'.")
 
 
-# ----------------------------------------------------------------------
-# probe
-# ----------------------------------------------------------------------
-
-
 def cmd_probe(args):
-    import pandas as pd
+    from asd_keras.runners.probe import probe_run
 
-    from asd_keras.data.layouts import read_dataset
-    from asd_keras.runners.probe import probe
-    from asd_keras.runners.probe import summary
-    from asd_keras.utils.io import atomic_write_dataframe
-    from asd_keras.utils.io import atomic_write_text
-    from asd_keras.utils.io import check_output_dir
-    from asd_keras.utils.io import staged_dir
-    from asd_keras.utils.runs import set_seed
-    from asd_keras.utils.runs import write_run_record
-
-    out = Path(args.out) if args.out else Path(str(Path(args.run)) + "-probe")
-    _check_out_is_not_run(out, args.run, "probe folder")
-    check_output_dir(out, args.force, what="probe folder")
-    system, record = _load_run(args.run)
-    table = read_dataset(args.data, layout=args.layout)
-    seed = set_seed(args.seed, False)
-    per_section = probe(system, table, seed=args.seed)
-    result = pd.concat([per_section, summary(per_section)], ignore_index=True)
+    args.out = args.out or str(Path(args.run)) + "-probe"
+    _checked_out(args, "probe folder")
+    result = probe_run(args.run, args.data, args.out, args.layout, args.seed, args.force)
     _print_table(result)
-    with staged_dir(out, force=args.force, what="probe folder") as stage:
-        atomic_write_dataframe(stage / "probe.csv", result)
-        atomic_write_text(stage / "probe.md", result.to_markdown(index=False, floatfmt=".4f"))
-        write_run_record(stage, {"run": str(Path(args.run).resolve()),
-                                 "system": record["system"],
-                                 "data": str(Path(args.data).resolve())}, seed)
-    print(f"Probe results written to '{out}' (an evaluation of the representation: it "
-          "uses test labels, so no submission file is written).")
-
-
-# ----------------------------------------------------------------------
-# export
-# ----------------------------------------------------------------------
+    print(f"Probe results written to '{args.out}' (an evaluation of the representation: "
+          "it uses test labels, so no submission file is written).")
 
 
 def cmd_export(args):
-    from asd_keras.utils.io import atomic_write_text
-    from asd_keras.utils.io import check_output_dir
-    from asd_keras.utils.io import staged_dir
+    from asd_keras import runs
 
-    _check_out_is_not_run(args.out, args.run, "export folder")
-    check_output_dir(args.out, args.force, what="export folder")
-    system, record = _load_run(args.run)
-    with staged_dir(args.out, force=args.force, what="export folder") as stage:
-        manifest = system.export(stage)
-        manifest.update(system=record["system"], run=str(Path(args.run).resolve()))
-        atomic_write_text(stage / "asd_keras_export.json",
-                          json.dumps(manifest, indent=2))
+    _checked_out(args, "export folder")
+    manifest = runs.export_run(args.run, args.out, args.force)
     names = manifest.get("inputs") or ["waveform", "machine_type"] + (
         ["section"] if "sections" in manifest else [])
     two_channels = len(manifest.get("waveform_shape") or []) == 3

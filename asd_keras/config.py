@@ -301,6 +301,26 @@ def integer(min=None, max=None, gt=None, lt=None, optional=False, also=()):
     return Option("int", min=min, max=max, gt=gt, lt=lt, optional=optional, also=also)
 
 
+def check_integer(name, value, minimum=None, maximum=None):
+    """The project's one integer rule, for config keys and constructor
+    arguments alike: an `int`, a NumPy integer or an integral float (`4.0`),
+    never a bool or a string; returned as `int`.
+
+    Args:
+        name: str. The argument's name, for the message.
+        value: the value to check.
+        minimum: int or None. Smallest allowed value.
+        maximum: int or None. Largest allowed value.
+
+    Returns:
+        int.
+
+    Raises:
+        ValueError: naming `name`, the value received and what is allowed.
+    """
+    return integer(min=minimum, max=maximum).check(name, value)
+
+
 def number(min=None, max=None, gt=None, lt=None, optional=False, also=()):
     """A real-valued key, e.g. `number(gt=0, lt=1)` for a quantile."""
     return Option("float", min=min, max=max, gt=gt, lt=lt, optional=optional, also=also)

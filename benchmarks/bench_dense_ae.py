@@ -117,7 +117,7 @@ def worker(mode, data, epochs):
         system = get_system("dense_ae")(config)
         with tempfile.TemporaryDirectory() as run:
             system.fit(table, run, verbose=0, callbacks=[timer])
-        extractor = system.members[0]["extractors"]["fan"]
+        extractor = system.members[0].extractors["fan"]
         paths = sorted(train["path"])
         frames = extractor.loader().check(paths, progress=False)["frames"]
         counts = [extractor.frontend.num_vectors(f) for f in frames]

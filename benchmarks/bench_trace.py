@@ -52,11 +52,11 @@ def _worker(model, depth, seconds, mode, batch, epochs, data):
     import keras
 
     from asd_keras.extractors import get_extractor
-    from asd_keras.runners.study import load_tables
+    from asd_keras.runs import read_tables
     from asd_keras.utils.training import TrainingContext
 
     name, config = MODELS[model]
-    table = load_tables(data)
+    table = read_tables(data)
     # Every training clip of every machine type, classes = sections: enough
     # clips for a few full batches of 32.
     table = table[table["split"] == "train"].reset_index(drop=True)

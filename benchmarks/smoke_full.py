@@ -174,7 +174,7 @@ def _run(name, data_root, tiny, max_calls):
     system.fit(train, work / "run", verbose=0, callbacks=[timer])
     fit_s = time.perf_counter() - start
     record = {"fit_s": fit_s, "batch": int(system.config.get("batch_size") or 1)}
-    extractor = next(iter(system.members[0]["extractors"].values()))
+    extractor = next(iter(system.members[0].extractors.values()))
     clip_samples = int(round(float(_clip_seconds(system, spec, tiny)) * 16000))
     serving = extractor.serving_model(clip_samples)
     record["params"] = int(serving.count_params())

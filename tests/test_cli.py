@@ -10,6 +10,7 @@ from tests.helpers import assert_close_to_scale
 from tests.helpers import assert_decisions_match
 
 from asd_keras import cli
+from asd_keras import runs
 from asd_keras.cli import main
 
 
@@ -211,7 +212,7 @@ def trained(pipeline):
     from asd_keras.data.layouts import read_dataset
 
     _, data, run = pipeline
-    system = cli._load_run(run)[0]
+    system = runs.load_run(run)[0]
     train_scores = pd.read_csv(run / "train_scores.csv")
     return system, read_dataset(data / "dev_data"), run, train_scores
 
@@ -249,7 +250,7 @@ def test_mse_score_matches_the_model_on_pipeline_features(trained):
     path = rows["path"].iloc[0]
     loader = AudioLoader()
     loader.check([path])
-    extractor = system.members[0]["extractors"]["fan"]
+    extractor = system.members[0].extractors["fan"]
     vectors = extractor.frontend.vectors(loader.load(tf.constant(path))).numpy()
     residual = vectors - extractor.model.predict(vectors, verbose=0)
     features = extractor.transform(rows)
@@ -268,7 +269,7 @@ def test_mahala_covariance_from_the_frame_level_residuals(trained):
     system, table, _, _ = trained
     rows = table[(table["split"] == "train") & (table["machine_type"] == "fan")]
     rows = rows.reset_index(drop=True)
-    extractor = system.members[0]["extractors"]["fan"]
+    extractor = system.members[0].extractors["fan"]
     batches = list(extractor.frame_batches(rows, "residual"))
     again = list(extractor.frame_batches(rows, "residual"))
     assert all(np.array_equal(a[1], b[1]) for a, b in zip(batches, again))

@@ -258,7 +258,7 @@ def test_ctrl_c_during_a_save_then_a_damaged_backup_still_resume(dev, tmp_path, 
     assert f"'{damaged}' cannot be loaded" in out
     assert "Resuming 'ganomaly_member0_fan' after epoch 1" in out
     # Epoch 1 came from the previous backup; epochs 2-3 were trained again.
-    extractor = system.members[0]["extractors"]["fan"]
+    extractor = system.members[0].extractors["fan"]
     assert int(extractor.model.optimizer.iterations) == 3 * _steps(extractor, table)
     history = pd.read_csv(tmp_path / "run2" / "history" / "member0_fan.csv")
     assert history["epoch"].tolist() == [1, 2, 3]

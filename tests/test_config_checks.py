@@ -97,7 +97,7 @@ def test_machine_overrides_of_an_unknown_machine_type_are_refused(dev, tmp_path,
     system = get_system("logmel_stats")({"n_mels": 32,
                                          "machine_overrides": {"fan": {"covariance": "oas"}}})
     system.fit(table, tmp_path / "known", verbose=0)
-    backends = system.members[0]["backends"]
+    backends = system.members[0].backends
     assert backends["fan_section_00"].covariance == "oas"
     assert backends["valve_section_00"].covariance == "ledoit_wolf"
 

@@ -52,7 +52,7 @@ def tiny(tmp_path_factory):
     system.fit(table, root / "run", verbose=0)
     train = table[table["split"] == "train"].reset_index(drop=True)
     test = table[table["split"] == "test"].reset_index(drop=True)
-    extractor = system.members[0]["extractors"]["fan"]
+    extractor = system.members[0].extractors["fan"]
     return {"system": system, "extractor": extractor, "train": train, "test": test,
             "table": table, "metrics": extractor.proxy_metrics(train, test),
             "folder": root / "run" / "members" / "member0" / "extractors" / "fan"}

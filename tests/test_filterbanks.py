@@ -145,7 +145,7 @@ def test_bad_edges_and_bins_name_the_value(function):
         function(8, 512, RATE, high_freq=9000.0)
     with pytest.raises(ValueError, match="received low_freq=-1.0"):
         function(8, 512, RATE, low_freq=-1.0)
-    with pytest.raises(ValueError, match="num_bins must be a positive integer; received 0"):
+    with pytest.raises(ValueError, match="num_bins must be an integer >= 1; received 0"):
         function(0, 512, RATE)
 
 

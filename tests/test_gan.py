@@ -345,6 +345,7 @@ def test_cli_train_score_evaluate_export_and_the_score_formulas(synthetic_sets, 
     import tensorflow as tf
 
     from asd_keras import cli
+    from asd_keras import runs
     from asd_keras.scoring.threshold import gamma_threshold
 
     dev = str(synthetic_sets["dcase2020"]["dev"])
@@ -372,8 +373,8 @@ def test_cli_train_score_evaluate_export_and_the_score_formulas(synthetic_sets, 
     assert cli.main(["evaluate", "--scores", str(tmp_path / "scores"), "--data", dev]) == 0
     assert cli.main(["export", "--run", str(run), "--out", str(tmp_path / "export")]) == 0
 
-    system = cli._load_run(run)[0]
-    extractors = system.members[0]["extractors"]
+    system = runs.load_run(run)[0]
+    extractors = system.members[0].extractors
     assert extractors["valve"].config["epochs"] == 1 and extractors["fan"].config["epochs"] == 2
     table = read_dataset(synthetic_sets["dcase2020"]["dev"])
     fan = table[(table["split"] == "test") & (table["machine_type"] == "fan")]

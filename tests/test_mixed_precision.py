@@ -131,7 +131,7 @@ def test_mixed_bfloat16_system_trains_scores_reloads_and_exports(table, tmp_path
     system = get_system(system_name)(dict(config, dtype_policy=MIXED))
     system.fit(table, tmp_path / "run", verbose=0)
     assert keras.config.dtype_policy().name == "float32"  # no leak
-    extractor = next(iter(system.members[0]["extractors"].values()))
+    extractor = next(iter(system.members[0].extractors.values()))
     _assert_mixed(extractor.model)
     history = pd.read_csv(next((tmp_path / "run" / "history").glob("*.csv")))
     losses = history[[c for c in history if "loss" in c and not c.startswith("val_")]]
@@ -145,7 +145,7 @@ def test_mixed_bfloat16_system_trains_scores_reloads_and_exports(table, tmp_path
     assert json.loads((folder / "extractor.json").read_text())["config"][
         "dtype_policy"] == MIXED
     loaded = type(system).load(tmp_path / "run", system.config)
-    again = next(iter(loaded.members[0]["extractors"].values()))
+    again = next(iter(loaded.members[0].extractors.values()))
     assert _policies([again.model]) == _policies([extractor.model])
     assert_close_to_scale(loaded.score(test)["score"], scores, rtol=1e-5)
 

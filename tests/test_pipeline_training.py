@@ -63,7 +63,7 @@ def test_an_interrupted_training_resumes_where_it_stopped(table, tmp_path, caplo
     # Only valve's last two epochs ran; fan is the model of the first attempt.
     assert epochs.seen == [("dense_autoencoder_member0_valve", 2),
                            ("dense_autoencoder_member0_valve", 3)]
-    for a, b in zip(fan, again.members[0]["extractors"]["fan"].model.get_weights()):
+    for a, b in zip(fan, again.members[0].extractors["fan"].model.get_weights()):
         np.testing.assert_array_equal(a, b)
     history = pd.read_csv(tmp_path / "second" / "history" / "member0_valve.csv")
     assert history["epoch"].tolist() == [1, 2, 3, 4]

@@ -163,9 +163,9 @@ def test_bad_depth(depth):
 
 
 def test_bad_sizes():
-    with pytest.raises(ValueError, match="n_mels must be a positive integer; received 0"):
+    with pytest.raises(ValueError, match="n_mels must be an integer >= 1; received 0"):
         resnet_backbone(18, n_mels=0)
-    with pytest.raises(ValueError, match="frames must be a positive integer; received 2.5"):
+    with pytest.raises(ValueError, match="frames must be an integer >= 1; received 2.5"):
         resnet_backbone(18, frames=2.5)
     assert resnet_backbone(18, n_mels=np.int64(8), frames=np.int64(4)).input_shape == (
         None, 4, 8)

@@ -88,7 +88,7 @@ def test_preset_fits_and_scores(data, ce_run):
     # classes=auto: three sections per machine type give the paper's section classes.
     assert system.config["classes"] == "auto"
     assert system.data_choices["fan"]["classes"] == "section"
-    assert system.members[0]["extractors"]["fan"].config["classes"] == "section"
+    assert system.members[0].extractors["fan"].config["classes"] == "section"
     assert system.config["extractor_grouping"] == system.config["grouping"] == "machine_type"
     scores = system.score(table)
     assert len(scores) == len(test) and np.isfinite(scores["score"]).all()
@@ -102,7 +102,7 @@ def test_preset_fits_and_scores(data, ce_run):
 def test_ce_macro_f1_is_the_saved_heads_argmax(data, ce_run):
     _, train, test = data
     system, run = ce_run
-    extractor = system.members[0]["extractors"]["fan"]
+    extractor = system.members[0].extractors["fan"]
     f1 = extractor.proxy_metrics(train, test)["macro_f1"]
     assert 0.0 <= f1 <= 1.0
     folder = run / "members" / "member0" / "extractors" / "fan"
@@ -125,7 +125,7 @@ def test_ce_round_trip_and_serving(data, ce_run):
 
     _, train, test = data
     system, run = ce_run
-    extractor = system.members[0]["extractors"]["fan"]
+    extractor = system.members[0].extractors["fan"]
     loaded = load_extractor(run / "members" / "member0" / "extractors" / "fan")
     expected = extractor.transform(test)["embedding"]
     assert np.allclose(loaded.transform(test)["embedding"], expected, atol=1e-5)

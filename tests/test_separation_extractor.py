@@ -79,7 +79,7 @@ def test_training_records_its_mixtures_and_a_finite_loss(tiny):
 def test_features_are_the_pooled_extraction_points_by_hand(tiny):
     from asd_keras.models.separator import separator_feature_model
 
-    extractor = tiny["system"].members[0]["extractors"]["fan"]
+    extractor = tiny["system"].members[0].extractors["fan"]
     test = tiny["test"][tiny["test"]["machine_type"] == "fan"].reset_index(drop=True)
     features = extractor.transform(test)["embedding"]
     assert features.shape == (len(test), 101) and np.isfinite(features).all()
@@ -105,7 +105,7 @@ def test_pooling_options_set_the_feature_size(tiny, pooling, dim):
 
 
 def test_proxy_metrics_fixed_mixtures_written_once(tiny, tmp_path):
-    extractor = tiny["system"].members[0]["extractors"]["fan"]
+    extractor = tiny["system"].members[0].extractors["fan"]
     train, test = tiny["train"], tiny["test"]
     fan = test[test["machine_type"] == "fan"]
     metrics = extractor.proxy_metrics(train, fan, pool=test)
@@ -141,7 +141,7 @@ def test_round_trip_serving_and_export(tiny, tmp_path):
     import tensorflow as tf
 
     system = tiny["system"]
-    extractor = system.members[0]["extractors"]["fan"]
+    extractor = system.members[0].extractors["fan"]
     test = tiny["test"]
     loaded = load_extractor(tiny["folder"])
     expected = extractor.transform(test)["embedding"]

@@ -78,7 +78,7 @@ def test_cross_fitted_thresholds_and_machine_overrides(recordings, tmp_path):
     assert not cls({"backend": "knn", "threshold_scores": "train"}).cross_fitted
     assert not cls({"backend": "mahalanobis"}).cross_fitted
     system.fit(table, tmp_path / "run", verbose=0)
-    backend = system.members[0]["backends"]["pump_section_00"]
+    backend = system.members[0].backends["pump_section_00"]
     assert backend.k == 3
     # By hand: alternate clips form two folds, each scored by a bank of the other.
     train = table[table["split"] == "train"].reset_index(drop=True)

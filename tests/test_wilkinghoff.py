@@ -281,7 +281,7 @@ def test_system_variants_train_and_score(synthetic_sets, tmp_path):
         WilkinghoffSystem(dict(config, extractor_grouping="all"))
     system.fit(table, tmp_path / "run", verbose=0)
     assert len(system.members) == 2
-    assert set(system.members[0]["extractors"]) == {"fan_section_00"}
+    assert set(system.members[0].extractors) == {"fan_section_00"}
     scores = system.score(table)
     assert np.isfinite(scores["score"]).all()
     history = pd.read_csv(tmp_path / "run" / "history" / "member0_fan_section_00.csv")
@@ -289,8 +289,8 @@ def test_system_variants_train_and_score(synthetic_sets, tmp_path):
     assert history["epoch"].tolist() == [0, 1]
     # The ensemble score is the sum of the members' scores.
     fan = scores[scores["machine_type"] == "fan"]
-    single = [m["backends"]["fan_section_00"].score(
-        m["extractors"]["fan_section_00"].transform(fan)["embedding"])
+    single = [m.backends["fan_section_00"].score(
+        m.extractors["fan_section_00"].transform(fan)["embedding"])
         for m in system.members]
     np.testing.assert_allclose(fan["score"], single[0] + single[1], rtol=1e-6)
     # The export runs the section's network of each member and sums them.
@@ -365,10 +365,10 @@ def test_spectrogram_functions_match_system_scores(synthetic_sets, tmp_path):
     scores = system.score(table)
     row = scores.iloc[0]
     member = system.members[0]
-    spectrogram_fn, embed_fn = member["extractors"]["all"].spectrogram_functions()
+    spectrogram_fn, embed_fn = member.extractors["all"].spectrogram_functions()
     spectrogram = spectrogram_fn(row["path"])
     assert spectrogram.shape == (30, 513)
-    backend = member["backends"][f"{row['machine_type']}_section_{row['section']}"]
+    backend = member.backends[f"{row['machine_type']}_section_{row['section']}"]
     assert float(backend.score(embed_fn(spectrogram[None]))[0]) == pytest.approx(
         row["score"], abs=1e-5)
     # The SavedModel runs the spectrogram branch as in-process scoring does.
@@ -385,7 +385,7 @@ def test_spectrogram_functions_match_system_scores(synthetic_sets, tmp_path):
     np.testing.assert_allclose(out["anomaly_score"].numpy(), clips["score"], rtol=1e-5,
                                atol=1e-5)
     both = ClassifierEmbeddingExtractor(clip_seconds=1.0, length_policy="truncate")
-    both.model = member["extractors"]["all"].model
+    both.model = member.extractors["all"].model
     with pytest.raises(ValueError, match="spectrogram-only"):
         both.spectrogram_functions()
 

@@ -76,6 +76,9 @@ class ScoringBackend(abc.ABC):
         memorises_training: bool. The fitted state holds training clips
             themselves (memory banks), so a training clip scores against
             itself; the system then fits thresholds on cross-fitted scores.
+        paired_features: bool. The features are `[near | far]` halves of a
+            two-channel extractor (`serving_channels == 2`), which the
+            system checks when it is built.
     """
 
     name = None
@@ -83,6 +86,7 @@ class ScoringBackend(abc.ABC):
     uses_test_labels = False
     fits_on_frames = False
     memorises_training = False
+    paired_features = False
 
     def __init__(self):
         self.arrays = None

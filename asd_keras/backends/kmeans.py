@@ -149,9 +149,11 @@ class KMeansBackend(ScoringBackend):
 
 @register_backend("local_density")
 class LocalDensityBackend(KMeansBackend):
-    """`kmeans` with the local-density defaults of methods.md §F: every
-    source embedding a reference, distances divided by the density of the
-    `density_k` (1, conf 1.1.0 of the reference code) nearest references."""
+    """`kmeans` with the defaults of Wilkinghoff's local-density scoring
+    ("Keeping the balance", DCASE 2024): every source embedding a
+    reference, distances divided by the density of the `density_k` nearest
+    references (1, the published code's conf 1.1.0; reference methods.md
+    §F)."""
 
     def __init__(self, kmeans_clusters=None, kmeans_n_init=10, kmeans_domains="source",
                  distance="cosine", local_density="ratio", density_k=1, seed=0):

@@ -45,6 +45,10 @@ class FeatureExtractor(abc.ABC):
         name: str. Registry name (set by `register_extractor`).
         trainable: bool. Whether `fit` learns anything.
         frame_sets: tuple of str. Feature sets `frame_batches` can give.
+        uses_other_groups: bool. See below.
+
+    Capabilities the system layer and the runners read (never probed):
+    `serving_channels`, `weights_note`, `proxy_metrics`.
     """
 
     name = None
@@ -58,6 +62,40 @@ class FeatureExtractor(abc.ABC):
     # every training row of the run as `pool` in `fit`, and the proxy study
     # gives their `proxy_metrics` every labelled test row as `pool`.
     uses_other_groups = False
+
+    @property
+    def serving_channels(self):
+        """Channels of a clip the features and the serving model take: 1, or
+        2 for extractors that embed a two-microphone clip's near and far
+        channels side by side (`channel="both"`), which backends of
+        `paired_features` need."""
+        return 1
+
+    @property
+    def weights_note(self):
+        """Where pretrained initial weights came from, for tables (e.g.
+        `"pretrained"`); None for extractors without pretrained weights."""
+        return None
+
+    def proxy_metrics(self, train, test, verbose=0):
+        """The proxy-task metrics of Shin & Lee's study for this extractor's
+        family (e.g. the AE's reconstruction error on normal test clips).
+
+        Args:
+            train: DataFrame of one machine type's training rows.
+            test: DataFrame of its labelled test rows.
+            verbose: int. Keras verbosity.
+
+        Returns:
+            dict of str -> float.
+
+        Raises:
+            ValueError: the extractor has no proxy task.
+        """
+        del train, test, verbose
+        raise ValueError(f"Extractor {self.name!r} has no proxy task; the proxy study "
+                         "takes the ae, classification, contrastive, separation and "
+                         "pretrained families' extractors.")
 
     def fit(self, table, context, name=None):
         """Learns from the training clips of `table`; returns a history

@@ -355,7 +355,7 @@ class ClassifierEmbeddingExtractor(FeatureExtractor):
         from asd_keras.models.precision import loss_scaled
         from asd_keras.models.wilkinghoff import build_head
         from asd_keras.models.wilkinghoff import training_model
-        from asd_keras.utils.callbacks import CompactnessMonitor
+        from asd_keras.extractors.compactness_monitor import CompactnessMonitor
         from asd_keras.utils.io import atomic_write_dataframe
 
         c = self.config

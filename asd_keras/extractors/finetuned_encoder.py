@@ -208,6 +208,7 @@ class FinetunedEncoderExtractor(ClassifierEmbeddingExtractor):
 
         return preset_info(self.config["preset"])["pretrained"]
 
+    @property
     def weights_note(self):
         """Where the initial weights came from, for reports."""
         from asd_keras.models.audio_encoders import preset_info
@@ -317,7 +318,7 @@ class FinetunedEncoderExtractor(ClassifierEmbeddingExtractor):
                 layer.trainable = False
         self._num_layers, self._num_clips = num_layers, max(len(paths), 1)
         self.data_choices.update({
-            "weights": self.weights_note(),
+            "weights": self.weights_note,
             "encoder_weights": "pretrained" if info["pretrained"] else "random weights",
             "norm_mean": norm_mean, "norm_std": norm_std,
             "normalisation": why, "num_frames": int(network.get_layer("fbank").num_frames)})

@@ -27,6 +27,8 @@ import numbers
 import keras
 from keras import ops
 
+from asd_keras.config import check_integer
+
 
 @keras.saving.register_keras_serializable(package="asd_keras")
 class AttentiveStatisticsPooling(keras.layers.Layer):
@@ -87,10 +89,7 @@ class AttentiveStatisticsPooling(keras.layers.Layer):
         **kwargs,
     ):
         super().__init__(**kwargs)
-        if (isinstance(attention_dim, bool) or not hasattr(attention_dim, "__index__")
-                or attention_dim < 1):
-            raise ValueError(
-                f"attention_dim must be an integer >= 1; received {attention_dim!r}.")
+        attention_dim = check_integer("attention_dim", attention_dim, 1)
         # `not x > 0` (rather than `x <= 0`) also rejects NaN.
         if (isinstance(epsilon, bool) or not isinstance(epsilon, numbers.Real)
                 or not epsilon > 0 or not math.isfinite(epsilon)):

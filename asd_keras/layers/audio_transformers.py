@@ -25,16 +25,12 @@ import keras
 import numpy as np
 from keras import ops
 
-
-def _positive_int(name, value):
-    if isinstance(value, bool) or not hasattr(value, "__index__") or value < 1:
-        raise ValueError(f"{name} must be a positive integer; received {value!r}.")
-    return int(value)
+from asd_keras.config import check_integer
 
 
 def _heads(dim, num_heads):
-    dim = _positive_int("dim", dim)
-    num_heads = _positive_int("num_heads", num_heads)
+    dim = check_integer("dim", dim, 1)
+    num_heads = check_integer("num_heads", num_heads, 1)
     if dim % num_heads:
         raise ValueError(f"dim ({dim}) must be divisible by num_heads; received {num_heads!r}.")
     return dim, num_heads
@@ -100,9 +96,9 @@ class ConvPositionEmbedding(keras.layers.Layer):
 
     def __init__(self, dim: int = 768, kernel_size: int = 128, groups: int = 16, **kwargs):
         super().__init__(**kwargs)
-        self.dim = _positive_int("dim", dim)
-        self.kernel_size = _positive_int("kernel_size", kernel_size)
-        self.groups = _positive_int("groups", groups)
+        self.dim = check_integer("dim", dim, 1)
+        self.kernel_size = check_integer("kernel_size", kernel_size, 1)
+        self.groups = check_integer("groups", groups, 1)
         if self.dim % self.groups:
             raise ValueError(f"dim ({self.dim}) must be divisible by groups; "
                              f"received {groups!r}.")
@@ -144,9 +140,9 @@ class RelativePositionBias(keras.layers.Layer):
     def __init__(self, num_heads: int = 12, num_buckets: int = 320, max_distance: int = 800,
                  **kwargs):
         super().__init__(**kwargs)
-        self.num_heads = _positive_int("num_heads", num_heads)
-        self.num_buckets = _positive_int("num_buckets", num_buckets)
-        self.max_distance = _positive_int("max_distance", max_distance)
+        self.num_heads = check_integer("num_heads", num_heads, 1)
+        self.num_buckets = check_integer("num_buckets", num_buckets, 1)
+        self.max_distance = check_integer("max_distance", max_distance, 1)
         if self.num_buckets < 4 or self.max_distance <= self.num_buckets // 4:
             raise ValueError(
                 f"num_buckets ({num_buckets!r}) must be >= 4 and max_distance "
@@ -306,9 +302,9 @@ class FixedPositions(keras.layers.Layer):
 
     def __init__(self, dim: int = 768, max_positions: int = 6144, num_bands: int = 8, **kwargs):
         super().__init__(**kwargs)
-        self.dim = _positive_int("dim", dim)
-        self.max_positions = _positive_int("max_positions", max_positions)
-        self.num_bands = _positive_int("num_bands", num_bands)
+        self.dim = check_integer("dim", dim, 1)
+        self.max_positions = check_integer("max_positions", max_positions, 1)
+        self.num_bands = check_integer("num_bands", num_bands, 1)
         if self.max_positions % self.num_bands:
             raise ValueError(f"max_positions ({max_positions!r}) must be a multiple of "
                              f"num_bands ({num_bands!r}).")
@@ -339,7 +335,7 @@ class ClassToken(keras.layers.Layer):
 
     def __init__(self, dim: int = 768, **kwargs):
         super().__init__(**kwargs)
-        self.dim = _positive_int("dim", dim)
+        self.dim = check_integer("dim", dim, 1)
 
     def build(self, input_shape):
         self.token = self.add_weight(name="token", shape=(1, 1, self.dim),

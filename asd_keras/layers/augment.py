@@ -26,14 +26,8 @@ import numbers
 import keras
 from keras import ops
 
+from asd_keras.config import check_integer
 from asd_keras.layers.precision import Float32Layer
-
-
-def _check_int(value, name, minimum):
-    if (isinstance(value, bool) or not isinstance(value, numbers.Integral)
-            or value < minimum):
-        raise ValueError(f"{name} must be an integer >= {minimum}; received {value!r}.")
-    return int(value)
 
 
 def _check_float(value, name):
@@ -236,8 +230,8 @@ class _BandMasking(_RandomAugmentation):
 
     def __init__(self, max_width, num_masks=1, seed=None, **kwargs):
         super().__init__(seed=seed, **kwargs)
-        self.max_width = _check_int(max_width, "max_width", 0)
-        self.num_masks = _check_int(num_masks, "num_masks", 0)
+        self.max_width = check_integer("max_width", max_width, 0)
+        self.num_masks = check_integer("num_masks", num_masks, 0)
 
     def augment(self, inputs):
         if self.max_width == 0 or self.num_masks == 0:
@@ -328,7 +322,7 @@ class PitchShift(_RandomAugmentation):
 
     def __init__(self, max_bins, seed=None, **kwargs):
         super().__init__(seed=seed, **kwargs)
-        self.max_bins = _check_int(max_bins, "max_bins", 0)
+        self.max_bins = check_integer("max_bins", max_bins, 0)
 
     def augment(self, inputs):
         if self.max_bins == 0:

@@ -30,17 +30,11 @@ import random
 import keras
 from keras import ops
 
+from asd_keras.config import check_integer
+
 # torch.nn.LayerNorm / BatchNorm1d defaults; PyTorch momentum 0.1 is Keras' 0.9.
 _NORM_EPSILON = 1e-5
 _BN_MOMENTUM = 0.9
-
-
-def _check_int(value, arg, minimum):
-    if isinstance(value, bool) or not hasattr(value, "__index__") or value < minimum:
-        raise ValueError(
-            f"{arg} must be an integer >= {minimum}; received {value!r}."
-        )
-    return int(value)
 
 
 def _check_rate(value, arg):
@@ -76,15 +70,15 @@ def _conformer_arguments(dim, num_heads, head_dim, ff_mult, conv_expansion,
                          conv_kernel, attn_dropout, ff_dropout, conv_dropout,
                          max_relative_position):
     """Validated, normalised `ConformerBlock` arguments as a dict."""
-    dim = _check_int(dim, "dim", 1)
-    num_heads = _check_int(num_heads, "num_heads", 1)
+    dim = check_integer("dim", dim, 1)
+    num_heads = check_integer("num_heads", num_heads, 1)
     if head_dim is None:
         if dim < num_heads:
             raise ValueError(
                 f"dim ({dim!r}) must be >= num_heads ({num_heads!r}) when "
                 "head_dim is None.")
         head_dim = dim // num_heads
-    conv_kernel = _check_int(conv_kernel, "conv_kernel", 1)
+    conv_kernel = check_integer("conv_kernel", conv_kernel, 1)
     if conv_kernel % 2 == 0:
         # An even kernel is padded (k//2, k//2 - 1) in CMGAN but
         # (k//2 - 1, k//2) by Keras' "same".
@@ -92,15 +86,14 @@ def _conformer_arguments(dim, num_heads, head_dim, ff_mult, conv_expansion,
     return dict(
         dim=dim,
         num_heads=num_heads,
-        head_dim=_check_int(head_dim, "head_dim", 1),
-        ff_mult=_check_int(ff_mult, "ff_mult", 1),
-        conv_expansion=_check_int(conv_expansion, "conv_expansion", 1),
+        head_dim=check_integer("head_dim", head_dim, 1),
+        ff_mult=check_integer("ff_mult", ff_mult, 1),
+        conv_expansion=check_integer("conv_expansion", conv_expansion, 1),
         conv_kernel=conv_kernel,
         attn_dropout=_check_rate(attn_dropout, "attn_dropout"),
         ff_dropout=_check_rate(ff_dropout, "ff_dropout"),
         conv_dropout=_check_rate(conv_dropout, "conv_dropout"),
-        max_relative_position=_check_int(
-            max_relative_position, "max_relative_position", 0),
+        max_relative_position=check_integer("max_relative_position", max_relative_position, 0),
     )
 
 
@@ -174,10 +167,9 @@ class RelativePositionAttention(keras.layers.Layer):
     def __init__(self, num_heads, head_dim, max_relative_position=512,
                  dropout=0.0, seed=None, **kwargs):
         super().__init__(**kwargs)
-        self.num_heads = _check_int(num_heads, "num_heads", 1)
-        self.head_dim = _check_int(head_dim, "head_dim", 1)
-        self.max_relative_position = _check_int(
-            max_relative_position, "max_relative_position", 0)
+        self.num_heads = check_integer("num_heads", num_heads, 1)
+        self.head_dim = check_integer("head_dim", head_dim, 1)
+        self.max_relative_position = check_integer("max_relative_position", max_relative_position, 0)
         self.dropout = _check_rate(dropout, "dropout")
         self.seed = seed
 
@@ -410,7 +402,6 @@ class ConformerBlock(_ConformerLayer):
 
     def compute_output_shape(self, input_shape):
         return input_shape
-
 
 
 @keras.saving.register_keras_serializable(package="asd_keras")

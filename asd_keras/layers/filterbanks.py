@@ -9,7 +9,7 @@ here are `(padded_window_size // 2 + 1, num_bins)` float32 matrices. They
 multiply the power spectrum where Kaldi's mel matrix does, and the Nyquist
 bin gets zero weight as in Kaldi:
 
-- `"mel"`: Kaldi's triangles on the mel axis (`kaldi.kaldi_mel_banks`).
+- `"mel"`: Kaldi's triangles on the mel axis (`kaldi_mel_banks`).
 - `"linear"`: the same triangles on the Hz axis.
 - `"gammatone"`: the power response of scipy's IIR gammatone filters,
   with centres evenly spaced on Glasberg & Moore's ERB-rate scale.
@@ -17,6 +17,8 @@ bin gets zero weight as in Kaldi:
 
 import numpy as np
 from scipy import signal
+
+from asd_keras.config import check_integer
 
 FILTER_BANKS = ("mel", "linear", "gammatone")
 
@@ -36,9 +38,7 @@ def bank_edges(name, low_freq, high_freq, sample_rate):
 
 
 def _check_num_bins(num_bins):
-    if int(num_bins) != num_bins or num_bins < 1:
-        raise ValueError(f"num_bins must be a positive integer; received {num_bins!r}.")
-    return int(num_bins)
+    return check_integer("num_bins", num_bins, 1)
 
 
 def fft_bin_freqs(padded_window_size, sample_rate):
@@ -54,8 +54,7 @@ def with_zero_nyquist(banks):
 
 
 def _hz_to_mel(freq):
-    # The same mel scale as `kaldi._mel`, restated so that this module
-    # needs nothing from kaldi.py at import time.
+    # Kaldi's mel scale (reference methods.md §C1), which BEATs and EAT use.
     return 1127.0 * np.log(1.0 + np.asarray(freq, np.float64) / 700.0)
 
 
@@ -119,6 +118,28 @@ def filter_bank_centres(kind, num_bins, sample_rate, low_freq=20.0, high_freq=0.
     if kind == "linear":
         return _even_centres(num_bins, low, high)
     return erb_rate_to_hz(_even_centres(num_bins, erb_rate(low), erb_rate(high)))
+
+
+def kaldi_mel_banks(num_mel_bins, padded_window_size, sample_rate, low_freq=20.0,
+                    high_freq=0.0):
+    """Kaldi's triangular mel filter bank on the rfft bins (the bank of
+    `torchaudio.compliance.kaldi.fbank`, reference methods.md §C1).
+
+    Args:
+        num_mel_bins: int.
+        padded_window_size: int. FFT length (a power of two).
+        sample_rate: int.
+        low_freq: float. Lowest edge in Hz.
+        high_freq: float. Highest edge in Hz; `<= 0` is an offset from the
+            Nyquist frequency (Kaldi's convention).
+
+    Returns:
+        float32 array `(padded_window_size // 2 + 1, num_mel_bins)`; the
+        Nyquist bin has zero weight, as in Kaldi.
+    """
+    low, high = bank_edges("Mel", low_freq, high_freq, sample_rate)
+    mel = _hz_to_mel(fft_bin_freqs(padded_window_size, sample_rate))
+    return with_zero_nyquist(triangles(_hz_to_mel(low), _hz_to_mel(high), num_mel_bins, mel))
 
 
 def linear_banks(num_bins, padded_window_size, sample_rate, low_freq=20.0, high_freq=0.0):
@@ -294,10 +315,6 @@ def filter_bank_matrix(kind, num_bins, padded_window_size, sample_rate, low_freq
     """
     _check_kind(kind)
     if kind == "mel":
-        # kaldi.py imports this module, so importing it at the top would
-        # be circular.
-        from asd_keras.layers.kaldi import kaldi_mel_banks
-
         return kaldi_mel_banks(num_bins, padded_window_size, sample_rate, low_freq, high_freq)
     if kind == "linear":
         return linear_banks(num_bins, padded_window_size, sample_rate, low_freq, high_freq)

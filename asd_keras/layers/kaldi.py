@@ -17,40 +17,14 @@ import keras
 import numpy as np
 from keras import ops
 
-from asd_keras.layers import filterbanks
 from asd_keras.layers.filterbanks import FILTER_BANKS
 from asd_keras.layers.filterbanks import filter_bank_matrix
-from asd_keras.layers.filterbanks import triangles
+from asd_keras.layers.filterbanks import kaldi_mel_banks  # noqa: F401  (public here too)
 from asd_keras.layers.precision import Float32Layer
 
 WINDOWS = ("povey", "hanning")
 # torch.finfo(torch.float32).eps: Kaldi's log floor.
 _LOG_FLOOR = float(np.finfo(np.float32).eps)
-
-
-def _mel(freq):
-    return 1127.0 * np.log(1.0 + np.asarray(freq, np.float64) / 700.0)
-
-
-def kaldi_mel_banks(num_mel_bins, padded_window_size, sample_rate, low_freq=20.0,
-                    high_freq=0.0):
-    """Kaldi's triangular mel filter bank on the rfft bins.
-
-    Args:
-        num_mel_bins: int.
-        padded_window_size: int. FFT length (a power of two).
-        sample_rate: int.
-        low_freq: float. Lowest edge in Hz.
-        high_freq: float. Highest edge in Hz; `<= 0` is an offset from the
-            Nyquist frequency (Kaldi's convention).
-
-    Returns:
-        float32 array `(padded_window_size // 2 + 1, num_mel_bins)`; the
-        Nyquist bin has zero weight, as in Kaldi.
-    """
-    low, high = filterbanks.bank_edges("Mel", low_freq, high_freq, sample_rate)
-    mel = _mel(filterbanks.fft_bin_freqs(padded_window_size, sample_rate))
-    return filterbanks.with_zero_nyquist(triangles(_mel(low), _mel(high), num_mel_bins, mel))
 
 
 def kaldi_window(window_type, length):

@@ -20,6 +20,8 @@ import numbers
 import keras
 from keras import ops
 
+from asd_keras.config import check_integer
+
 POOLING_MODES = ("mean", "band_mean", "cls", "max", "gem", "gwrp", "rdp", "rdp_gem")
 
 # Floor for quantities that go through a power or a logarithm. Far below any
@@ -30,11 +32,6 @@ _TINY = 1e-30
 
 def _is_number(value):
     return not isinstance(value, bool) and isinstance(value, numbers.Real)
-
-
-def _check_integer(name, value, minimum):
-    if isinstance(value, bool) or not hasattr(value, "__index__") or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}; received {value!r}.")
 
 
 @keras.saving.register_keras_serializable(package="asd_keras")
@@ -113,8 +110,8 @@ class TemporalPooling(keras.layers.Layer):
         super().__init__(**kwargs)
         if mode not in POOLING_MODES:
             raise ValueError(f"mode must be one of {POOLING_MODES}; received {mode!r}.")
-        _check_integer("num_bands", num_bands, 1)
-        _check_integer("num_extra_tokens", num_extra_tokens, 0)
+        check_integer("num_bands", num_bands, 1)
+        check_integer("num_extra_tokens", num_extra_tokens, 0)
         if mode == "cls" and num_extra_tokens < 1:
             raise ValueError(
                 f"mode 'cls' needs num_extra_tokens >= 1; received {num_extra_tokens!r}.")

@@ -12,6 +12,7 @@ import keras
 import numpy as np
 from keras import ops
 
+from asd_keras.config import check_integer
 from asd_keras.layers.precision import Float32Layer
 
 # Added to |X|^2 before the square root: it keeps the magnitude, the power
@@ -21,10 +22,8 @@ _SQUARED_EPSILON = 1e-24
 
 
 def _check_spectral(n_fft, hop_length, compress_factor):
-    if isinstance(n_fft, bool) or not hasattr(n_fft, "__index__") or n_fft < 4:
-        raise ValueError(f"n_fft must be an integer >= 4; received {n_fft!r}.")
-    if (isinstance(hop_length, bool) or not hasattr(hop_length, "__index__")
-            or hop_length < 1 or n_fft % hop_length):
+    n_fft = check_integer("n_fft", n_fft, 4)
+    if check_integer("hop_length", hop_length, 1) and n_fft % int(hop_length):
         raise ValueError(
             f"hop_length must be a positive divisor of n_fft ({n_fft}); "
             f"received {hop_length!r}.")

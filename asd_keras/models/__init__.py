@@ -1,4 +1,5 @@
-"""Anomaly detection systems, one module per system family."""
+"""The Keras networks of the system families (functional models and their
+builders); the extractors in `asd_keras.extractors` train and serve them."""
 
 from asd_keras.models.dense_ae import dense_autoencoder
 from asd_keras.models.gan import EGBAD

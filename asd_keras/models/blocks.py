@@ -10,6 +10,7 @@ outputs are cast to float32 (`asd_keras.models.precision.float32_output`),
 for the losses and scores computed from them.
 """
 
+from asd_keras.config import check_integer
 from asd_keras.models.precision import float32_output
 
 INITIALIZERS = ("glorot_uniform", "random_normal")
@@ -87,8 +88,7 @@ def dense_stack(x, units, count, name, dropout=0.0, initializer="glorot_uniform"
 
 def _check_sizes(**sizes):
     for key, value in sizes.items():
-        if int(value) < 1:
-            raise ValueError(f"{key} must be a positive integer; received {value!r}.")
+        check_integer(key, value, 1)
 
 
 def dense_encoder(input_dim=640, hidden_units=128, latent_dim=8, num_hidden_layers=3,

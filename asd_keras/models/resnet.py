@@ -26,6 +26,8 @@ the image `(frames, n_mels, 1)`: height is time, width is frequency.
 
 import random
 
+from asd_keras.config import check_integer
+
 RESNET_DEPTHS = (18, 34, 50, 101, 152)
 
 # depth -> (block kind, blocks per stage); torchvision's resnet18 ... resnet152.
@@ -49,14 +51,6 @@ def _spec(depth):
             or int(depth) not in _SPECS):
         raise ValueError(f"depth must be one of {RESNET_DEPTHS}; received {depth!r}.")
     return _SPECS[int(depth)]
-
-
-def _positive_int(value, arg):
-    # Any size works (the padded 3x3/2 stages map 1 to 1, as in PyTorch);
-    # only non-integers and sizes below 1 are rejected.
-    if isinstance(value, bool) or not hasattr(value, "__index__") or value < 1:
-        raise ValueError(f"{arg} must be a positive integer; received {value!r}.")
-    return int(value)
 
 
 def resnet_feature_dim(depth):
@@ -194,8 +188,8 @@ def resnet_backbone(depth, n_mels=128, frames=None, seed=None, name=None):
     from keras import layers
 
     kind, blocks = _spec(depth)
-    n_mels = _positive_int(n_mels, "n_mels")
-    frames = None if frames is None else _positive_int(frames, "frames")
+    n_mels = check_integer("n_mels", n_mels, 1)
+    frames = None if frames is None else check_integer("frames", frames, 1)
 
     builder = _Builder(seed)
     block = builder.basic_block if kind == "basic" else builder.bottleneck_block

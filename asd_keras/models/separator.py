@@ -42,6 +42,7 @@ import random
 
 import keras
 
+from asd_keras.config import check_integer
 from asd_keras.layers.conformer import TwoStageConformer
 from asd_keras.layers.conformer import torch_uniform
 from asd_keras.layers.separation import MaskedRefinement
@@ -53,13 +54,6 @@ _DENSE_DEPTH = 4
 # nn.InstanceNorm2d(affine=True) eps.
 _NORM_EPSILON = 1e-5
 TAP_PREFIX = "tap_"
-
-
-def _check_int(value, arg, minimum):
-    if isinstance(value, bool) or not hasattr(value, "__index__") or value < minimum:
-        raise ValueError(
-            f"{arg} must be an integer >= {minimum}; received {value!r}.")
-    return int(value)
 
 
 class _Builder:
@@ -128,14 +122,14 @@ class _Builder:
 
 
 def _check_arguments(width, num_blocks, n_fft, num_heads, dropout, num_samples):
-    width = _check_int(width, "width", 4)
-    num_heads = _check_int(num_heads, "num_heads", 1)
+    width = check_integer("width", width, 4)
+    num_heads = check_integer("num_heads", num_heads, 1)
     if width % num_heads:
         raise ValueError(
             f"width must be divisible by num_heads ({num_heads}); "
             f"received width={width!r}.")
-    num_blocks = _check_int(num_blocks, "num_blocks", 0)
-    n_fft = _check_int(n_fft, "n_fft", 4)
+    num_blocks = check_integer("num_blocks", num_blocks, 0)
+    n_fft = check_integer("n_fft", n_fft, 4)
     if n_fft % 4:
         # The encoder halves the (n_fft/2 + 1) bins and the decoders double
         # them and drop one; that returns to n_fft/2 + 1 only if it is odd.
@@ -144,7 +138,7 @@ def _check_arguments(width, num_blocks, n_fft, num_heads, dropout, num_samples):
         raise ValueError(f"dropout must be in [0, 1); received {dropout!r}.")
     if num_samples is not None:
         # Reflect padding needs more than n_fft // 2 samples.
-        num_samples = _check_int(num_samples, "num_samples", n_fft // 2 + 1)
+        num_samples = check_integer("num_samples", num_samples, n_fft // 2 + 1)
     return width, num_blocks, n_fft, num_heads, num_samples
 
 

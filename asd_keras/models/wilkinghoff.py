@@ -6,8 +6,8 @@ spectrum of the whole clip a Conv1D + dense branch (reference
 wilkinghoff.md §3). It is trained on an auxiliary classification task
 (machine type, section, attributes, domain) with a (sub-cluster) AdaCos,
 ArcFace, softmax or compactness head, with mixup, one model for all machine
-types. Clips are scored per section by a reusable embedding backend
-(`asd_keras.scoring.embedding`); R independently trained runs are summed.
+types. Clips are scored per section by a reference-table backend
+(`asd_keras.backends.kmeans`); R independently trained runs are summed.
 Under a mixed dtype policy (`asd_keras.models.precision`) the front ends and
 the heads compute in float32 and each branch's embedding is cast to float32.
 """

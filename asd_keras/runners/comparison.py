@@ -9,16 +9,16 @@ average and standard deviation over machine types (Table 6).
 
 import json
 import logging
-import shutil
 from pathlib import Path
 
 import pandas as pd
 from tqdm.auto import tqdm
 
+from asd_keras import runs
 from asd_keras.evaluation.metrics import machine_type_metrics
 from asd_keras.evaluation.metrics import weighted_summary
+from asd_keras.systems import get_system
 from asd_keras.utils.io import atomic_write_dataframe
-from asd_keras.utils.io import staged_dir
 
 logger = logging.getLogger(__name__)
 
@@ -39,11 +39,6 @@ def run_comparison(conditions, data, out, force=False, keep_models=False):
         DataFrame of every condition's test scores: condition, machine_type,
         section, file_name, label, score.
     """
-    from asd_keras.runners.study import load_tables
-    from asd_keras.systems import get_system
-    from asd_keras.utils.runs import seed_run
-    from asd_keras.utils.runs import write_run_record
-
     names = [c.get("name") for c in conditions]
     if None in names or len(set(names)) != len(names):
         raise ValueError(f"Every condition needs a unique 'name'; received {names}.")
@@ -51,10 +46,8 @@ def run_comparison(conditions, data, out, force=False, keep_models=False):
         if "system" not in condition:
             raise ValueError(f"Condition {condition['name']!r} names no 'system'.")
         get_system(condition["system"])(_config(condition))  # validate before training
-    table = load_tables(data)
-    if table.loc[table["split"] == "test", "label"].isna().any():
-        raise ValueError(f"The test clips in {data} have no labels; compare on "
-                         "development data.")
+    table = runs.read_tables(data)
+    runs.labelled_test(table, "The comparison")
     out = Path(out)
     frames = []
     for condition in tqdm(conditions, desc="Comparison", unit="system"):
@@ -64,16 +57,10 @@ def run_comparison(conditions, data, out, force=False, keep_models=False):
             scores = pd.read_csv(folder / "scores.csv", dtype={"section": str})
         else:
             system = get_system(condition["system"])(_config(condition))
-            seed = seed_run(system.config)
-            with staged_dir(folder, force=True, what="condition folder") as stage:
-                write_run_record(stage, {"system": system.name,
-                                         "condition": condition["name"],
-                                         "params": system.config}, seed)
-                system.fit(table, stage / "run", verbose=0)
+            with runs.trial(folder, system, table, {"condition": condition["name"]},
+                            keep_models) as written:
                 scores = system.score(table)[SCORE_COLUMNS]
-                atomic_write_dataframe(stage / "scores.csv", scores)
-                if not keep_models:
-                    shutil.rmtree(stage / "run" / "members", ignore_errors=True)
+                atomic_write_dataframe(written.folder / "scores.csv", scores)
         frames.append(scores.assign(condition=condition["name"]))
     return pd.concat(frames, ignore_index=True)
 

@@ -13,6 +13,8 @@ The linear probe reads test labels, so this is an evaluation protocol of a
 representation, never a detector: it writes AUC tables, no submission file.
 """
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 
@@ -20,23 +22,18 @@ from asd_keras.backends import get_backend
 from asd_keras.backends.linear_probe import in_domain_probe
 from asd_keras.backends.linear_probe import out_domain_probe
 from asd_keras.data.layouts import require_split
+from asd_keras.data.layouts import read_dataset
 from asd_keras.evaluation.metrics import auc
+from asd_keras.runs import labelled_test
+from asd_keras.runs import load_run
+from asd_keras.utils.io import atomic_write_dataframe
+from asd_keras.utils.io import atomic_write_text
+from asd_keras.utils.io import staged_dir
+from asd_keras.utils.runs import set_seed
+from asd_keras.utils.runs import write_run_record
 
 COLUMNS = ["machine_type", "section", "n_test", "lp_in_domain_auc", "lp_out_domain_auc",
            "md_auc"]
-
-
-def _labelled_test(table):
-    test = require_split(table, "test").reset_index(drop=True)
-    labels = pd.to_numeric(test["label"], errors="coerce")
-    if labels.isna().any():
-        names = test.loc[labels.isna(), "file_name"].head(5).tolist()
-        raise ValueError(
-            f"The probe needs labelled test clips; {int(labels.isna().sum())} have no "
-            f"normal/anomaly label (e.g. {names}). Use development data, or give the "
-            "labels (plain layout: labels.csv).")
-    test["label"] = labels.astype(int)
-    return test
 
 
 def probe(system, table, seed=0, verbose=0):
@@ -52,7 +49,7 @@ def probe(system, table, seed=0, verbose=0):
         DataFrame with `COLUMNS`, one row per machine type and section.
     """
     train = require_split(table, "train").reset_index(drop=True)
-    test = _labelled_test(table)
+    test = labelled_test(require_split(table, "test"), "The probe")
     train_features = system.features(train, verbose=verbose)
     test_features = system.features(test, verbose=verbose)
     rows = []
@@ -85,3 +82,25 @@ def summary(per_section):
     return pd.DataFrame([{"machine_type": "mean", "section": "", "n_test":
                           int(per_section["n_test"].sum()), **values.to_dict()}],
                         columns=COLUMNS)
+
+
+def probe_run(run, data, out, layout=None, seed=0, force=False):
+    """Linear-probe and global-Mahalanobis AUCs of a run's features per
+    section (`asd_keras.runners.probe`), written to `out` as CSV and
+    markdown. It uses test labels, so it is an evaluation of the
+    representation, not a detector.
+
+    Returns:
+        DataFrame of the per-section rows and their summary rows.
+    """
+    system, record = load_run(run)
+    table = read_dataset(data, layout=layout)
+    seed_used = set_seed(seed, False)
+    per_section = probe(system, table, seed=seed)
+    result = pd.concat([per_section, summary(per_section)], ignore_index=True)
+    with staged_dir(out, force=force, what="probe folder") as stage:
+        atomic_write_dataframe(stage / "probe.csv", result)
+        atomic_write_text(stage / "probe.md", result.to_markdown(index=False, floatfmt=".4f"))
+        write_run_record(stage, {"run": str(Path(run).resolve()), "system": record["system"],
+                                 "data": str(Path(data).resolve())}, seed_used)
+    return result

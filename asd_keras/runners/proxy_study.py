@@ -45,10 +45,11 @@ import pandas as pd
 import yaml
 from tqdm.auto import tqdm
 
+from asd_keras import runs
 from asd_keras.config import load_yaml_text
+from asd_keras.runners.probe import probe
 from asd_keras.utils.io import atomic_write_dataframe
 from asd_keras.utils.io import atomic_write_text
-from asd_keras.utils.io import staged_dir
 
 logger = logging.getLogger(__name__)
 
@@ -154,11 +155,8 @@ def _system(family, configuration, base, overrides, trial):
 
 def _extractor_of(system, machine_type):
     grouping = system.config["extractor_grouping"]
-    extractors = system.members[0]["extractors"]
-    if grouping == "all":
-        return extractors["all"]
-    if grouping == "machine_type":
-        return extractors[machine_type]
+    if grouping in ("all", "machine_type"):
+        return system.extractor_for(machine_type)
     raise ValueError(f"The proxy study needs one extractor per machine type or one for "
                      f"all; system {system.name!r} has extractor_grouping={grouping!r}.")
 
@@ -176,23 +174,15 @@ def _health(run_dir, machine_type, system):
 
 def _run_trial(family, configuration, trial, study, train, test, folder, overrides,
                keep_models, figure_dir):
-    from asd_keras.runners.probe import probe
-    from asd_keras.utils.runs import seed_run
-    from asd_keras.utils.runs import write_run_record
-
     system = _system(family, configuration, study["base"], overrides, trial)
-    seed = seed_run(system.config)
     table = pd.concat([train, test], ignore_index=True)
+    record = {"family": family["name"], "configuration": configuration, "trial": trial}
     # Training, probe and figure read the same clips: their features are
     # computed once.
-    with staged_dir(folder, force=True, what="trial folder") as stage, \
-            system.caching_features():
-        system.fit(train, stage / "run", verbose=0)
-        write_run_record(stage, {"family": family["name"], "configuration": configuration,
-                                 "trial": trial, "system": family["system"],
-                                 "params": system.config}, seed,
-                         extra={"data_choices": system.data_choices})
-        per_section = probe(system, table, seed=seed)
+    with runs.trial(folder, system, train, record, keep_models,
+                    cache_features=True) as written:
+        stage = written.folder
+        per_section = probe(system, table, seed=written.seed)
         atomic_write_dataframe(stage / "probe.csv", per_section)
         rows = []
         for machine_type in sorted(test["machine_type"].unique()):
@@ -204,7 +194,7 @@ def _run_trial(family, configuration, trial, study, train, test, folder, overrid
             sections = per_section[per_section["machine_type"] == machine_type]
             # Frozen pretrained encoders say whether their weights are
             # converted ones or random (no checkpoint given).
-            note = getattr(extractor, "weights_note", None)
+            note = extractor.weights_note
             rows.append({"family": family["name"], "configuration": configuration["name"],
                          "machine_type": machine_type, "trial": trial,
                          **({"weights": note} if note else {}),
@@ -219,8 +209,6 @@ def _run_trial(family, configuration, trial, study, train, test, folder, overrid
                              section=t["section"].astype(str).to_numpy(),
                              domain=t["domain"].fillna("").astype(str).to_numpy(),
                              md_auc=float(sections["md_auc"].mean()))
-        if not keep_models:
-            shutil.rmtree(stage / "run" / "members", ignore_errors=True)
         atomic_write_dataframe(stage / "rows.csv", pd.DataFrame(rows))
     return rows
 
@@ -333,8 +321,6 @@ def run_proxy_study(config, data, out, trials=1, force=False, overrides=None,
         FileExistsError: when `out` holds a finished study and not `force`.
         ValueError: for a bad configuration or data (names the entry).
     """
-    from asd_keras.runners.study import load_tables
-
     study = load_study_config(config)
     if families is not None:
         unknown = sorted(set(families) - {f["name"] for f in study["families"]})
@@ -366,7 +352,7 @@ def run_proxy_study(config, data, out, trials=1, force=False, overrides=None,
     for family in study["families"]:
         for configuration in family["configurations"]:
             _system(family, configuration, study["base"], overrides, 0)
-    train, test = split_study_data(load_tables(data))
+    train, test = split_study_data(runs.read_tables(data))
     if machine_types is not None:
         unknown = sorted(set(machine_types) - set(test["machine_type"]))
         if unknown:

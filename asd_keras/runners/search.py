@@ -28,10 +28,11 @@ import pandas as pd
 import yaml
 from tqdm.auto import tqdm
 
+from asd_keras import runs
 from asd_keras.evaluation.metrics import machine_type_metrics
+from asd_keras.systems import get_system
 from asd_keras.utils.io import atomic_write_dataframe
 from asd_keras.utils.io import atomic_write_text
-from asd_keras.utils.io import staged_dir
 
 logger = logging.getLogger(__name__)
 
@@ -143,10 +144,6 @@ def run_search(system, space, data, out, mode="random", budget=20, protocol="hol
     Returns:
         DataFrame of the best trial per machine type.
     """
-    from asd_keras.runners.study import load_tables
-    from asd_keras.systems import get_system
-    from asd_keras.utils.runs import seed_run
-    from asd_keras.utils.runs import write_run_record
 
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}; received {mode!r}.")
@@ -176,11 +173,9 @@ def run_search(system, space, data, out, mode="random", budget=20, protocol="hol
             shutil.rmtree(out)
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(spec_path, json.dumps(spec, indent=1))
-    table = load_tables(data)
+    table = runs.read_tables(data)
     test = table[table["split"] == "test"]
-    if test["label"].isna().any():
-        raise ValueError(f"The test clips in {data} have no labels; search on "
-                         "development data.")
+    runs.labelled_test(table, "The search")
     mask = None
     if protocol == "holdout":
         mask = holdout_split(test, holdout_fraction, seed)
@@ -198,16 +193,11 @@ def run_search(system, space, data, out, mode="random", budget=20, protocol="hol
             continue
         config = {**base, **point}
         instance = system_cls(config)
-        seed_run(instance.config)
-        with staged_dir(out / "trials" / f"trial{index:04d}", force=True,
-                        what="trial folder") as stage:
-            write_run_record(stage, {"system": system, "trial": index,
-                                     "params": instance.config}, instance.config["seed"])
-            instance.fit(table, stage / "run", verbose=0)
+        with runs.trial(out / "trials" / f"trial{index:04d}", instance, table,
+                        {"trial": index}) as written:
             scores = instance.score(table)
-            atomic_write_dataframe(stage / "scores.csv", scores[
+            atomic_write_dataframe(written.folder / "scores.csv", scores[
                 ["machine_type", "section", "file_name", "label", "score"]])
-            shutil.rmtree(stage / "run" / "members", ignore_errors=True)
         rows = _trial_rows(scores, protocol, mask)
         rows.insert(0, "trial", index)
         for key, value in point.items():

@@ -19,55 +19,37 @@ from tqdm.auto import tqdm
 from asd_keras.evaluation.metrics import domain_metrics
 from asd_keras.evaluation.metrics import evaluate
 from asd_keras.evaluation.metrics import harmonic_means
+from asd_keras import runs
+from asd_keras.systems import get_system
 from asd_keras.utils.io import atomic_write_dataframe
 from asd_keras.utils.io import atomic_write_text
-from asd_keras.utils.io import staged_dir
-from asd_keras.utils.runs import seed_run
-from asd_keras.utils.runs import write_run_record
 
 METRIC_COLUMNS = ["AUC (source)", "pAUC (source)", "AUC (target)", "pAUC (target)",
                   "AUC (both)", "pAUC (both)"]
 
 
-def load_tables(data):
-    """Concatenated `read_dataset` tables of one or more folders."""
-    from asd_keras.data.layouts import read_dataset
-
-    folders = [data] if isinstance(data, (str, Path)) else list(data)
-    return pd.concat([read_dataset(folder) for folder in folders], ignore_index=True)
-
-
 def _run_trial(condition, trial, base_config, table, folder, definition, keep_models):
-    from asd_keras.systems import get_system
-
     config = {**base_config, **{k: v for k, v in condition.items() if k != "name"}}
     system_name = config.pop("system", "wilkinghoff")
     config["seed"] = int(config.get("seed", 0)) + trial
     system = get_system(system_name)(config)
-    seed = seed_run(system.config)
-    with staged_dir(folder, force=True, what="trial folder") as stage:
-        system.fit(table, stage / "run", verbose=0)
-        # After fit, so that settings resolved from the data are recorded.
-        write_run_record(stage, {"system": system_name, "condition": condition["name"],
-                                 "trial": trial, "params": system.config}, seed,
-                         extra={"data_choices": system.data_choices})
+    record = {"condition": condition["name"], "trial": trial}
+    with runs.trial(folder, system, table, record, keep_models) as written:
         scores = system.score(table)
         per_section = domain_metrics(scores, definition)
         _, official = evaluate(scores, scores["layout"].iloc[0])
-        atomic_write_dataframe(stage / "per_section.csv", per_section)
+        atomic_write_dataframe(written.folder / "per_section.csv", per_section)
         columns = ["machine_type", "section", "domain", "label", "file_name", "score"]
-        atomic_write_dataframe(stage / "scores.csv", scores[columns])
+        atomic_write_dataframe(written.folder / "scores.csv", scores[columns])
         # The first member's features (embeddings) for embedding-space plots.
         test = table[table["split"] == "test"]
-        np.savez(stage / "test_embeddings.npz", embeddings=system.features(test),
+        np.savez(written.folder / "test_embeddings.npz", embeddings=system.features(test),
                  label=test["label"].to_numpy(int),
                  section=(test["machine_type"] + "_" + test["section"]).to_numpy(str),
                  domain=test["domain"].fillna("").to_numpy(str))
-        if not keep_models:
-            shutil.rmtree(stage / "run" / "members", ignore_errors=True)
         result = {"condition": condition["name"], "trial": trial,
                   "official_score": official, **harmonic_means(per_section)}
-        atomic_write_text(stage / "result.json", json.dumps(result, indent=1))
+        atomic_write_text(written.folder / "result.json", json.dumps(result, indent=1))
     return result
 
 
@@ -141,7 +123,8 @@ def run_study(conditions, base_config, data, out, trials=2, force=False,
                 f"'{out}' already holds a finished study (results.csv). Pass "
                 "--force to run it again, or choose another output folder.")
         shutil.rmtree(out / "trials", ignore_errors=True)
-    table = load_tables(data)
+    table = runs.read_tables(data)
+    runs.labelled_test(table, "The study")
     if table["label"].isna().all():
         raise ValueError(
             f"The test clips in {data} have no labels (evaluation data); run "

@@ -65,6 +65,9 @@ from asd_keras.data.layouts import require_split
 from asd_keras.extractors import EXTRACTORS
 from asd_keras.extractors import load_extractor
 from asd_keras.scoring.threshold import gamma_threshold
+from asd_keras.systems.groups import group_keys
+from asd_keras.systems.groups import machine_type_of
+from asd_keras.systems.members import Member
 from asd_keras.utils.io import atomic_write_dataframe
 from asd_keras.utils.io import atomic_write_text
 from asd_keras.utils.registry import Registry
@@ -117,14 +120,6 @@ SYSTEM_SCHEMA = {
 def register_system(name):
     """Class decorator registering a preset (a subclass with `DEFAULTS`)."""
     return SYSTEMS.register(name)
-
-
-def _group_keys(table, grouping):
-    if grouping == "all":
-        return pd.Series("all", index=table.index)
-    if grouping == "machine_type":
-        return table["machine_type"].astype(str)
-    return table["machine_type"].astype(str) + "_section_" + table["section"].astype(str)
 
 
 def _metadata(table):
@@ -213,8 +208,7 @@ class AnomalySystem:
         # any audio is read, and the run records every resolved value.
         extractor = self._new_extractor(0)
         backend = self._new_backend(0)
-        if getattr(backend, "paired_features", False) and getattr(
-                extractor, "serving_channels", 1) != 2:
+        if backend.paired_features and extractor.serving_channels != 2:
             raise ValueError(
                 f"Backend {merged['backend']!r} scores paired near/far features; the "
                 f"extractor {merged['extractor']!r} must give both microphones: set "
@@ -274,7 +268,7 @@ class AnomalySystem:
     def _overrides(self, group, keys):
         """The machine_overrides of the machine type a group belongs to."""
         overrides = self.config["machine_overrides"]
-        machine_type = None if group in (None, "all") else group.split("_section_")[0]
+        machine_type = machine_type_of(group)
         return {k: v for k, v in overrides.get(machine_type, {}).items() if k in keys}
 
     @property
@@ -312,7 +306,7 @@ class AnomalySystem:
 
     def _transform(self, extractors, table, verbose):
         """The chosen feature set of every row, each row by its group's extractor."""
-        keys = _group_keys(table, self.config["extractor_grouping"])
+        keys = group_keys(table, self.config["extractor_grouping"])
         unseen = sorted(set(keys) - set(extractors))
         if unseen:
             raise ValueError(
@@ -388,8 +382,8 @@ class AnomalySystem:
             raise ValueError(f"machine_overrides names the machine type(s) {unknown}, which "
                              f"the training data does not hold; its machine types are {held}. "
                              "Fix the name(s), or drop those entries.")
-        extractor_groups = _group_keys(train, self.config["extractor_grouping"])
-        groups = _group_keys(train, self.config["grouping"])
+        extractor_groups = group_keys(train, self.config["extractor_grouping"])
+        groups = group_keys(train, self.config["grouping"])
         checkpoints = None if checkpoint_dir is None else Path(checkpoint_dir)
         context = TrainingContext(
             run_dir, callbacks, self.config["tensorboard"],
@@ -412,7 +406,7 @@ class AnomalySystem:
                                                     features[rows])
                 total[rows] += self._training_scores(member, group, backends[group],
                                                      train[rows], features[rows])
-            self.members.append({"extractors": extractors, "backends": backends})
+            self.members.append(Member(extractors, backends))
         self.thresholds = {group: self._threshold(total[(groups == group).to_numpy()], group)
                            for group in sorted(groups.unique())}
         self.save(run_dir)
@@ -510,8 +504,36 @@ class AnomalySystem:
         (what `asd-keras probe` scores)."""
         if not self.members:
             raise ValueError("The system is not trained; call fit() or load().")
-        return self._transform(self.members[0]["extractors"], table.reset_index(drop=True),
+        return self._transform(self.members[0].extractors, table.reset_index(drop=True),
                                verbose)
+
+    def extractor_for(self, machine_type=None, section=None, member=0):
+        """The trained extractor that serves clips of `machine_type` (and
+        `section`) under this system's `extractor_grouping`.
+
+        Raises:
+            ValueError: the system is not trained, or has no extractor for
+                that group (the message lists the trained groups).
+        """
+        return self._member(member).extractor_for(self.config["extractor_grouping"],
+                                                  machine_type, section)
+
+    def backend_for(self, machine_type=None, section=None, member=0):
+        """The fitted backend that scores clips of `machine_type` (and
+        `section`) under this system's `grouping`.
+
+        Raises:
+            ValueError: the system is not trained, or has no backend for that
+                group (the message lists the trained groups).
+        """
+        return self._member(member).backend_for(self.config["grouping"], machine_type, section)
+
+    def _member(self, index):
+        if not self.members:
+            raise ValueError("The system is not trained; call fit() or load().")
+        if not 0 <= int(index) < len(self.members):
+            raise ValueError(f"member must be in [0, {len(self.members)}); received {index!r}.")
+        return self.members[int(index)]
 
     # -- score -------------------------------------------------------------
 
@@ -520,7 +542,7 @@ class AnomalySystem:
         if not self.members:
             raise ValueError("The system is not trained; call fit() or load().")
         test = require_split(table, "test").reset_index(drop=True)
-        groups = _group_keys(test, self.config["grouping"])
+        groups = group_keys(test, self.config["grouping"])
         unseen = sorted(set(groups) - set(self.thresholds))
         if unseen:
             raise ValueError(f"No trained model for {unseen} (grouping="
@@ -529,10 +551,10 @@ class AnomalySystem:
                              "folder without them.")
         total = np.zeros(len(test))
         for member in self.members:
-            features = self._transform(member["extractors"], test, verbose)
+            features = self._transform(member.extractors, test, verbose)
             for group in groups.unique():
                 rows = (groups == group).to_numpy()
-                total[rows] += member["backends"][group].score(features[rows])
+                total[rows] += member.backends[group].score(features[rows])
         if not np.isfinite(total).all():
             bad = test["path"].to_numpy()[~np.isfinite(total)][0]
             raise ValueError(f"Non-finite score for '{bad}'; check the clip and the run.")
@@ -546,9 +568,9 @@ class AnomalySystem:
     def save(self, run_dir):
         root = Path(run_dir) / "members"
         for r, member in enumerate(self.members):
-            for group, extractor in member["extractors"].items():
+            for group, extractor in member.extractors.items():
                 extractor.save(root / f"member{r}" / "extractors" / group)
-            for group, backend in member["backends"].items():
+            for group, backend in member.backends.items():
                 backend.save(root / f"member{r}" / "backends" / group)
         atomic_write_text(Path(run_dir) / "thresholds.json",
                           json.dumps(self.thresholds, indent=1, sort_keys=True))
@@ -563,12 +585,12 @@ class AnomalySystem:
                                     f"is '{run_dir}' a finished 'asd-keras train --system "
                                     f"{cls.name}' run?")
         for folder in folders:
-            system.members.append({
-                "extractors": {p.name: load_extractor(p)
-                               for p in sorted((folder / "extractors").iterdir())},
-                "backends": {p.name: load_backend(p)
-                             for p in sorted((folder / "backends").iterdir())},
-            })
+            system.members.append(Member(
+                extractors={p.name: load_extractor(p)
+                            for p in sorted((folder / "extractors").iterdir())},
+                backends={p.name: load_backend(p)
+                          for p in sorted((folder / "backends").iterdir())},
+            ))
         system.thresholds = json.loads((Path(run_dir) / "thresholds.json").read_text())
         return system
 

@@ -22,16 +22,9 @@ input, the value received and the fix.
 """
 
 from asd_keras.systems.base import GROUPINGS
-
-
-def _owner(group, extractor_groups):
-    """The extractor group holding a backend group (`fan_section_00` lies in
-    `fan` and in `all`)."""
-    for candidate in extractor_groups:
-        if candidate == "all" or group == candidate or group.startswith(candidate + "_section_"):
-            return candidate
-    raise ValueError(f"No extractor group holds the group {group!r}; extractor groups: "
-                     f"{extractor_groups}.")
+from asd_keras.systems.groups import machine_type_of
+from asd_keras.systems.groups import owner_group
+from asd_keras.systems.groups import section_of
 
 
 def shortest_clip(extractor):
@@ -122,7 +115,7 @@ def _group_index(groups, grouping, machine_type, section):
     if grouping == "all":
         return tf.constant(0, tf.int32)
     names = tf.constant(groups)
-    machine_types = sorted({g.split("_section_")[0] for g in groups})
+    machine_types = sorted({machine_type_of(g) for g in groups})
     known = tf.reduce_any(tf.equal(tf.constant(machine_types), machine_type))
     checks = [_assert(known, lambda: tf.strings.join([
         "machine_type ", machine_type, " is not one of the trained machine types ",
@@ -130,8 +123,8 @@ def _group_index(groups, grouping, machine_type, section):
     key = machine_type
     if grouping == "section":
         key = tf.strings.join([machine_type, "_section_", section])
-        sections = {m: ", ".join(g.split("_section_")[1] for g in groups
-                                 if g.split("_section_")[0] == m) for m in machine_types}
+        sections = {m: ", ".join(section_of(g) for g in groups if machine_type_of(g) == m)
+                    for m in machine_types}
         trained = tf.reduce_any(tf.equal(names, key))
 
         def unknown_section():
@@ -178,20 +171,19 @@ def export_system(system, out_dir):
     feature_set = system.config["feature_set"]
     shortest = (1, "")
     for member in system.members:
-        extractor_names = sorted(member["extractors"])
-        for extractor in member["extractors"].values():
+        extractor_names = sorted(member.extractors)
+        for extractor in member.extractors.values():
             shortest = max(shortest, shortest_clip(extractor))
-        models = [member["extractors"][g].serving_model(None) for g in extractor_names]
-        layers = [member["backends"][g].layer() for g in groups]
+        models = [member.extractors[g].serving_model(None) for g in extractor_names]
+        layers = [member.backends[g].layer() for g in groups]
         for tracked in models + layers:
             archive.track(tracked)
         # Each backend group's extractor group (groupings nest).
-        owner = [extractor_names.index(_owner(g, extractor_names)) for g in groups]
+        owner = [extractor_names.index(owner_group(g, extractor_names)) for g in groups]
         members.append((models, layers, tf.constant(owner, tf.int32)))
     # Two-channel extractors (DCASE 2026 near and far microphones) serve
     # `(clips, samples, 2)`.
-    channels = getattr(next(iter(system.members[0]["extractors"].values())),
-                       "serving_channels", 1)
+    channels = next(iter(system.members[0].extractors.values())).serving_channels
 
     def serve(waveform, machine_type=None, section=None):
         index = _group_index(groups, grouping, machine_type, section)
@@ -225,8 +217,8 @@ def export_system(system, out_dir):
                 "min_samples": shortest[0], "grouping": grouping,
                 "groups": groups, "ensemble_size": len(system.members)}
     if grouping != "all":
-        manifest["machine_types"] = sorted({g.split("_section_")[0] for g in groups})
-    extractor = system.members[0]["extractors"]
+        manifest["machine_types"] = sorted({machine_type_of(g) for g in groups})
+    extractor = system.members[0].extractors
     rate = next(iter(extractor.values())).get_config().get("sample_rate")
     if rate is not None:
         manifest["sample_rate"] = rate

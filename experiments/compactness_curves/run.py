@@ -3,7 +3,7 @@ inter-class compactness losses after every epoch.
 
 Fig. 2: sub-cluster AdaCos with one sub-cluster per class, with mixup.
 Fig. 3: AdaCos without mixup. The values come from the library's
-`CompactnessMonitor` callback (asd_keras.utils.callbacks).
+`CompactnessMonitor` callback (asd_keras.extractors.compactness_monitor).
 """
 
 import argparse
@@ -13,13 +13,12 @@ from pathlib import Path
 import pandas as pd
 
 from asd_keras.config import parse_overrides
-from asd_keras.runners.study import load_tables
+from asd_keras.runs import fit_run
+from asd_keras.runs import read_tables
 from asd_keras.systems import get_system
 from asd_keras.utils.io import atomic_write_dataframe
 from asd_keras.utils.io import atomic_write_text
 from asd_keras.utils.io import staged_dir
-from asd_keras.utils.runs import seed_run
-from asd_keras.utils.runs import write_run_record
 
 CONDITIONS = {
     "Fig. 2: sub-cluster AdaCos (1 sub-cluster), mixup": {
@@ -38,17 +37,15 @@ def main(argv=None):
     args = parser.parse_args(argv)
     base = {"clip_seconds": 4.0, "classes": "attribute", "epochs": args.epochs,
             "monitor_compactness": True, "monitor_clips": 256, "seed": 7, **parse_overrides(args.overrides)}
-    table = load_tables(args.data)
+    table = read_tables(args.data)
     from asd_keras.visualisation.plots import plot_training_curves
 
     with staged_dir(args.out, force=args.force, what="results folder") as stage:
         histories = {}
         for number, (title, overrides) in enumerate(CONDITIONS.items(), start=2):
             system = get_system("wilkinghoff")({**base, **overrides})
-            seed = seed_run(system.config)
             run = stage / f"fig{number}"
-            write_run_record(run, {"figure": title, "params": system.config}, seed)
-            system.fit(table, run, verbose=2)
+            fit_run(system, table, run, {"figure": title}, verbose=2)
             histories[title] = pd.read_csv(run / "history" / "member0_all.csv").astype(
                 {"epoch": int})
             frame = histories[title].assign(figure=title)

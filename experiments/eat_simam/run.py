@@ -36,7 +36,7 @@ import yaml
 
 from asd_keras.config import read_yaml_mapping
 from asd_keras.config import parse_overrides
-from asd_keras.runners.study import load_tables
+from asd_keras.runs import read_tables
 from asd_keras.runners.study import run_study
 from asd_keras.runners.study import trial_weights
 from asd_keras.utils.io import atomic_write_dataframe
@@ -267,7 +267,7 @@ def main(argv=None):
         elif not (out / "results.csv").is_file():
             raise FileNotFoundError(f"No finished study in '{out}' (results.csv) for "
                                     "--tables-only; run without it first.")
-        table = load_tables(args.data)
+        table = read_tables(args.data)
         layout = table["layout"].iloc[0]
         filter_banks, simam, per_machine = tables(out, config, layout)
         scoring = scoring_variants(out, config, table)

@@ -40,7 +40,7 @@ import yaml
 
 from asd_keras.config import read_yaml_mapping
 from asd_keras.config import parse_overrides
-from asd_keras.runners.study import load_tables
+from asd_keras.runs import read_tables
 from asd_keras.runners.study import run_study
 from asd_keras.runners.study import trial_weights
 from asd_keras.utils.io import atomic_write_dataframe
@@ -146,7 +146,7 @@ def _features(out, encoder):
     trial = out / "trials" / f"{encoder}__residual" / "trial0"
     record = yaml.safe_load((trial / "config.yaml").read_text())
     system = get_system(record["system"]).load(trial / "run", record["params"])
-    extractor = system.members[0]["extractors"]["all"]
+    extractor = system.extractor_for()  # extractor_grouping "all"
     if extractor.name == "frozen_encoder":
         layers = list(range(extractor.num_layers + 1))
         extractor = get_extractor("frozen_encoder", **{**extractor.get_config(),
@@ -344,7 +344,7 @@ def main(argv=None):
                                     "--tables-only; run without it first.")
         baseline = config.get("baseline_label", BASELINE)
         table = table2(out / "results.csv", trial_weights(out), baseline)
-        figure1, variants = sweep(out, load_tables(args.data), config)
+        figure1, variants = sweep(out, read_tables(args.data), config)
     except (ValueError, FileNotFoundError, FileExistsError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

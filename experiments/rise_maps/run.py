@@ -11,12 +11,11 @@ import numpy as np
 
 from asd_keras.config import parse_overrides
 from asd_keras.evaluation.rise import importance_map
-from asd_keras.runners.study import load_tables
+from asd_keras.runs import fit_run
+from asd_keras.runs import read_tables
 from asd_keras.systems import get_system
 from asd_keras.utils.io import atomic_write_text
 from asd_keras.utils.io import staged_dir
-from asd_keras.utils.runs import seed_run
-from asd_keras.utils.runs import write_run_record
 from asd_keras.visualisation.plots import plot_importance
 
 MODELS = {
@@ -37,7 +36,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
     base = {"clip_seconds": 4.0, "branches": "spectrogram", "epochs": args.epochs,
             "monitor_compactness": False, "seed": 11, **parse_overrides(args.overrides)}
-    table = load_tables(args.data)
+    table = read_tables(args.data)
     test = table[(table["split"] == "test") & (table["section"] == table["section"].min())]
     picks = []
     for machine_type, label in CLIPS:
@@ -49,18 +48,16 @@ def main(argv=None):
         systems = {}
         for number, (name, overrides) in enumerate(MODELS.items()):
             system = get_system("wilkinghoff")({**base, **overrides})
-            seed = seed_run(system.config)
             run = stage / f"model{number}"
-            write_run_record(run, {"model": name, "params": system.config}, seed)
-            system.fit(table, run, verbose=2)
+            fit_run(system, table, run, {"model": name}, verbose=2)
             systems[name] = system
         rows, lines = [], []
         for clip in picks:
             maps, spectrogram = {}, None
             for index, (name, system) in enumerate(systems.items()):
-                member = system.members[0]
-                spectrogram_fn, embed_fn = member["extractors"]["all"].spectrogram_functions()
-                backend = member["backends"][f"{clip['machine_type']}_section_{clip['section']}"]
+                where = {"machine_type": clip["machine_type"], "section": clip["section"]}
+                spectrogram_fn, embed_fn = system.extractor_for(**where).spectrogram_functions()
+                backend = system.backend_for(**where)
 
                 def score_fn(spectrograms, backend=backend, embed_fn=embed_fn):
                     return backend.score(embed_fn(spectrograms))
