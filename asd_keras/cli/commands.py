@@ -1,0 +1,307 @@
+"""The handlers of the `asd-keras` verbs: each reads its arguments, calls
+the runs layer (`asd_keras.runs`) or a runner, and prints what it wrote."""
+
+from pathlib import Path
+
+
+def _split_data_and_overrides(args):
+    """`--data A B key=value` : argparse's nargs="+" swallows the overrides."""
+    data, extra = [], []
+    for item in args.data:
+        (extra if "=" in item and not Path(item).exists() else data).append(item)
+    if not data:
+        raise ValueError(f"--data needs at least one folder; received {args.data}.")
+    args.data = data
+    args.overrides = extra + list(args.overrides)
+
+
+def _print_table(frame, floatfmt=".4f"):
+    print(frame.to_markdown(index=False, floatfmt=floatfmt))
+
+
+# ----------------------------------------------------------------------
+# synth
+# ----------------------------------------------------------------------
+
+
+def cmd_synth(args):
+    from asd_keras.data import synthetic
+
+    config = synthetic.SynthConfig(
+        layout=args.layout,
+        machine_types=tuple(args.machines or synthetic.DEFAULT_MACHINE_TYPES),
+        seconds=args.seconds,
+        train=args.train,
+        target_train=args.target_train,
+        test=args.test,
+        seed=args.seed,
+        eval=args.eval,
+        background_gain=args.background_gain,
+    )
+    out = synthetic.generate(args.out, config, force=args.force)
+    print(f"Wrote {args.layout} data to '{out}'.")
+    print(f"  dev data:  {synthetic.synthetic_data_root(out, args.layout, 'dev')}")
+    if args.eval:
+        print(f"  eval data: {synthetic.synthetic_data_root(out, args.layout, 'eval')}")
+        print(f"  ground truth: {Path(out) / 'ground_truth'}")
+
+
+# ----------------------------------------------------------------------
+# train
+# ----------------------------------------------------------------------
+
+
+def cmd_systems(args):
+    from asd_keras.backends import BACKENDS
+    from asd_keras.extractors import EXTRACTORS
+    from asd_keras.systems import SYSTEMS
+    from asd_keras.systems import describe_system
+    from asd_keras.utils.registry import defaults
+
+    def show(key, value):
+        return f"    {key} = {value!r}"
+
+    for name in args.names or SYSTEMS.names():
+        cls = SYSTEMS.get(name)
+        doc = (cls.__doc__ or "").strip().splitlines()
+        print(f"system {name}: {doc[0] if doc else ''}")
+        for key, value in describe_system(cls).items():
+            print(show(key, value))
+    if args.names:
+        return
+    for kind, registry in (("extractor", EXTRACTORS), ("backend", BACKENDS)):
+        for name in registry.names():
+            cls = registry.get(name)
+            doc = (cls.__doc__ or "").strip().splitlines()
+            print(f"{kind} {name}: {doc[0] if doc else ''}")
+            for key, value in defaults(cls).items():
+                print(show(key, value))
+
+
+def cmd_train(args):
+    from asd_keras import runs
+    from asd_keras.utils.io import check_output_dir
+    from asd_keras.utils.io import folder_lock
+
+    _split_data_and_overrides(args)
+    system = runs.new_system(args.system, args.config, args.overrides,
+                             flags={"--epochs": args.epochs})
+    args.resumable = system.resumable
+    score_data = _score_data(args)
+    # An earlier `train --score-out` may have stopped after its run was written.
+    finished = (score_data is not None and not args.force
+                and runs.is_finished_run(args.out, system, args.data))
+    if not finished:
+        check_output_dir(args.out, args.force, what="run folder")
+    # Held until the command ends: a second command writing the same run (or
+    # its checkpoints) is refused instead of mixing or replacing them.
+    with folder_lock(args.out, what="run folder"):
+        if finished:
+            print(f"The run in '{args.out}' is finished (same system, data and "
+                  "configuration); scoring it.")
+            system, _ = runs.load_run(args.out)
+        else:
+            table = runs.read_tables(args.data, args.layout, args.machines)
+            runs.train_run(system, table, args.data, args.out, args.force, args.verbose)
+            print(f"Run written to '{args.out}'.")
+        if score_data is not None:
+            scores = runs.score_run(system, args.out, score_data, args.score_out,
+                                    args.layout, args.force)
+            print(f"Scored {len(scores)} clips; submission files in '{args.score_out}'.")
+
+
+def _score_data(args):
+    """The data `train --score-out` scores after training (None without
+    --score-out); checks the score folder before anything is trained."""
+    from asd_keras import runs
+    from asd_keras.utils.io import check_output_dir
+
+    if args.score_out is None:
+        if args.score_data is not None:
+            raise ValueError(f"--score-data {args.score_data!r} needs --score-out, the "
+                             "folder of the submission files.")
+        return None
+    runs.check_not_inside(args.score_out, args.out, "score folder")
+    check_output_dir(args.score_out, args.force, what="score folder")
+    if args.score_data is not None:
+        return args.score_data
+    if len(args.data) > 1:
+        raise ValueError(f"--score-out with several --data folders {args.data}: name the "
+                         "one whose test clips are scored with --score-data.")
+    return args.data[0]
+
+
+def _checked_out(args, what):
+    """`--out` of a verb that reads the run `--run`: not inside the run, and
+    free (or `--force`)."""
+    from asd_keras import runs
+    from asd_keras.utils.io import check_output_dir
+
+    runs.check_not_inside(args.out, args.run, what)
+    check_output_dir(args.out, args.force, what=what)
+
+
+def cmd_score(args):
+    from asd_keras import runs
+
+    _checked_out(args, "score folder")
+    system, record = runs.load_run(args.run)
+    scores = runs.score_run(system, args.run, args.data, args.out, args.layout, args.force,
+                            trained_layout=record.get("layout"))
+    print(f"Scored {len(scores)} clips; submission files in '{args.out}'.")
+
+
+def cmd_evaluate(args):
+    from asd_keras import runs
+    from asd_keras.utils.io import check_output_dir
+
+    table, layout = runs.read_scores_and_labels(args.scores, args.data, args.ground_truth,
+                                                args.year)
+    # The inputs are valid; the output folder must be too before any result.
+    out = Path(args.out) if args.out else Path(args.scores) / "evaluation"
+    check_output_dir(out, args.force, what="evaluation folder")
+    result, official = runs.evaluate_scores(table, layout, out, args.force)
+    _print_table(result)
+    print("DCASE 2020 has no single official score; see the per-ID values and machine-"
+          "type averages above." if official is None else f"official score: {official:.6f}")
+    print(f"Results written to '{out}'.")
+
+
+def cmd_probe(args):
+    from asd_keras.runners.probe import probe_run
+
+    args.out = args.out or str(Path(args.run)) + "-probe"
+    _checked_out(args, "probe folder")
+    result = probe_run(args.run, args.data, args.out, args.layout, args.seed, args.force)
+    _print_table(result)
+    print(f"Probe results written to '{args.out}' (an evaluation of the representation: "
+          "it uses test labels, so no submission file is written).")
+
+
+def cmd_export(args):
+    from asd_keras import runs
+
+    _checked_out(args, "export folder")
+    manifest = runs.export_run(args.run, args.out, args.force)
+    names = manifest.get("inputs") or ["waveform", "machine_type"] + (
+        ["section"] if "sections" in manifest else [])
+    two_channels = len(manifest.get("waveform_shape") or []) == 3
+    waveform = ("waveform [clips, samples, 2 (near, far)] float32" if two_channels
+                else "waveform [clips, samples] float32")
+    inputs = ", ".join([waveform] + [f"{name} string" for name in names[1:]])
+    print(f"SavedModel written to '{args.out}' (signature serving_default: "
+          f"{inputs} -> anomaly_score, decision).")
+
+
+# ----------------------------------------------------------------------
+# study
+# ----------------------------------------------------------------------
+
+
+def cmd_study(args):
+    from asd_keras.config import load_config_file
+    from asd_keras.config import parse_overrides
+    from asd_keras.runners.study import run_study
+
+    _split_data_and_overrides(args)
+    spec = load_config_file(args.config)
+    if not isinstance(spec, dict) or "conditions" not in spec:
+        raise ValueError(
+            f"'{args.config}' must hold a 'conditions' list (and optionally a "
+            "'base' mapping); see experiments/angular_margin/config.yaml.")
+    base = dict(spec.get("base") or {})
+    base.update(parse_overrides(args.overrides, flags={"--epochs": args.epochs}))
+    conditions = spec["conditions"]
+    if args.only:
+        conditions = [c for c in conditions if c["name"] in args.only]
+        if not conditions:
+            raise ValueError(f"--only {args.only} matches no condition of '{args.config}'.")
+    summary = run_study(conditions, base, args.data, args.out, trials=args.trials,
+                        force=args.force, definition=args.definition,
+                        keep_models=args.keep_models)
+    print((Path(args.out) / "results.md").read_text())
+    print(f"Study of {len(summary)} conditions written to '{args.out}'.")
+
+
+# ----------------------------------------------------------------------
+# search
+# ----------------------------------------------------------------------
+
+
+def cmd_search(args):
+    from asd_keras.config import load_config_file
+    from asd_keras.config import parse_overrides
+    from asd_keras.runners.search import run_search
+
+    _split_data_and_overrides(args)
+    spec = load_config_file(args.space)
+    if "space" not in spec:
+        raise ValueError(
+            f"'{args.space}' must hold a 'space' mapping of key -> list of values (and "
+            "optionally 'base'); see experiments/gan_detectors/search_table3.yaml.")
+    base = dict(spec.get("base") or {})
+    base.update(parse_overrides(args.overrides))
+    run_search(args.system, spec["space"], args.data, args.out, mode=args.mode,
+               budget=args.budget, protocol=args.protocol, base=base, seed=args.seed,
+               force=args.force)
+    print((Path(args.out) / "best.md").read_text())
+    print(f"Search written to '{args.out}'; train the selection with "
+          f"--config {Path(args.out) / 'best_config.yaml'}.")
+
+
+# ----------------------------------------------------------------------
+# proxy-report
+# ----------------------------------------------------------------------
+
+
+def cmd_proxy_report(args):
+    from asd_keras.runners.proxy_report import write_proxy_report
+
+    out = write_proxy_report(args.study, args.out, force=args.force,
+                             projections=not args.no_projections)
+    print((out / "table7.md").read_text())
+    print(f"Proxy-task report written to '{out}' (report.md, table7.csv, figures).")
+
+
+# ----------------------------------------------------------------------
+# download
+# ----------------------------------------------------------------------
+
+
+def cmd_download(args):
+    from asd_keras.data.download import ZENODO_URL
+    from asd_keras.data.download import download
+
+    target = download(
+        args.year,
+        args.split,
+        args.out,
+        machine_types=args.machines,
+        base_url=args.base_url or ZENODO_URL,
+        keep_archives=args.keep_archives,
+    )
+    print(f"DCASE {args.year} {args.split} data in '{target}'.")
+
+
+# ----------------------------------------------------------------------
+# convert
+# ----------------------------------------------------------------------
+
+
+def cmd_convert(args):
+    from asd_keras.config import parse_overrides
+    from asd_keras.models.converters import convert_checkpoint
+    from asd_keras.models.converters import dropped_report
+    from asd_keras.utils.io import check_output_dir
+
+    check_output_dir(args.out, args.force, what="preset folder")
+    metadata = convert_checkpoint(args.encoder, args.checkpoint, args.out, force=args.force,
+                                  trust_pickle=args.trust_pickle,
+                                  overrides=parse_overrides(args.overrides))
+    layout = f", {metadata['layout']} layout" if "layout" in metadata else ""
+    print(f"Converted {metadata['keys']} keys of '{args.checkpoint}' ({args.encoder}{layout}) "
+          f"into the preset '{args.out}'. Use it with "
+          f"'asd-keras train --system frozen_encoder encoder={args.encoder} "
+          f"preset={args.out} ...'.")
+    if metadata.get("dropped"):
+        print(dropped_report(metadata) + ".")
