@@ -3,8 +3,9 @@
 The public API is organised by concept: `asd_keras.data` (layouts, audio,
 pipelines, synthetic data, download, class labels), `asd_keras.features`,
 `asd_keras.layers`, `asd_keras.losses`, `asd_keras.models`,
-`asd_keras.scoring`, `asd_keras.evaluation`, `asd_keras.visualisation` and
-the command-line program in `asd_keras.cli`. Importing this package does not
+`asd_keras.extractors`, `asd_keras.backends`, `asd_keras.systems`, the runs
+layer `asd_keras.runs`, `asd_keras.runners`, `asd_keras.evaluation`,
+`asd_keras.visualisation` and the command-line program in `asd_keras.cli`. Importing this package does not
 import TensorFlow. Its one side effect: when TensorFlow is not loaded yet it
 defaults `TF_ENABLE_ONEDNN_OPTS` to `1` (an existing value is kept; set it to
 `0` before importing to opt out).

@@ -19,7 +19,7 @@ from asd_keras.models.blocks import dense_unet
 from asd_keras.models.gan import EGBAD
 from asd_keras.models.gan import GANomaly
 from asd_keras.models.gan import SkipGANomaly
-from asd_keras.scoring import gan as gan_scores
+from asd_keras.models import gan_scores
 from asd_keras.systems import get_system
 
 SMALL = dict(input_dim=20, hidden_units=8, latent_dim=3, num_hidden_layers=2, seed=1)
@@ -346,7 +346,7 @@ def test_cli_train_score_evaluate_export_and_the_score_formulas(synthetic_sets, 
 
     from asd_keras import cli
     from asd_keras import runs
-    from asd_keras.scoring.threshold import gamma_threshold
+    from asd_keras.systems.threshold import gamma_threshold
 
     dev = str(synthetic_sets["dcase2020"]["dev"])
     run = tmp_path / "run"

@@ -4,7 +4,7 @@ from scipy import stats
 
 from asd_keras.backends import get_backend
 from asd_keras.backends.mahalanobis import ResidualCovariance
-from asd_keras.scoring.threshold import gamma_threshold
+from asd_keras.systems.threshold import gamma_threshold
 
 
 def test_gamma_threshold_is_the_fitted_quantile():

@@ -69,7 +69,7 @@ def test_train_score_evaluate_own_recordings(recordings, tmp_path, overrides):
 def test_cross_fitted_thresholds_and_machine_overrides(recordings, tmp_path):
     from asd_keras.backends import get_backend
     from asd_keras.data.layouts import read_dataset
-    from asd_keras.scoring.threshold import gamma_threshold
+    from asd_keras.systems.threshold import gamma_threshold
 
     table = read_dataset(recordings)
     cls = get_system("logmel_stats")

@@ -12,4 +12,4 @@ from asd_keras.backends import linear_probe  # noqa: F401
 from asd_keras.backends import mahalanobis  # noqa: F401
 from asd_keras.backends import knn  # noqa: F401
 from asd_keras.backends import kmeans  # noqa: F401
-from asd_keras.backends import residual  # noqa: F401
+from asd_keras.backends import residual_knn  # noqa: F401

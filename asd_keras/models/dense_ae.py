@@ -1,7 +1,7 @@
 """The DCASE dense autoencoder network (2020-2026).
 
 `dense_autoencoder` builds the Functional model of reference dcase.md 2.2.
-The `dense_ae` extractor (`asd_keras.extractors.autoencoder`) trains it and
+The `dense_ae` extractor (`asd_keras.extractors.dense_ae`) trains it and
 the `dense_ae` system preset (`asd_keras.systems.dense_ae`) scores with it.
 """
 

@@ -14,7 +14,7 @@ Where the paper and the original code differ, both exist as options
 - `step_order`: `"generator_first"` (GANomaly and Skip-GANomaly code) or
   `"discriminator_first"` (EGBAD code, GANomaly before 2019).
 
-The `gan` extractor (`asd_keras.extractors.adversarial`) trains one of them
+The `gan` extractor (`asd_keras.extractors.gan`) trains one of them
 per machine type and the presets `ganomaly`, `skip_ganomaly` and `egbad`
 (`asd_keras.systems.gan`) score with it.
 """
@@ -32,10 +32,10 @@ from asd_keras.models.blocks import dense_discriminator
 from asd_keras.models.blocks import dense_encoder
 from asd_keras.models.blocks import dense_unet
 from asd_keras.models.precision import dtype_policy_scope
-from asd_keras.scoring.gan import egbad_crossentropy_score
-from asd_keras.scoring.gan import egbad_score
-from asd_keras.scoring.gan import ganomaly_score
-from asd_keras.scoring.gan import skip_ganomaly_score
+from asd_keras.models.gan_scores import egbad_crossentropy_score
+from asd_keras.models.gan_scores import egbad_score
+from asd_keras.models.gan_scores import ganomaly_score
+from asd_keras.models.gan_scores import skip_ganomaly_score
 
 ADVERSARIAL = ("feature_matching", "bce")
 STEP_ORDERS = ("generator_first", "discriminator_first")

@@ -64,7 +64,7 @@ from asd_keras.config import validate_config
 from asd_keras.data.layouts import require_split
 from asd_keras.extractors import EXTRACTORS
 from asd_keras.extractors import load_extractor
-from asd_keras.scoring.threshold import gamma_threshold
+from asd_keras.systems.threshold import gamma_threshold
 from asd_keras.systems.groups import group_keys
 from asd_keras.systems.groups import machine_type_of
 from asd_keras.systems.members import Member

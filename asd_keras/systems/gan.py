@@ -34,7 +34,7 @@ class GANDetectorSystem(AnomalySystem):
                              f"{detector!r} instead.")
         super().__init__(config)
         if self.config["extractor"] == "gan" and self.config["distribute"] != "none":
-            from asd_keras.extractors.adversarial import NO_DISTRIBUTE
+            from asd_keras.extractors.gan import NO_DISTRIBUTE
 
             raise ValueError(NO_DISTRIBUTE)
 

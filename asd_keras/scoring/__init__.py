@@ -1,1 +1,0 @@
-"""Score helpers: decision thresholds and the GAN detectors' score formulas."""
