@@ -495,8 +495,12 @@ def test_both_channels_are_near_then_far(presets, stereo, embedding_cache):
     before = set((embedding_cache / "embeddings").rglob("*.npy"))
     features = both.transform(table)
     assert len(set((embedding_cache / "embeddings").rglob("*.npy")) - before) == len(table)
-    near = _extractor(channel="near", cache_dir="none", **common).transform(table)
-    far = _extractor(channel="far", cache_dir="none", **common).transform(table)
+    near = _extractor(channel=0, cache_dir="none", **common).transform(table)
+    far = _extractor(channel=1, cache_dir="none", **common).transform(table)
+    # Runs written before the channel values were shared say "near"/"far".
+    assert _extractor(channel="far", cache_dir="none", **common).get_config()["channel"] == 1
+    with pytest.raises(ValueError, match="channel must be one of \\(0, 1, 'both'\\)"):
+        _extractor(channel=2, cache_dir="none", **common)
     width = NUM_BANDS * DIM
     for name in ("layer_1", "layer_2"):
         assert near[name].shape == far[name].shape == (len(table), width)
@@ -545,7 +549,7 @@ def test_residual_view_two_channel_run_and_export(presets, stereo, tmp_path, cap
 def test_far_channel_of_mono_clips_names_the_file(presets, mono):
     _, table = mono
     rows = table.head(2)
-    extractor = _extractor(encoder="eat", preset=presets["eat"], channel="far",
+    extractor = _extractor(encoder="eat", preset=presets["eat"], channel=1,
                            clip_seconds=1.0, cache_dir="none")
     with pytest.raises(ValueError, match="has 1 channel") as error:
         extractor.transform(rows)

@@ -37,7 +37,10 @@ from asd_keras.layers.pooling import POOLING_MODES
 
 logger = logging.getLogger(__name__)
 
-CHANNELS = {"near": 0, "far": 1, "both": "both"}
+# The channel values of every extractor: 0 (near, and mono files), 1 (far) or
+# "both". Runs written before the vocabulary was shared say "near"/"far".
+CHANNELS = (0, 1, "both")
+_OLD_CHANNEL_NAMES = {"near": 0, "far": 1}
 DEFAULT_PRESETS = {"beats": "beats_iter3", "eat": "eat_base"}
 CACHE_ENV = "ASD_KERAS_CACHE"
 _LOADED = {}
@@ -71,8 +74,9 @@ class FrozenEncoderExtractor(FeatureExtractor):
         pooling_p: float. GeM exponent.
         pooling_r: float. GWRP decay.
         pooling_gamma: float. RDP exponent.
-        channel: str. `"near"` (channel 0, mono files), `"far"` (channel 1)
-            or `"both"` (the two channels' embeddings concatenated).
+        channel: `0` (the near microphone; mono files), `1` (the far one)
+            or `"both"` (the two channels' embeddings concatenated, near
+            first). `"near"` and `"far"` are read as 0 and 1.
         clip_seconds: float or None. Zero-pad or cut clips to this length
             first (GenRep pads to 10 s); None keeps each clip's length (then
             clips are encoded one at a time).
@@ -103,7 +107,7 @@ class FrozenEncoderExtractor(FeatureExtractor):
     trainable = False
 
     def __init__(self, encoder="beats", preset=None, layer=None, pooling="mean",
-                 pooling_p=3.0, pooling_r=0.5, pooling_gamma=1.0, channel="near",
+                 pooling_p=3.0, pooling_r=0.5, pooling_gamma=1.0, channel=0,
                  clip_seconds=10.0, batch_size=8, cache_dir="auto", weights_seed=0,
                  preset_dir=None, num_frames=None, jit_compile=None, published_map=None,
                  preset_fingerprint=None, sample_rate=16000):
@@ -117,8 +121,10 @@ class FrozenEncoderExtractor(FeatureExtractor):
         if pooling == "cls" and encoder != "eat":
             raise ValueError("pooling='cls' needs an encoder with a CLS token (encoder=eat); "
                              f"received encoder={encoder!r}.")
-        if channel not in CHANNELS:
-            raise ValueError(f"channel must be one of {tuple(CHANNELS)}; received {channel!r}.")
+        if isinstance(channel, str):
+            channel = _OLD_CHANNEL_NAMES.get(channel, channel)
+        if isinstance(channel, bool) or channel not in CHANNELS:
+            raise ValueError(f"channel must be one of {CHANNELS}; received {channel!r}.")
         if clip_seconds is not None and float(clip_seconds) <= 0:
             raise ValueError(f"clip_seconds must be positive or null; received {clip_seconds!r}.")
         if int(batch_size) < 1:
@@ -318,7 +324,7 @@ class FrozenEncoderExtractor(FeatureExtractor):
         clip the SavedModel serves."""
         length = None if self.clip_seconds is None else int(round(self.clip_seconds
                                                                 * self.sample_rate))
-        return AudioLoader(self.sample_rate, channel=CHANNELS[self.channel], length=length,
+        return AudioLoader(self.sample_rate, channel=self.channel, length=length,
                            length_policy="none" if length is None else "pad",
                            min_samples=400)
 
