@@ -34,17 +34,17 @@ def dev(tmp_path_factory):
 
 
 def test_every_extractor_key_has_a_rule_and_every_variant_passes():
-    from asd_keras.extractors import adversarial
-    from asd_keras.extractors import autoencoder
+    from asd_keras.extractors import dense_ae
+    from asd_keras.extractors import gan
     from asd_keras.extractors import get_extractor
     from asd_keras.utils.registry import defaults
 
-    assert sorted(autoencoder._schema()) == sorted(defaults(autoencoder.DenseAutoencoderExtractor))
-    for name in autoencoder.VARIANTS:
+    assert sorted(dense_ae._schema()) == sorted(defaults(dense_ae.DenseAutoencoderExtractor))
+    for name in dense_ae.VARIANTS:
         config = get_extractor("dense_ae", variant=name).get_config()
         assert None not in config.values() and config["variant"] == name
-    assert sorted(adversarial._schema()) == sorted(defaults(adversarial.AdversarialExtractor))
-    for name in adversarial.VARIANTS:
+    assert sorted(gan._schema()) == sorted(defaults(gan.AdversarialExtractor))
+    for name in gan.VARIANTS:
         config = get_extractor("gan", variant=name).get_config()
         assert config["variant"] == name and config["log_mode"] and config["pad_mode"]
 
@@ -164,12 +164,12 @@ def test_gan_machine_overrides_use_the_same_schema():
 ])
 def test_cli_train_rejects_bad_config_before_any_work(system, args, tmp_path, monkeypatch,
                                                       capsys):
-    from asd_keras.data import layouts
+    from asd_keras.runs import tables
 
     def no_reading(*a, **k):
         raise AssertionError("the data was read before the configuration was checked")
 
-    monkeypatch.setattr(layouts, "read_dataset", no_reading)
+    monkeypatch.setattr(tables, "read_dataset", no_reading)
     data = tmp_path / "dev_data"
     data.mkdir()
     out = tmp_path / "runs" / "run"

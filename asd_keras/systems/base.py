@@ -5,7 +5,7 @@ and export, so a family only contributes an extractor, a backend and a named
 preset (`register_system`). Its configuration is flat, as on the command
 line (`asd-keras train --system logmel_stats backend=knn k=3`):
 
-- the system's own keys (`SYSTEM_DEFAULTS`): `extractor`, `backend`,
+- the system's own keys (`configuration.SYSTEM_DEFAULTS`): `extractor`, `backend`,
   `extractor_grouping`, `grouping`, `feature_set`, `ensemble_size`,
   `threshold`, `threshold_quantile`, `threshold_scores`,
   `machine_overrides`, `seed`, `deterministic`, `tensorboard`,
@@ -54,67 +54,23 @@ import pandas as pd
 
 from asd_keras.backends import BACKENDS
 from asd_keras.backends import load_backend
-from asd_keras.config import choice
-from asd_keras.config import integer
-from asd_keras.config import mapping
-from asd_keras.config import number
-from asd_keras.config import boolean
-from asd_keras.config import string
-from asd_keras.config import validate_config
 from asd_keras.data.layouts import require_split
 from asd_keras.extractors import EXTRACTORS
 from asd_keras.extractors import load_extractor
-from asd_keras.systems.threshold import gamma_threshold
+from asd_keras.systems.configuration import resolve
 from asd_keras.systems.groups import group_keys
 from asd_keras.systems.groups import machine_type_of
 from asd_keras.systems.members import Member
+from asd_keras.systems.threshold import gamma_threshold
 from asd_keras.utils.io import atomic_write_dataframe
 from asd_keras.utils.io import atomic_write_text
 from asd_keras.utils.registry import Registry
 from asd_keras.utils.registry import defaults
-from asd_keras.utils.training import DISTRIBUTE
 from asd_keras.utils.training import TrainingContext
 
 logger = logging.getLogger(__name__)
 
 SYSTEMS = Registry("system")
-GROUPINGS = ("all", "machine_type", "section")  # coarse to fine
-THRESHOLDS = ("gamma", "percentile")
-THRESHOLD_SCORES = ("auto", "train", "cross_fitted")
-
-SYSTEM_DEFAULTS = {
-    "extractor": "logmel_stats",
-    "backend": "mahalanobis",
-    "extractor_grouping": "all",
-    "grouping": "section",
-    "feature_set": None,
-    "ensemble_size": 1,
-    "threshold": "gamma",
-    "threshold_quantile": 0.9,
-    "threshold_scores": "auto",
-    "machine_overrides": {},
-    "seed": 0,
-    "deterministic": False,
-    "tensorboard": False,
-    "distribute": "none",
-}
-SYSTEM_SCHEMA = {
-    "extractor": string(),
-    "backend": string(),
-    "extractor_grouping": choice(*GROUPINGS),
-    "grouping": choice(*GROUPINGS),
-    "feature_set": string(optional=True),
-    "ensemble_size": integer(min=1),
-    "threshold": choice(*THRESHOLDS),
-    "threshold_quantile": number(gt=0, lt=1),
-    "threshold_scores": choice(*THRESHOLD_SCORES),
-    "machine_overrides": mapping(),
-    # NumPy's seeds are 32-bit unsigned.
-    "seed": integer(min=0, max=2**32 - 1),
-    "deterministic": boolean(),
-    "tensorboard": boolean(),
-    "distribute": choice(*DISTRIBUTE),
-}
 
 
 def register_system(name):
@@ -154,89 +110,27 @@ class AnomalySystem:
     IMPLIES = {}
 
     def __init__(self, config=None):
-        user = dict(config or {})
-        options, variant_defaults = {}, {}
-        for key, variants in self.VARIANTS.items():
-            value = options[key] = user.pop(key, self.DEFAULTS.get(key))
-            if value not in variants:
-                raise ValueError(f"{key} must be one of {tuple(variants)}; received "
-                                 f"{value!r}.")
-            variant_defaults.update(variants[value])
-        options.update(self._expand_options(user))
-        preset = {k: v for k, v in self.DEFAULTS.items()
-                  if k not in self.OPTIONS and k not in self.VARIANTS}
-        preset.update(variant_defaults)
-        merged = {**SYSTEM_DEFAULTS, **preset, **user}
-        for key, values in self.IMPLIES.items():
-            for name, implied in values.get(merged.get(key), {}).items():
-                if name in user and user[name] != implied:
-                    raise ValueError(f"{key}={merged[key]} needs {name}={implied!r}; "
-                                     f"received {name}={user[name]!r}.")
-                merged[name] = implied
-        extractor_cls = EXTRACTORS.get(merged["extractor"])
-        backend_cls = BACKENDS.get(merged["backend"])
-        extractor_keys, backend_keys = defaults(extractor_cls), defaults(backend_cls)
-        # Preset values meant for another extractor or backend (chosen by the
-        # user) are dropped; the user's own keys must fit somewhere.
-        components = {k: v for k, v in {**preset, **user}.items()
-                      if k not in SYSTEM_DEFAULTS and (
-                          k in user or k in extractor_keys or k in backend_keys)}
-        unknown = sorted(k for k in components
-                         if k not in extractor_keys and k not in backend_keys)
-        if unknown:
-            valid = set(SYSTEM_DEFAULTS) | set(self.OPTIONS) | set(extractor_keys) | set(
-                backend_keys)
-            raise ValueError(
-                f"Unknown configuration key(s) {unknown} for system {self.name!r} with "
-                f"extractor {merged['extractor']!r} and backend {merged['backend']!r}. "
-                f"Valid keys: {sorted(valid)}.")
-        both = sorted(k for k in components if k in extractor_keys and k in backend_keys)
-        if both:
-            raise ValueError(f"Configuration key(s) {both} are taken by both the extractor "
-                             f"{merged['extractor']!r} and the backend {merged['backend']!r}.")
-        system = validate_config({k: merged[k] for k in SYSTEM_DEFAULTS}, SYSTEM_SCHEMA)
-        if GROUPINGS.index(system["grouping"]) < GROUPINGS.index(system["extractor_grouping"]):
-            raise ValueError(
-                f"grouping={system['grouping']!r} is coarser than extractor_grouping="
-                f"{system['extractor_grouping']!r}: each backend group must lie within "
-                "one extractor group. Choose a grouping at least as fine.")
-        self.extractor_config = {k: v for k, v in components.items() if k in extractor_keys}
-        self.backend_config = {k: v for k, v in components.items() if k in backend_keys}
-        self.config = system
-        self._check_overrides(extractor_keys, backend_keys)
+        resolved = resolve(self, config)
+        self.extractor_config = resolved.extractor_config
+        self.backend_config = resolved.backend_config
+        self.config = resolved.system
+        self._check_overrides(resolved.extractor_keys, resolved.backend_keys)
         # Built once now: the components validate their own values before
         # any audio is read, and the run records every resolved value.
         extractor = self._new_extractor(0)
         backend = self._new_backend(0)
         if backend.paired_features and extractor.serving_channels != 2:
             raise ValueError(
-                f"Backend {merged['backend']!r} scores paired near/far features; the "
-                f"extractor {merged['extractor']!r} must give both microphones: set "
+                f"Backend {self.config['backend']!r} scores paired near/far features; the "
+                f"extractor {self.config['extractor']!r} must give both microphones: set "
                 "channel=both (DCASE 2026 two-channel clips).")
-        resolved = {**extractor.get_config(), **backend.get_config()}
-        resolved.pop("seed", None)  # the system's seed (+ member) is used
-        self.config = {**options, **system, **resolved}
+        components = {**extractor.get_config(), **backend.get_config()}
+        components.pop("seed", None)  # the system's seed (+ member) is used
+        self.config = {**resolved.options, **resolved.system, **components}
         self.members = []
         self.thresholds = {}
         self.data_choices = {}
         self._feature_cache = None
-
-    def _expand_options(self, user):
-        """Replaces the preset's named options in `user` by the keys they stand
-        for; returns the options' values."""
-        values = {}
-        for key, choices in self.OPTIONS.items():
-            value = user.pop(key, self.DEFAULTS.get(key))
-            if value not in choices:
-                raise ValueError(f"{key} must be one of {tuple(choices)}; received "
-                                 f"{value!r}.")
-            values[key] = value
-            for name, implied in choices[value].items():
-                if name in user and user[name] != implied:
-                    raise ValueError(f"{key}={value} means {name}={implied!r}, but "
-                                     f"{name}={user[name]!r} was given; drop one of them.")
-                user[name] = implied
-        return values
 
     def _check_overrides(self, extractor_keys, backend_keys):
         """Validates `machine_overrides` by building each machine type's

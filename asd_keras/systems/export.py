@@ -21,7 +21,7 @@ Each failure is a `tf.errors.InvalidArgumentError` whose message names the
 input, the value received and the fix.
 """
 
-from asd_keras.systems.base import GROUPINGS
+from asd_keras.systems.configuration import GROUPINGS
 from asd_keras.systems.groups import machine_type_of
 from asd_keras.systems.groups import owner_group
 from asd_keras.systems.groups import section_of
