@@ -9,7 +9,6 @@ import pytest
 from tests.helpers import assert_close_to_scale
 from tests.helpers import assert_decisions_match
 
-from asd_keras import cli
 from asd_keras import runs
 from asd_keras.cli import main
 

@@ -5,6 +5,10 @@ import pytest
 import soundfile
 
 from asd_keras.data import synthetic
+from asd_keras.data.synthetic import machines
+from asd_keras.data.synthetic import scene as synthetic_scene
+from asd_keras.data.synthetic import signals
+from asd_keras.data.synthetic import writer
 from asd_keras.data.layouts import read_dataset
 from asd_keras.evaluation.submission import read_ground_truth
 from tests.conftest import make_synthetic
@@ -34,7 +38,7 @@ def test_clips_rendered_on_two_processes_are_the_same_files(tmp_path):
 
     settings = dict(layout="dcase2022", machine_types=("fan",), seconds=0.5, train=20,
                     target_train=2, test=2, seed=8, eval=False)
-    assert 3 * (22 + 4) >= synthetic._PARALLEL_MIN_CLIPS
+    assert 3 * (22 + 4) >= writer._PARALLEL_MIN_CLIPS
     synthetic.generate(tmp_path / "one", synthetic.SynthConfig(**settings), progress=False,
                        workers=1)
     code = ("import sys; from asd_keras.data import synthetic; "
@@ -50,13 +54,13 @@ def test_clips_rendered_on_two_processes_are_the_same_files(tmp_path):
 
 def test_machine_models_have_two_or_more_anomaly_kinds():
     assert len(synthetic.MACHINE_TYPES) >= 5
-    for model in synthetic._MODELS.values():
+    for model in machines._MODELS.values():
         assert len(model.anomaly_kinds) >= 2
 
 
 def test_anomalies_change_the_sound():
     sr, n = 16000, 16000 * 2
-    for name, model in synthetic._MODELS.items():
+    for name, model in machines._MODELS.items():
         inst = model.instance(np.random.default_rng(0))
         normal = model.render(inst, 2, None, 0.0, n, sr, np.random.default_rng(1))
         for kind in model.anomaly_kinds:
@@ -171,7 +175,7 @@ def test_new_types_are_appended_and_defaults_unchanged(monkeypatch, tmp_path):
     assert tuple(synthetic.SynthConfig().machine_types) == five
     assert set(synthetic.DCASE2022_MACHINE_TYPES) == {
         "fan", "gearbox", "bearing", "slider", "ToyCar", "ToyTrain", "valve"}
-    assert set(synthetic._MODELS) == set(synthetic.MACHINE_TYPES)
+    assert set(machines._MODELS) == set(synthetic.MACHINE_TYPES)
     # The CLI's default is the same five types.
     from asd_keras import cli
 
@@ -231,7 +235,7 @@ def _log_mel_stats(x, sr):
 @pytest.mark.parametrize("machine", _NEW_TYPES)
 def test_new_types_anomalies_and_domain_shift_change_the_sound(machine):
     sr, n = 16000, 16000 * 2
-    model = synthetic._MODELS[machine]
+    model = machines._MODELS[machine]
     assert len(model.anomaly_kinds) == 3
     for section in (0, 1):
         inst = model.instance(np.random.default_rng(section))
@@ -279,17 +283,17 @@ def _low_share(x, cutoff_hz=400.0):
 
 def test_2026_one_background_scene_reaches_both_mics():
     # valve, dev section 00, seed 3: geometry with a clear lag (50 samples).
-    inst = synthetic._instance(_MIC_CONFIG, "valve", "dev", "00")
+    inst = synthetic_scene._instance(_MIC_CONFIG, "valve", "dev", "00")
     geometry = inst["_mics"]
     assert geometry["far_bg_gain"] > geometry["near_bg_gain"]
     lag = round(geometry["far_bg_delay_s"] * _SR) - round(geometry["near_bg_delay_s"] * _SR)
     assert abs(lag) >= 10
-    max_lag = int(np.ceil(synthetic._MAX_MIC_DELAY_S * _SR))
+    max_lag = int(np.ceil(synthetic_scene._MAX_MIC_DELAY_S * _SR))
     background = synthetic.FactoryBackground(3)
     # The written clip with the machine silenced is background only.
     silent = dict(inst, _normal_rms=np.inf)
     for domain in ("source", "target"):
-        clip = synthetic._clip(_MIC_CONFIG, background, "valve", silent, domain, 2, None,
+        clip = synthetic_scene._clip(_MIC_CONFIG, background, "valve", silent, domain, 2, None,
                                np.random.default_rng(5))
         assert clip.dtype == np.float32 and clip.shape == (24000, 2)
         near, far = clip[:, 0].astype(np.float64), clip[:, 1].astype(np.float64)
@@ -300,7 +304,7 @@ def test_2026_one_background_scene_reaches_both_mics():
         # The far microphone hears more of the hall.
         assert 1.3 < np.std(far) / np.std(near) < 2.9, domain
     # The parts helper agrees: far background = gain ratio x shifted near.
-    parts = synthetic._two_mic_parts(_MIC_CONFIG, background, "valve", inst, "source", 2,
+    parts = synthetic_scene._two_mic_parts(_MIC_CONFIG, background, "valve", inst, "source", 2,
                                      None, np.random.default_rng(5))
     assert parts["far_bg_delay"] - parts["near_bg_delay"] == lag
     ratio = parts["far_bg_gain"] / parts["near_bg_gain"]
@@ -318,14 +322,14 @@ def test_2026_machine_louder_near_than_far():
                                    background_gain=0.0)
     background = synthetic.FactoryBackground(3)
     for machine in ("fan", "pump", "valve"):
-        inst = synthetic._instance(config, machine, "dev", "00")
-        clip = synthetic._clip(config, background, machine, inst, "source", 2, None,
+        inst = synthetic_scene._instance(config, machine, "dev", "00")
+        clip = synthetic_scene._clip(config, background, machine, inst, "source", 2, None,
                                np.random.default_rng(7)).astype(np.float64)
         ratio = np.sum(clip[:, 0] ** 2) / np.sum(clip[:, 1] ** 2)
         # a_f in 0.3..0.4 through a unit-energy room: about 6-11x less.
         assert 3.0 < ratio < 20.0, (machine, ratio)
         # The far machine is the near one, reverberated and delayed.
-        parts = synthetic._two_mic_parts(config, background, machine, inst, "source", 2,
+        parts = synthetic_scene._two_mic_parts(config, background, machine, inst, "source", 2,
                                          None, np.random.default_rng(7))
         assert 32 <= parts["far_machine_delay"] <= 96
         assert np.allclose(parts["near_background"], 0)
@@ -336,13 +340,13 @@ def test_2026_machine_louder_near_than_far():
 
 
 def test_2026_target_scene_mix_differs_from_source():
-    inst = synthetic._instance(_MIC_CONFIG, "fan", "dev", "00")
+    inst = synthetic_scene._instance(_MIC_CONFIG, "fan", "dev", "00")
     background = synthetic.FactoryBackground(3)
 
     def shares(domain):
         out = []
         for seed in range(4):
-            parts = synthetic._two_mic_parts(_MIC_CONFIG, background, "fan", inst, domain, 2,
+            parts = synthetic_scene._two_mic_parts(_MIC_CONFIG, background, "fan", inst, domain, 2,
                                              None, np.random.default_rng(seed))
             out.append([_low_share(parts["near_background"]),
                         _low_share(parts["far_background"])])
@@ -355,20 +359,20 @@ def test_2026_target_scene_mix_differs_from_source():
     assert (target.min(axis=0) > source.max(axis=0)).all()
     # The scene's composition, not only its level: unit RMS either way.
     rng = np.random.default_rng(1)
-    scene = background.render(rng, 8000, _SR, mix=synthetic._TARGET_MIX)
+    scene = background.render(rng, 8000, _SR, mix=synthetic_scene._TARGET_MIX)
     np.testing.assert_allclose(np.sqrt(np.mean(scene**2)), 1.0, rtol=1e-6)
 
 
 def test_2026_geometry_per_section_from_its_own_stream():
-    a = synthetic._mic_geometry(_MIC_CONFIG, "fan", "dev", "00")
-    assert a == synthetic._mic_geometry(_MIC_CONFIG, "fan", "dev", "00")
-    assert a != synthetic._mic_geometry(_MIC_CONFIG, "fan", "eval", "00")
-    assert a != synthetic._mic_geometry(_MIC_CONFIG, "pump", "dev", "00")
+    a = synthetic_scene._mic_geometry(_MIC_CONFIG, "fan", "dev", "00")
+    assert a == synthetic_scene._mic_geometry(_MIC_CONFIG, "fan", "dev", "00")
+    assert a != synthetic_scene._mic_geometry(_MIC_CONFIG, "fan", "eval", "00")
+    assert a != synthetic_scene._mic_geometry(_MIC_CONFIG, "pump", "dev", "00")
     for value in ("near_bg_delay_s", "far_bg_delay_s", "far_machine_delay_s"):
-        assert 0 < a[value] * _SR <= synthetic._MAX_MIC_DELAY_S * _SR  # tens of samples
+        assert 0 < a[value] * _SR <= synthetic_scene._MAX_MIC_DELAY_S * _SR  # tens of samples
     # The instance's own parameters do not depend on the geometry stream.
-    inst = synthetic._instance(_MIC_CONFIG, "fan", "dev", "00")
-    drawn = synthetic._MODELS["fan"].instance(np.random.default_rng([3, 0, False, 0]))
+    inst = synthetic_scene._instance(_MIC_CONFIG, "fan", "dev", "00")
+    drawn = machines._MODELS["fan"].instance(np.random.default_rng([3, 0, False, 0]))
     for key, value in drawn.items():
         np.testing.assert_allclose(inst[key], value, rtol=1e-12)
 
@@ -385,7 +389,7 @@ def _render_reference(background, rng, n, sr):
     count = rng.poisson(background.clank_rate * n / sr)
     clanks = np.zeros(n)
     for _ in range(count):
-        clanks += synthetic._resonant_hits(
+        clanks += signals._resonant_hits(
             [rng.uniform(0, n / sr)], [rng.uniform(0.5, 2.0)], n, sr,
             rng.choice(background.clank_hz), rng.uniform(0.01, 0.05), rng,
         )
@@ -405,7 +409,7 @@ def test_background_render_without_mix_unchanged():
         assert rng_new.bit_generator.state == rng_ref.bit_generator.state
         # Weights change the output, not the draws; (1, 1, 1) is the default.
         rng_mix, rng_one = np.random.default_rng(seed), np.random.default_rng(seed)
-        mixed = background.render(rng_mix, n, _SR, mix=synthetic._TARGET_MIX)
+        mixed = background.render(rng_mix, n, _SR, mix=synthetic_scene._TARGET_MIX)
         ones = background.render(rng_one, n, _SR, mix=(1.0, 1.0, 1.0))
         assert rng_mix.bit_generator.state == rng_ref.bit_generator.state
         np.testing.assert_allclose(ones, reference, rtol=1e-12, atol=1e-12)
