@@ -10,8 +10,8 @@ import pandas as pd
 import pytest
 
 from asd_keras.cli import main
-from asd_keras.runners import proxy_report
-from asd_keras.runners.proxy_report import write_proxy_report
+from asd_keras.studies import proxy as proxy_report
+from asd_keras.studies.proxy import write_proxy_report
 from asd_keras.visualisation.proxy import normalise_proxy
 
 ASD = ["lp_in_domain_auc", "lp_out_domain_auc", "md_auc"]

@@ -10,10 +10,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from asd_keras.runners.proxy_study import ASD_COLUMNS
-from asd_keras.runners.proxy_study import load_study_config
-from asd_keras.runners.proxy_study import run_proxy_study
-from asd_keras.runners.proxy_study import split_study_data
+from asd_keras.studies.proxy import ASD_COLUMNS
+from asd_keras.studies.proxy import load_study_config
+from asd_keras.studies.proxy import run_proxy_study
+from asd_keras.studies.proxy import split_study_data
 from tests.conftest import make_synthetic
 
 # Small enough for 2 CPU cores: 0.5 s clips, 16 mels, one epoch of one step
@@ -98,7 +98,7 @@ def test_the_in_domain_probe_of_a_row_is_the_mean_over_its_sections(study):
 
 
 def test_a_finished_study_resumes_refuses_and_restarts_with_force(study, monkeypatch):
-    import asd_keras.runners.proxy_study as module
+    import asd_keras.studies.proxy.study as module
 
     with pytest.raises(FileExistsError, match="already holds a finished study"):
         run_proxy_study(_study(), study["data"], study["out"])
@@ -121,8 +121,8 @@ def test_a_finished_study_resumes_refuses_and_restarts_with_force(study, monkeyp
 
 def test_the_report_holds_table7_the_figures_and_three_stages(study, tmp_path):
     from asd_keras.cli import main
-    from asd_keras.runners.proxy_report import feature_panels
-    from asd_keras.runners.proxy_report import load_studies
+    from asd_keras.studies.proxy import feature_panels
+    from asd_keras.studies.proxy import load_studies
 
     out = tmp_path / "report"
     # Fig. 5 is drawn from hand-made features in tests/test_proxy_report.py;

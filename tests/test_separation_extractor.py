@@ -19,8 +19,8 @@ import pytest
 from asd_keras.data.layouts import read_dataset
 from asd_keras.extractors import get_extractor
 from asd_keras.extractors import load_extractor
-from asd_keras.runners.proxy_study import run_proxy_study
-from asd_keras.runners.proxy_study import split_study_data
+from asd_keras.studies.proxy import run_proxy_study
+from asd_keras.studies.proxy import split_study_data
 from asd_keras.systems import get_system
 from tests.conftest import make_synthetic
 from tests.helpers import CallCounter
@@ -167,7 +167,7 @@ def test_a_tiny_separation_study_gives_table4_and_joins_table7(tiny, tmp_path):
     import importlib.util
     from pathlib import Path
 
-    from asd_keras.runners.proxy_report import write_proxy_report
+    from asd_keras.studies.proxy import write_proxy_report
 
     script = Path(__file__).parents[1] / "experiments/proxy_tasks/separation/table4.py"
     spec = importlib.util.spec_from_file_location("table4", script)

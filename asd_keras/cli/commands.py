@@ -255,7 +255,7 @@ def cmd_search(args):
 
 
 def cmd_proxy_report(args):
-    from asd_keras.runners.proxy_report import write_proxy_report
+    from asd_keras.studies.proxy import write_proxy_report
 
     out = write_proxy_report(args.study, args.out, force=args.force,
                              projections=not args.no_projections)

@@ -1,6 +1,6 @@
 """Runs one family group of Shin & Lee's proxy-task study (Tables II, III, V).
 
-Thin wrapper of `asd_keras.runners.proxy_study.run_proxy_study`: trains
+Thin wrapper of `asd_keras.studies.proxy.study.run_proxy_study`: trains
 every configuration of the study configuration `--config` on the normal
 training clips of `--data` (DCASE 2022 `dev_data` and `eval_data`, whose
 training clips are the additional-training sections), and writes the study
@@ -19,7 +19,7 @@ import sys
 from pathlib import Path
 
 from asd_keras.config import parse_overrides
-from asd_keras.runners.proxy_study import run_proxy_study
+from asd_keras.studies.proxy import run_proxy_study
 
 
 def main(argv=None):

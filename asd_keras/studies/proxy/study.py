@@ -48,16 +48,14 @@ from tqdm.auto import tqdm
 from asd_keras import runs
 from asd_keras.config import load_yaml_text
 from asd_keras.runners.probe import probe
+from asd_keras.studies.proxy.schema import ASD_COLUMNS
+from asd_keras.studies.proxy.schema import CONFIG_FAMILY_KEYS
+from asd_keras.studies.proxy.schema import HEALTH_COLUMNS
+from asd_keras.studies.proxy.schema import KEY_COLUMNS
 from asd_keras.utils.io import atomic_write_dataframe
 from asd_keras.utils.io import atomic_write_text
 
 logger = logging.getLogger(__name__)
-
-ASD_COLUMNS = ["lp_in_domain_auc", "lp_out_domain_auc", "md_auc"]
-HEALTH_COLUMNS = ["first_loss", "last_loss", "min_loss", "epochs"]
-KEY_COLUMNS = ["family", "configuration", "machine_type", "trial"]
-FAMILY_KEYS = {"name", "label", "system", "proxy_metric", "lower_is_better", "base",
-               "configurations"}
 
 
 def _fail(where, message):
@@ -113,9 +111,9 @@ def load_study_config(source):
         missing = sorted({"name", "system", "proxy_metric", "configurations"} - set(family))
         if missing:
             _fail(label, f"misses {missing}.")
-        unknown = sorted(set(family) - FAMILY_KEYS)
+        unknown = sorted(set(family) - CONFIG_FAMILY_KEYS)
         if unknown:
-            _fail(label, f"has unknown key(s) {unknown}; valid: {sorted(FAMILY_KEYS)}.")
+            _fail(label, f"has unknown key(s) {unknown}; valid: {sorted(CONFIG_FAMILY_KEYS)}.")
         if family["name"] in names:
             _fail(label, "is given twice; family names must be unique.")
         names.add(family["name"])

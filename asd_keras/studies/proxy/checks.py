@@ -21,7 +21,7 @@ import csv
 import numpy as np
 import pandas as pd
 
-FIX_STUDY = ("Run the proxy study again (asd_keras.runners.proxy_study, the "
+FIX_STUDY = ("Run the proxy study again (asd_keras.studies.proxy.study, the "
              "make exp-proxy-* targets), or pass the folder that holds it")
 # The runner keeps each finished trial's own rows.csv; without study.json a
 # rerun with the same settings reuses them and rewrites both tables.
