@@ -350,7 +350,7 @@ class ClassifierEmbeddingExtractor(FeatureExtractor):
 
         from asd_keras.data.labels import ClassEncoder
         from asd_keras.layers import Mixup
-        from asd_keras.models.common import resolve_jit_compile
+        from asd_keras.models.precision import resolve_jit_compile
         from asd_keras.models.precision import dtype_policy_scope
         from asd_keras.models.precision import loss_scaled
         from asd_keras.models.wilkinghoff import build_head

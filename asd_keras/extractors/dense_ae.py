@@ -44,7 +44,7 @@ LOSSES = ("mse", "mae")
 
 
 def _schema():
-    from asd_keras.models.common import log_mel_schema
+    from asd_keras.extractors.common import log_mel_schema
     from asd_keras.models.precision import precision_schema
 
     schema = {
@@ -134,7 +134,7 @@ class DenseAutoencoderExtractor(VectorModelExtractor):
         import keras
 
         from asd_keras.data.pipelines import vector_dataset
-        from asd_keras.models.common import resolve_jit_compile
+        from asd_keras.models.precision import resolve_jit_compile
         from asd_keras.models.dense_ae import dense_autoencoder
         from asd_keras.models.precision import dtype_policy_scope
         from asd_keras.models.precision import loss_scaled

@@ -48,7 +48,7 @@ NO_DISTRIBUTE = ("The GAN detectors train with two optimizers in one custom trai
 def _schema():
     from asd_keras.layers.detectors import AGGREGATIONS
     from asd_keras.models.blocks import INITIALIZERS
-    from asd_keras.models.common import log_mel_schema
+    from asd_keras.extractors.common import log_mel_schema
     from asd_keras.models.gan import ADVERSARIAL
     from asd_keras.models.gan import STEP_ORDERS
     from asd_keras.models.precision import precision_schema
@@ -153,7 +153,7 @@ class AdversarialExtractor(VectorModelExtractor):
             `dtype_policy`, compiled with two Adam optimizers (loss-scaled
             under `mixed_float16`) and `jit_compile`.
         """
-        from asd_keras.models.common import resolve_jit_compile
+        from asd_keras.models.precision import resolve_jit_compile
         from asd_keras.models.gan import DETECTORS
         from asd_keras.models.gan import EGBAD
         from asd_keras.models.gan import GANomaly

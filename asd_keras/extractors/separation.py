@@ -320,7 +320,7 @@ class SeparationExtractor(SpectrogramModelExtractor):
         """
         import tensorflow as tf
 
-        from asd_keras.models.common import resolve_jit_compile
+        from asd_keras.models.precision import resolve_jit_compile
 
         separator = self.separator
         if self.config["run_eagerly"]:

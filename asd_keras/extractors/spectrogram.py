@@ -77,7 +77,7 @@ def trained_model_schema():
 
 def spectrogram_model_schema():
     """Validation rules of the keys every log-mel spectrogram-model extractor takes."""
-    from asd_keras.models.common import front_end_schema
+    from asd_keras.extractors.common import front_end_schema
     from asd_keras.models.resnet import RESNET_DEPTHS
 
     return {
@@ -258,7 +258,7 @@ class SpectrogramModelExtractor(FeatureExtractor):
         import tensorflow as tf
 
         from asd_keras.data.pipelines import micro_batches
-        from asd_keras.models.common import resolve_jit_compile
+        from asd_keras.models.precision import resolve_jit_compile
         from asd_keras.models.precision import dtype_policy_scope
         from asd_keras.models.precision import loss_scaled
         from asd_keras.optimizers import LeanAdamW
@@ -332,7 +332,7 @@ class SpectrogramModelExtractor(FeatureExtractor):
         """
         import tensorflow as tf
 
-        from asd_keras.models.common import resolve_jit_compile
+        from asd_keras.models.precision import resolve_jit_compile
 
         encoder = self.encoder
         if self._inference is None or self._inference[0] is not encoder:

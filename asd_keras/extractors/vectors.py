@@ -110,7 +110,7 @@ class VectorModelExtractor(FeatureExtractor):
         Raises:
             ValueError: naming the first clip with a NaN or infinite feature.
         """
-        from asd_keras.models.common import score_clips
+        from asd_keras.extractors.common import score_clips
 
         self._check_fitted()
         model = self.serving_model(None)

@@ -1,4 +1,5 @@
-"""Pieces shared by the trained extractors (dense AE, GAN detectors)."""
+"""Helpers shared by the extractors: scoring clips through a vector
+pipeline, and the configuration rules of the log-mel front ends."""
 
 import numpy as np
 from tqdm.auto import tqdm
@@ -101,25 +102,3 @@ def log_mel_schema():
         # NumPy's seeds are 32-bit unsigned.
         "seed": integer(min=0, max=2**32 - 1),
     }
-
-
-JIT_CHOICES = ("auto", True, False)
-
-
-def resolve_jit_compile(value):
-    """The `jit_compile` argument of `Model.compile` for a `jit_compile` key.
-
-    `"auto"` compiles the training step with XLA only when TensorFlow sees a
-    GPU. On 2 AVX2 cores (oneDNN on) the Wilkinghoff CNN trained at 21
-    clips/s with XLA against 43 without, and with XLA the dense autoencoder's
-    first epoch took 16 s per machine type, so the 20-epoch demo trained
-    in 3 min 41 s against 2 min 48 s without (benchmarks/bench_dense_ae.py
-    prints both ways), while Keras' own "auto" turns XLA on wherever a model
-    allows it. `True`/`False` force it.
-    """
-    if value != "auto":
-        return bool(value)
-    import tensorflow as tf
-
-    return bool(tf.config.list_physical_devices("GPU"))
-
