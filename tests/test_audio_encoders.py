@@ -23,8 +23,8 @@ from asd_keras.layers.audio_transformers import GatedRelativeAttention
 from asd_keras.layers.audio_transformers import RelativePositionBias
 from asd_keras.layers.audio_transformers import relative_position_buckets
 from asd_keras.layers.audio_transformers import sincos_positions
-from asd_keras.layers.kaldi import KaldiFbank
-from asd_keras.layers.kaldi import kaldi_mel_banks
+from asd_keras.features.kaldi import KaldiFbank
+from asd_keras.features.kaldi import kaldi_mel_banks
 from asd_keras.models.audio_encoders import BEATsEncoder
 from asd_keras.models.audio_encoders import EATEncoder
 from asd_keras.models.audio_encoders import build_encoder

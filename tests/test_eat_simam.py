@@ -17,7 +17,7 @@ from asd_keras.data.layouts import read_dataset
 from asd_keras.data.synthetic import synthetic_data_root
 from asd_keras.extractors.base import get_extractor
 from asd_keras.layers import SimAM
-from asd_keras.layers.kaldi import KaldiFbank
+from asd_keras.features.kaldi import KaldiFbank
 from asd_keras.models.audio_encoders import build_encoder
 from asd_keras.models.audio_encoders import save_preset
 from asd_keras.models.audio_encoders import transfer_weights

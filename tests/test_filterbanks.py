@@ -14,14 +14,14 @@ import numpy as np
 import pytest
 from scipy import signal
 
-from asd_keras.layers.filterbanks import FILTER_BANKS
-from asd_keras.layers.filterbanks import filter_bank_centres
-from asd_keras.layers.filterbanks import filter_bank_matrix
-from asd_keras.layers.filterbanks import gammatone_banks
-from asd_keras.layers.filterbanks import linear_banks
-from asd_keras.layers.kaldi import KaldiFbank
-from asd_keras.layers.kaldi import kaldi_mel_banks
-from asd_keras.layers.kaldi import kaldi_window
+from asd_keras.features.filterbanks import FILTER_BANKS
+from asd_keras.features.filterbanks import filter_bank_centres
+from asd_keras.features.filterbanks import filter_bank_matrix
+from asd_keras.features.filterbanks import gammatone_banks
+from asd_keras.features.filterbanks import linear_banks
+from asd_keras.features.kaldi import KaldiFbank
+from asd_keras.features.kaldi import kaldi_mel_banks
+from asd_keras.features.kaldi import kaldi_window
 from tests.helpers import roundtrip_and_save
 
 RNG = np.random.default_rng(0)

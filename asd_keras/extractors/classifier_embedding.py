@@ -476,7 +476,7 @@ class ClassifierEmbeddingExtractor(FeatureExtractor):
         embeddings concatenated `[near | far]`."""
         import keras
 
-        from asd_keras.layers.spectral import FixedLength
+        from asd_keras.features.spectral_layers import FixedLength
 
         self._check_fitted()
         length = FixedLength(self.num_samples, self.config["length_policy"])

@@ -69,7 +69,7 @@ LR_SCHEDULES = ("cosine", "constant")
 
 
 def _schema():
-    from asd_keras.layers.filterbanks import FILTER_BANKS
+    from asd_keras.features.filterbanks import FILTER_BANKS
     from asd_keras.models.encoder_finetuning import POOLINGS
     from asd_keras.models.encoder_finetuning import SIMAM_MODES
 
@@ -254,7 +254,7 @@ class FinetunedEncoderExtractor(ClassifierEmbeddingExtractor):
                     "the preset's (AudioSet) constants")
         import keras
 
-        from asd_keras.layers.kaldi import KaldiFbank
+        from asd_keras.features.kaldi import KaldiFbank
 
         # The log energies themselves (mean 0, 2 std = 1 leaves them as they
         # are), over the clips' own frames: padding frames are not data.

@@ -287,7 +287,7 @@ class FrozenEncoderExtractor(FeatureExtractor):
         """Waveforms `(batch, samples[, 2])` to `{"layer_i": pooled}`."""
         import keras
 
-        from asd_keras.layers.spectral import FixedLength
+        from asd_keras.features.spectral_layers import FixedLength
 
         key = (tuple(layers), num_samples)
         if key in self._models:

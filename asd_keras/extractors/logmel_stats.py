@@ -8,9 +8,9 @@ from asd_keras.data.pipelines import progress_batches
 from asd_keras.extractors.base import FeatureExtractor
 from asd_keras.extractors.base import register_extractor
 from asd_keras.features.spectral import LogMelFrontend
-from asd_keras.layers.statistics import STATISTICS
-from asd_keras.layers.statistics import LogMelSpectrogram
-from asd_keras.layers.statistics import LogMelStatistics
+from asd_keras.features.statistics import STATISTICS
+from asd_keras.features.statistics import LogMelSpectrogram
+from asd_keras.features.statistics import LogMelStatistics
 
 # Clips per feature batch pulled from the pipeline; only bounds the Python
 # loop overhead, every clip is computed on its own.

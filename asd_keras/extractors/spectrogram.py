@@ -138,7 +138,7 @@ class SpectrogramModelExtractor(FeatureExtractor):
 
     def log_mel_layer(self, name="log_mel"):
         """The log-mel front end (§III-A) as a weightless layer."""
-        from asd_keras.layers.statistics import LogMelSpectrogram
+        from asd_keras.features.statistics import LogMelSpectrogram
 
         c = self.config
         return LogMelSpectrogram(sample_rate=c["sample_rate"], n_fft=c["n_fft"],
@@ -376,7 +376,7 @@ class SpectrogramModelExtractor(FeatureExtractor):
         length policy is applied without the random training crop."""
         import keras
 
-        from asd_keras.layers.spectral import FixedLength
+        from asd_keras.features.spectral_layers import FixedLength
 
         self._check_fitted()
         waveform = keras.Input((num_samples,), name="waveform")

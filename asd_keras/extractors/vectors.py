@@ -94,7 +94,7 @@ class VectorModelExtractor(FeatureExtractor):
         """Waveforms `(batch, num_samples)` to the named features."""
         import keras
 
-        from asd_keras.layers.statistics import LogMelVectors
+        from asd_keras.features.statistics import LogMelVectors
 
         self._check_fitted()
         frontend = self.frontend.get_config()

@@ -1,4 +1,8 @@
-"""Spectral features in `tf.signal`, shared by input pipelines and exports."""
+"""The spectral front ends in one place: `tf.signal` features for input
+pipelines (`spectral`), their Keras layers (`spectral_layers`: the
+Wilkinghoff spectrogram and spectrum; `statistics`: log-mel spectrogram,
+vectors and statistics; `kaldi`: Kaldi filter banks of BEATs/EAT), the
+filter banks (`filterbanks`) and the float32 base layer (`precision`)."""
 
 from asd_keras.features.spectral import LogMelFrontend
 from asd_keras.features.spectral import clip_spectrum

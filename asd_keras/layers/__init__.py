@@ -1,5 +1,5 @@
-"""Keras layers: spectral front ends, augmentation, mixup, classification heads
-and scoring."""
+"""Keras layers: augmentation, mixup, classification heads, pooling, scoring;
+and, re-exported from `asd_keras.features`, the spectral front-end layers."""
 
 from asd_keras.layers.augment import FrequencyMasking
 from asd_keras.layers.augment import PitchShift
@@ -21,18 +21,18 @@ from asd_keras.layers.separation import MaskedRefinement
 from asd_keras.layers.separation import RMSScaling
 from asd_keras.layers.separation import SeparatorISTFT
 from asd_keras.layers.separation import SeparatorSTFT
-from asd_keras.layers.spectral import ClipSpectrum
-from asd_keras.layers.spectral import LinearSpectrogram
-from asd_keras.layers.spectral import TemporalMeanNormalization
-from asd_keras.layers.statistics import LogMelSpectrogram
-from asd_keras.layers.statistics import LogMelStatistics
-from asd_keras.layers.statistics import LogMelVectors
+from asd_keras.features.spectral_layers import ClipSpectrum
+from asd_keras.features.spectral_layers import LinearSpectrogram
+from asd_keras.features.spectral_layers import TemporalMeanNormalization
+from asd_keras.features.statistics import LogMelSpectrogram
+from asd_keras.features.statistics import LogMelStatistics
+from asd_keras.features.statistics import LogMelVectors
 from asd_keras.layers.reconstruction import FeatureMean
 from asd_keras.layers.reconstruction import FrameReconstruction
 from asd_keras.layers.mahalanobis import MahalanobisDistance
 from asd_keras.layers.knn import NearestNeighbourDistance
 from asd_keras.layers.knn import CosineReferenceScore
-from asd_keras.layers.spectral import FixedLength
+from asd_keras.features.spectral_layers import FixedLength
 from asd_keras.layers.detectors import VectorScores
 from asd_keras.layers.segments import MergeSegments
 from asd_keras.layers.segments import PooledFeatureMaps

@@ -27,7 +27,7 @@ import keras
 from keras import ops
 
 from asd_keras.config import check_integer
-from asd_keras.layers.precision import Float32Layer
+from asd_keras.features.precision import Float32Layer
 
 
 def _check_float(value, name):

@@ -22,7 +22,7 @@ import keras
 import numpy as np
 from keras import ops
 
-from asd_keras.layers.precision import Float32Layer
+from asd_keras.features.precision import Float32Layer
 
 EPSILON = 1e-7
 SCALE_RULES = ("reference", "adacos")

@@ -3,7 +3,7 @@
 import keras
 from keras import ops
 
-from asd_keras.layers.precision import Float32Layer
+from asd_keras.features.precision import Float32Layer
 
 LABEL_RULES = ("max", "standard")
 

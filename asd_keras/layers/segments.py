@@ -13,7 +13,7 @@ separator's extraction points) into one vector per example.
 import keras
 from keras import ops
 
-from asd_keras.layers.precision import Float32Layer
+from asd_keras.features.precision import Float32Layer
 
 AGGREGATIONS = ("mean", "max")
 POOLINGS = ("frequency", "channel", "frequency_mean")

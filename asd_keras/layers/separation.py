@@ -13,7 +13,7 @@ import numpy as np
 from keras import ops
 
 from asd_keras.config import check_integer
-from asd_keras.layers.precision import Float32Layer
+from asd_keras.features.precision import Float32Layer
 
 # Added to |X|^2 before the square root: it keeps the magnitude, the power
 # law and their gradients finite at silent bins and is far below float32

@@ -19,7 +19,7 @@ times sigmoid(0.5)).
 import keras
 from keras import ops
 
-from asd_keras.layers.precision import Float32Layer
+from asd_keras.features.precision import Float32Layer
 
 MODES = ("global", "local")
 

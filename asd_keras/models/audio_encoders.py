@@ -47,7 +47,7 @@ from asd_keras.layers.audio_transformers import FixedPositions
 from asd_keras.layers.audio_transformers import FusedSelfAttention
 from asd_keras.layers.audio_transformers import GatedRelativeAttention
 from asd_keras.layers.audio_transformers import RelativePositionBias
-from asd_keras.layers.kaldi import KaldiFbank
+from asd_keras.features.kaldi import KaldiFbank
 from asd_keras.utils.io import atomic_path
 from asd_keras.utils.io import atomic_write_text
 

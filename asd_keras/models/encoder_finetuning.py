@@ -23,7 +23,7 @@ from keras import layers
 from asd_keras.layers.attentive_pooling import AttentiveStatisticsPooling
 from asd_keras.layers.augment import FrequencyMasking
 from asd_keras.layers.augment import TimeMasking
-from asd_keras.layers.kaldi import KaldiFbank
+from asd_keras.features.kaldi import KaldiFbank
 from asd_keras.layers.simam import SimAM
 from asd_keras.models.audio_encoders import eat_body
 from asd_keras.models.precision import float32_output

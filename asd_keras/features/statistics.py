@@ -9,7 +9,7 @@ import keras
 from keras import ops
 
 from asd_keras.features.spectral import LogMelFrontend
-from asd_keras.layers.precision import Float32Layer
+from asd_keras.features.precision import Float32Layer
 
 STATISTICS = ("mean_std", "mean", "std")
 

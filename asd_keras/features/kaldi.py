@@ -17,10 +17,10 @@ import keras
 import numpy as np
 from keras import ops
 
-from asd_keras.layers.filterbanks import FILTER_BANKS
-from asd_keras.layers.filterbanks import filter_bank_matrix
-from asd_keras.layers.filterbanks import kaldi_mel_banks  # noqa: F401  (public here too)
-from asd_keras.layers.precision import Float32Layer
+from asd_keras.features.filterbanks import FILTER_BANKS
+from asd_keras.features.filterbanks import filter_bank_matrix
+from asd_keras.features.filterbanks import kaldi_mel_banks  # noqa: F401  (public here too)
+from asd_keras.features.precision import Float32Layer
 
 WINDOWS = ("povey", "hanning")
 # torch.finfo(torch.float32).eps: Kaldi's log floor.
@@ -44,7 +44,7 @@ class KaldiFbank(Float32Layer):
 
     The bank is Kaldi's mel bank by default. `filter_bank="linear"` or
     `"gammatone"` puts another bank on the same power spectrum (see
-    `asd_keras.layers.filterbanks`); every other step stays the same.
+    `asd_keras.features.filterbanks`); every other step stays the same.
 
     `frames = 1 + (samples - frame_length) // frame_shift` (Kaldi's
     `snip_edges`), or `num_frames` when given: the features are then cut or

@@ -8,7 +8,7 @@ because an exported SavedModel must map raw audio to a score.
 import keras
 from keras import ops
 
-from asd_keras.layers.precision import Float32Layer
+from asd_keras.features.precision import Float32Layer
 
 
 @keras.saving.register_keras_serializable(package="asd_keras")
