@@ -134,3 +134,8 @@ def test_one_integer_rule():
             check_integer("n_mels", bad, 1)
     with pytest.raises(ValueError, match=r"width must be an integer in \[4, 8\]"):
         check_integer("width", 9, 4, 8)
+
+
+def test_a_system_refuses_a_backend_fitted_on_test_labels():
+    with pytest.raises(ValueError, match="'linear_probe' is an evaluation protocol.*asd-keras probe"):
+        get_system("logmel_stats")({"backend": "linear_probe"})

@@ -119,6 +119,12 @@ class AnomalySystem:
         # any audio is read, and the run records every resolved value.
         extractor = self._new_extractor(0)
         backend = self._new_backend(0)
+        if backend.uses_test_labels:
+            raise ValueError(
+                f"Backend {self.config['backend']!r} is an evaluation protocol fitted on "
+                "labelled test clips, not a detector: a system trains on normal clips "
+                "only. Evaluate a trained run's features with it through 'asd-keras "
+                "probe', or choose a detector backend ('asd-keras systems' lists them).")
         if backend.paired_features and extractor.serving_channels != 2:
             raise ValueError(
                 f"Backend {self.config['backend']!r} scores paired near/far features; the "
