@@ -139,3 +139,17 @@ def test_one_integer_rule():
 def test_a_system_refuses_a_backend_fitted_on_test_labels():
     with pytest.raises(ValueError, match="'linear_probe' is an evaluation protocol.*asd-keras probe"):
         get_system("logmel_stats")({"backend": "linear_probe"})
+
+
+def test_backends_check_their_keys_with_the_integer_rule():
+    from asd_keras.backends import get_backend
+
+    # int(2.5) used to train with k=2 and int("4") with 4 clusters.
+    with pytest.raises(ValueError, match=r"k must be an integer >= 1; received 2.5"):
+        get_backend("knn", k=2.5)
+    with pytest.raises(ValueError, match=r"kmeans_clusters must be an integer >= 1 or None; "
+                                         r"received '4'"):
+        get_backend("kmeans", kmeans_clusters="4")
+    assert get_backend("kmeans", kmeans_clusters=4.0).get_config()["kmeans_clusters"] == 4
+    with pytest.raises(ValueError, match=r"memmixup_alpha must be a number in \(0, 1\]"):
+        get_backend("knn", memmixup_alpha=0)

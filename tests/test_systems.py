@@ -103,7 +103,7 @@ def test_cross_fitted_thresholds_and_machine_overrides(recordings, tmp_path):
         cls({"backend": "knn", "k": 7}).fit(table, tmp_path / "k7", verbose=0)
     with pytest.raises(ValueError, match="seed is one per run"):
         cls({"machine_overrides": {"pump": {"seed": 3}}})
-    with pytest.raises(ValueError, match=r"machine_overrides\['pump'\]: k and density_k"):
+    with pytest.raises(ValueError, match=r"machine_overrides\['pump'\]: k must be an integer >= 1; received 0"):
         cls({"backend": "knn", "machine_overrides": {"pump": {"k": 0}}})
     with pytest.raises(ValueError, match=r"key\(s\) \['kk'\]"):
         cls({"machine_overrides": {"pump": {"kk": 1}}})

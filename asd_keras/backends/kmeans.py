@@ -22,10 +22,18 @@ import numpy as np
 
 from asd_keras.backends.base import ScoringBackend
 from asd_keras.backends.base import register_backend
+from asd_keras.config import choice
+from asd_keras.config import integer
+from asd_keras.config import validate_config
 
 CLUSTER_DOMAINS = ("source", "all")
 DISTANCES = ("negative_dot", "cosine")
 DENSITIES = ("none", "ratio")
+SCHEMA = {"kmeans_clusters": integer(min=1, optional=True), "kmeans_n_init": integer(min=1),
+          "kmeans_domains": choice(*CLUSTER_DOMAINS), "distance": choice(*DISTANCES),
+          "local_density": choice(*DENSITIES), "density_k": integer(min=1),
+          # NumPy's seeds are 32-bit unsigned.
+          "seed": integer(min=0, max=2**32 - 1)}
 
 
 def length_normalize(embeddings):
@@ -59,21 +67,14 @@ class KMeansBackend(ScoringBackend):
     def __init__(self, kmeans_clusters=16, kmeans_n_init=10, kmeans_domains="source",
                  distance="negative_dot", local_density="none", density_k=1, seed=0):
         super().__init__()
-        for name, value, allowed in (("kmeans_domains", kmeans_domains, CLUSTER_DOMAINS),
-                                     ("distance", distance, DISTANCES),
-                                     ("local_density", local_density, DENSITIES)):
-            if value not in allowed:
-                raise ValueError(f"{name} must be one of {allowed}; received {value!r}.")
-        if kmeans_clusters is not None and int(kmeans_clusters) < 1:
-            raise ValueError(f"kmeans_clusters must be >= 1 or None; received "
-                             f"{kmeans_clusters!r}.")
-        if int(kmeans_n_init) < 1 or int(density_k) < 1:
-            raise ValueError(f"kmeans_n_init and density_k must be >= 1; received "
-                             f"{kmeans_n_init!r} and {density_k!r}.")
-        self.kmeans_clusters = None if kmeans_clusters is None else int(kmeans_clusters)
-        self.kmeans_n_init, self.kmeans_domains = int(kmeans_n_init), kmeans_domains
-        self.distance, self.local_density = distance, local_density
-        self.density_k, self.seed = int(density_k), int(seed)
+        c = validate_config(
+            {"kmeans_clusters": kmeans_clusters, "kmeans_n_init": kmeans_n_init,
+             "kmeans_domains": kmeans_domains, "distance": distance,
+             "local_density": local_density, "density_k": density_k, "seed": seed}, SCHEMA)
+        self.kmeans_clusters = c["kmeans_clusters"]
+        self.kmeans_n_init, self.kmeans_domains = c["kmeans_n_init"], c["kmeans_domains"]
+        self.distance, self.local_density = c["distance"], c["local_density"]
+        self.density_k, self.seed = c["density_k"], c["seed"]
 
     def _references(self, embeddings, domains):
         from sklearn.cluster import KMeans

@@ -28,10 +28,17 @@ import numpy as np
 
 from asd_keras.backends.base import ScoringBackend
 from asd_keras.backends.base import register_backend
+from asd_keras.config import choice
+from asd_keras.config import integer
+from asd_keras.config import number
+from asd_keras.config import validate_config
 from asd_keras.layers.knn import METRICS
 from asd_keras.layers.knn import NORMALISATIONS
 
 DOMAINS = ("both", "pooled")
+SCHEMA = {"k": integer(min=1), "metric": choice(*METRICS), "domains": choice(*DOMAINS),
+          "memmixup_neighbours": integer(min=0), "memmixup_alpha": number(gt=0, max=1),
+          "local_density": choice(*NORMALISATIONS), "density_k": integer(min=1)}
 # Distances held at once while fitting: 2**22 float64 (32 MB).
 FIT_CHUNK_VALUES = 2**22
 
@@ -98,20 +105,14 @@ class KNNBackend(ScoringBackend):
     def __init__(self, k=1, metric="euclidean", domains="both", memmixup_neighbours=0,
                  memmixup_alpha=0.9, local_density="none", density_k=1):
         super().__init__()
-        for name, value, allowed in (("metric", metric, METRICS),
-                                     ("domains", domains, DOMAINS),
-                                     ("local_density", local_density, NORMALISATIONS)):
-            if value not in allowed:
-                raise ValueError(f"{name} must be one of {allowed}; received {value!r}.")
-        if int(k) < 1 or int(density_k) < 1 or int(memmixup_neighbours) < 0:
-            raise ValueError(f"k and density_k must be >= 1 and memmixup_neighbours >= 0; "
-                             f"received {k!r}, {density_k!r}, {memmixup_neighbours!r}.")
-        if not 0 < float(memmixup_alpha) <= 1:
-            raise ValueError(f"memmixup_alpha must be in (0, 1]; received {memmixup_alpha!r}.")
-        self.k, self.metric, self.domains = int(k), metric, domains
-        self.memmixup_neighbours = int(memmixup_neighbours)
-        self.memmixup_alpha = float(memmixup_alpha)
-        self.local_density, self.density_k = local_density, int(density_k)
+        c = validate_config(
+            {"k": k, "metric": metric, "domains": domains,
+             "memmixup_neighbours": memmixup_neighbours, "memmixup_alpha": memmixup_alpha,
+             "local_density": local_density, "density_k": density_k}, SCHEMA)
+        self.k, self.metric, self.domains = c["k"], c["metric"], c["domains"]
+        self.memmixup_neighbours = c["memmixup_neighbours"]
+        self.memmixup_alpha = c["memmixup_alpha"]
+        self.local_density, self.density_k = c["local_density"], c["density_k"]
 
     @property
     def required_columns(self):
