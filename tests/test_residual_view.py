@@ -170,10 +170,12 @@ def test_alpha_zero_is_near_only_and_other_keys():
 
 
 @pytest.mark.parametrize("kwargs, shown", [
-    ({"alpha": "x"}, "alpha must be a finite number"),
+    ({"alpha": "x"}, "alpha must be a number; received 'x'"),
+    ({"alpha": float("nan")}, "alpha must be a number; received nan"),
     ({"prps": "yes"}, "prps must be true or false"),
     ({"prototype_key": "far"}, "prototype_key must be one of"),
-    ({"prototypes": 0}, "prototypes must be >= 1"),
+    ({"prototypes": 0}, "prototypes must be an integer >= 1; received 0"),
+    ({"prototypes": 2.5}, "prototypes must be an integer >= 1; received 2.5"),
 ])
 def test_bad_arguments(kwargs, shown):
     with pytest.raises(ValueError, match=shown):

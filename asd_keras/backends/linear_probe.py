@@ -26,6 +26,9 @@ import pandas as pd
 from asd_keras.backends.base import ScoringBackend
 from asd_keras.backends.base import check_features
 from asd_keras.backends.base import register_backend
+from asd_keras.config import integer
+from asd_keras.config import number
+from asd_keras.config import validate_config
 from asd_keras.evaluation.metrics import auc
 
 
@@ -43,10 +46,9 @@ class LinearProbeBackend(ScoringBackend):
 
     def __init__(self, c=1.0, max_iter=1000):
         super().__init__()
-        if not float(c) > 0 or int(max_iter) < 1:
-            raise ValueError(f"c must be > 0 and max_iter >= 1; received {c!r} and "
-                             f"{max_iter!r}.")
-        self.c, self.max_iter = float(c), int(max_iter)
+        config = validate_config({"c": c, "max_iter": max_iter},
+                                 {"c": number(gt=0), "max_iter": integer(min=1)})
+        self.c, self.max_iter = config["c"], config["max_iter"]
 
     def _fit_arrays(self, features, metadata):
         labels = pd.to_numeric(metadata["label"], errors="coerce").to_numpy()

@@ -27,6 +27,9 @@ import numpy as np
 
 from asd_keras.backends.base import ScoringBackend
 from asd_keras.backends.base import register_backend
+from asd_keras.config import boolean
+from asd_keras.config import choice
+from asd_keras.config import validate_config
 
 COVARIANCES = ("ledoit_wolf", "oas", "empirical")
 NORMALIZATIONS = ("none", "minmax_train")
@@ -54,11 +57,9 @@ def _distance_layer(arrays, squared):
 class _MahalanobisBase(ScoringBackend):
     def __init__(self, covariance="ledoit_wolf", squared=True):
         super().__init__()
-        if covariance not in COVARIANCES:
-            raise ValueError(f"covariance must be one of {COVARIANCES}; received "
-                             f"{covariance!r}.")
-        self.covariance = covariance
-        self.squared = bool(squared)
+        c = validate_config({"covariance": covariance, "squared": squared},
+                            {"covariance": choice(*COVARIANCES), "squared": boolean()})
+        self.covariance, self.squared = c["covariance"], c["squared"]
 
     @abc.abstractmethod
     def _components(self, features, metadata):
@@ -243,10 +244,8 @@ class FeatureMeanBackend(ScoringBackend):
 
     def __init__(self, normalize="none"):
         super().__init__()
-        if normalize not in NORMALIZATIONS:
-            raise ValueError(f"normalize must be one of {NORMALIZATIONS}; received "
-                             f"{normalize!r}.")
-        self.normalize = normalize
+        self.normalize = validate_config({"normalize": normalize},
+                                         {"normalize": choice(*NORMALIZATIONS)})["normalize"]
 
     def _fit_arrays(self, features, metadata):
         arrays = {"dim": np.asarray(features.shape[1], np.int64)}

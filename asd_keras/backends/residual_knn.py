@@ -36,6 +36,11 @@ from asd_keras.backends.base import register_backend
 from asd_keras.backends.coreset import greedy_k_center
 from asd_keras.backends.knn import KNNBackend
 from asd_keras.backends.knn import transductive_domain_zscore
+from asd_keras.config import boolean
+from asd_keras.config import choice
+from asd_keras.config import integer
+from asd_keras.config import number
+from asd_keras.config import validate_config
 
 PROTOTYPE_KEYS = ("projection", "residual", "near")
 
@@ -79,20 +84,16 @@ class ResidualKNNBackend(KNNBackend):
                          memmixup_neighbours=memmixup_neighbours,
                          memmixup_alpha=memmixup_alpha, local_density=local_density,
                          density_k=density_k)
-        if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) \
-                or not np.isfinite(alpha):
-            raise ValueError(f"alpha must be a finite number; received {alpha!r}.")
-        if not isinstance(prps, bool):
-            raise ValueError(f"prps must be true or false; received {prps!r}.")
-        if prototype_key not in PROTOTYPE_KEYS:
-            raise ValueError(f"prototype_key must be one of {PROTOTYPE_KEYS}; received "
-                             f"{prototype_key!r}.")
-        if int(prototypes) < 1 or int(projection_dim) < 0:
-            raise ValueError(f"prototypes must be >= 1 and projection_dim >= 0; received "
-                             f"{prototypes!r} and {projection_dim!r}.")
-        self.alpha, self.prps = float(alpha), prps
-        self.prototypes, self.prototype_key = int(prototypes), prototype_key
-        self.projection_dim, self.seed = int(projection_dim), int(seed)
+        c = validate_config(
+            {"alpha": alpha, "prps": prps, "prototypes": prototypes,
+             "prototype_key": prototype_key, "projection_dim": projection_dim, "seed": seed},
+            {"alpha": number(), "prps": boolean(), "prototypes": integer(min=1),
+             "prototype_key": choice(*PROTOTYPE_KEYS), "projection_dim": integer(min=0),
+             # NumPy's seeds are 32-bit unsigned.
+             "seed": integer(min=0, max=2**32 - 1)})
+        self.alpha, self.prps = c["alpha"], c["prps"]
+        self.prototypes, self.prototype_key = c["prototypes"], c["prototype_key"]
+        self.projection_dim, self.seed = c["projection_dim"], c["seed"]
 
     def residual(self, features):
         """The Residual View `(clips, dim)` of paired features `(clips, 2 dim)`."""
