@@ -153,3 +153,18 @@ def test_backends_check_their_keys_with_the_integer_rule():
     assert get_backend("kmeans", kmeans_clusters=4.0).get_config()["kmeans_clusters"] == 4
     with pytest.raises(ValueError, match=r"memmixup_alpha must be a number in \(0, 1\]"):
         get_backend("knn", memmixup_alpha=0)
+
+
+@pytest.mark.parametrize("name, kwargs, shown", [
+    ("frozen_encoder", {"batch_size": 2.5}, r"batch_size must be an integer >= 1; received 2.5"),
+    ("frozen_encoder", {"clip_seconds": 0}, r"clip_seconds must be a number > 0 or None"),
+    ("frozen_encoder", {"num_frames": 20}, r"num_frames must be a positive multiple of 16"),
+    ("frozen_encoder", {"channel": True}, r"channel must be one of \(0, 1, 'both'\)"),
+    ("logmel_stats", {"channel": "far"}, r"channel must be one of \(0, 1, 'both'\)"),
+    ("logmel_stats", {"statistics": "median"}, r"statistics must be one of"),
+])
+def test_training_free_extractors_check_their_keys_with_schemas(name, kwargs, shown):
+    from asd_keras.extractors import get_extractor
+
+    with pytest.raises(ValueError, match=shown):
+        get_extractor(name, **kwargs)

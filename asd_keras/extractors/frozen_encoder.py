@@ -27,6 +27,10 @@ from pathlib import Path
 
 import numpy as np
 
+from asd_keras.config import choice
+from asd_keras.config import integer
+from asd_keras.config import number
+from asd_keras.config import validate_config
 from asd_keras.data.audio import AudioLoader
 from asd_keras.data.pipelines import clip_dataset
 from asd_keras.data.pipelines import progress_batches
@@ -114,22 +118,30 @@ class FrozenEncoderExtractor(FeatureExtractor):
         from asd_keras.models.audio_encoders import ENCODER_TYPES
         from asd_keras.models.audio_encoders import PRESETS
 
-        if encoder not in ENCODER_TYPES:
-            raise ValueError(f"encoder must be one of {ENCODER_TYPES}; received {encoder!r}.")
-        if pooling not in POOLING_MODES:
-            raise ValueError(f"pooling must be one of {POOLING_MODES}; received {pooling!r}.")
+        if isinstance(channel, str):
+            channel = _OLD_CHANNEL_NAMES.get(channel, channel)
+        checked = validate_config(
+            {"encoder": encoder, "pooling": pooling, "pooling_p": pooling_p,
+             "pooling_r": pooling_r, "pooling_gamma": pooling_gamma, "channel": channel,
+             "clip_seconds": clip_seconds, "batch_size": batch_size,
+             "weights_seed": weights_seed, "num_frames": num_frames,
+             "jit_compile": jit_compile, "published_map": published_map,
+             "sample_rate": sample_rate},
+            {"encoder": choice(*ENCODER_TYPES), "pooling": choice(*POOLING_MODES),
+             "pooling_p": number(), "pooling_r": number(), "pooling_gamma": number(),
+             "channel": choice(*CHANNELS), "clip_seconds": number(gt=0, optional=True),
+             "batch_size": integer(min=1), "weights_seed": integer(min=0),
+             "num_frames": integer(min=16, optional=True),
+             "jit_compile": choice(True, False, optional=True),
+             "published_map": number(optional=True), "sample_rate": integer(min=1)})
+        (pooling_p, pooling_r, pooling_gamma, channel, clip_seconds, batch_size, weights_seed,
+         num_frames, published_map, sample_rate) = (checked[k] for k in (
+             "pooling_p", "pooling_r", "pooling_gamma", "channel", "clip_seconds",
+             "batch_size", "weights_seed", "num_frames", "published_map", "sample_rate"))
         if pooling == "cls" and encoder != "eat":
             raise ValueError("pooling='cls' needs an encoder with a CLS token (encoder=eat); "
                              f"received encoder={encoder!r}.")
-        if isinstance(channel, str):
-            channel = _OLD_CHANNEL_NAMES.get(channel, channel)
-        if isinstance(channel, bool) or channel not in CHANNELS:
-            raise ValueError(f"channel must be one of {CHANNELS}; received {channel!r}.")
-        if clip_seconds is not None and float(clip_seconds) <= 0:
-            raise ValueError(f"clip_seconds must be positive or null; received {clip_seconds!r}.")
-        if int(batch_size) < 1:
-            raise ValueError(f"batch_size must be >= 1; received {batch_size!r}.")
-        if num_frames is not None and (int(num_frames) < 16 or int(num_frames) % 16):
+        if num_frames is not None and num_frames % 16:
             raise ValueError("num_frames must be a positive multiple of 16 (the patch "
                              f"size) or null; received {num_frames!r}.")
         self.encoder = encoder

@@ -2,6 +2,8 @@
 
 import numpy as np
 
+from asd_keras.config import choice
+from asd_keras.config import validate_config
 from asd_keras.data.audio import AudioLoader
 from asd_keras.data.pipelines import clip_dataset
 from asd_keras.data.pipelines import progress_batches
@@ -66,23 +68,15 @@ class LogMelStatsExtractor(FeatureExtractor):
         statistics="mean_std",
         channel=0,
     ):
-        if isinstance(channel, (bool, str)) and channel != "both" \
-                or channel not in CHANNELS:
-            raise ValueError(
-                f"channel must be one of {CHANNELS}; received {channel!r}."
-            )
-        if statistics not in STATISTICS:
-            raise ValueError(
-                f"statistics must be one of {STATISTICS}; received {statistics!r}."
-            )
+        own = validate_config({"statistics": statistics, "channel": channel},
+                              {"statistics": choice(*STATISTICS), "channel": choice(*CHANNELS)})
         # LogMelFrontend validates and normalises the arguments.
         self._frontend_config = LogMelFrontend(
             sample_rate, n_fft, hop_length, n_mels, power=power,
             log_mode=log_mode, pad_mode=pad_mode,
         ).get_config()
         del self._frontend_config["n_frames"]
-        self.statistics = statistics
-        self.channel = channel if channel == "both" else int(channel)
+        self.statistics, self.channel = own["statistics"], own["channel"]
 
     @property
     def dim(self):
