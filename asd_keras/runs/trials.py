@@ -7,8 +7,6 @@ import dataclasses
 import shutil
 from pathlib import Path
 
-import keras
-
 from asd_keras.runs.training import fit_run
 from asd_keras.utils.io import staged_dir
 
@@ -48,35 +46,9 @@ def trial(folder, system, train, record, keep_models=False, cache_features=False
         cache_features: bool. Compute each clip's features once for the
             fit and the whole block (`AnomalySystem.caching_features`).
     """
-    try:
-        with staged_dir(folder, force=True, what="trial folder") as stage, \
-                (system.caching_features() if cache_features else contextlib.nullcontext()):
-            seed = fit_run(system, train, stage / "run", record, record_dir=stage)
-            yield Trial(stage, seed, system)
-            if not keep_models:
-                shutil.rmtree(stage / "run" / "members", ignore_errors=True)
-    finally:
-        release_memory()
-
-
-def release_memory():
-    """Frees what a finished trial's networks held, between trials.
-
-    Every trial builds and traces new networks. The default separation study
-    peaked at 4,323 MB over its 8 trials where its largest trial alone peaks
-    at 3,011 MB (`/usr/bin/time -v`); with Keras' session cleared after each
-    trial it still reached 4,159 MB, so the rest is memory the C allocator
-    keeps after TensorFlow frees it, which `malloc_trim` returns to the
-    system (glibc only; elsewhere a no-op). The next trial seeds itself again.
-    """
-    import ctypes
-    import ctypes.util
-
-    keras.backend.clear_session(free_memory=True)
-    name = ctypes.util.find_library("c")
-    try:
-        libc = ctypes.CDLL(name) if name else None
-    except OSError:
-        libc = None
-    if libc is not None and hasattr(libc, "malloc_trim"):
-        libc.malloc_trim(0)
+    with staged_dir(folder, force=True, what="trial folder") as stage, \
+            (system.caching_features() if cache_features else contextlib.nullcontext()):
+        seed = fit_run(system, train, stage / "run", record, record_dir=stage)
+        yield Trial(stage, seed, system)
+        if not keep_models:
+            shutil.rmtree(stage / "run" / "members", ignore_errors=True)
