@@ -1,9 +1,9 @@
 import pandas as pd
 import pytest
 
-from asd_keras.data.layouts import LAYOUTS
-from asd_keras.data.layouts import layout_for_year
-from asd_keras.data.layouts import parse_file_name
+from asd_keras.data.dcase_naming import LAYOUTS
+from asd_keras.data.dcase_naming import layout_for_year
+from asd_keras.data.dcase_naming import parse_file_name
 from asd_keras.data.layouts import read_dataset
 from asd_keras.systems import get_system
 

@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 import soundfile
 
-from asd_keras.data.layouts import COLUMNS
+from asd_keras.data.clip_table import COLUMNS
 from asd_keras.data.layouts import read_dataset
 from asd_keras.evaluation.submission import write_submission
 

@@ -18,8 +18,8 @@ from asd_keras.cli.commands import cmd_train
 
 
 def build_parser():
-    from asd_keras.data.layouts import LAYOUTS
-    from asd_keras.data.layouts import PLAIN_LAYOUT
+    from asd_keras.data.dcase_naming import LAYOUTS
+    from asd_keras.data.plain_layout import PLAIN_LAYOUT
 
     readable = tuple(LAYOUTS) + (PLAIN_LAYOUT,)  # plain: the user's own recordings
     parser = argparse.ArgumentParser(

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from asd_keras.data.layouts import layout_for_year
+from asd_keras.data.dcase_naming import layout_for_year
 from asd_keras.data.layouts import read_dataset
 from asd_keras.evaluation import metrics
 from asd_keras.evaluation import submission

@@ -3,7 +3,7 @@
 import dataclasses
 
 
-from asd_keras.data.layouts import LAYOUTS
+from asd_keras.data.dcase_naming import LAYOUTS
 from asd_keras.data.synthetic.machines import DEFAULT_MACHINE_TYPES
 from asd_keras.data.synthetic.machines import MACHINE_TYPES
 
