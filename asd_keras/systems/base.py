@@ -42,33 +42,37 @@ domain, with the backend fitted on the other half instead.
 `fit` takes Keras callbacks and a checkpoint folder: finished extractors
 are kept there and an unfinished Keras training is backed up every epoch,
 so a repeated `fit` after an interruption resumes where it stopped.
+
+`AnomalySystem` delegates the steps to helper modules of this package:
+`configuration` (resolving the keys), `fitting` (one member's models group
+by group), `features` (clips through their group's extractor), `threshold`,
+`persistence` (the run folder's models) and `export` (the SavedModel).
 """
 
 import contextlib
-import json
-import logging
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 
 from asd_keras.backends import BACKENDS
-from asd_keras.backends import load_backend
 from asd_keras.data.layouts import require_split
 from asd_keras.extractors import EXTRACTORS
-from asd_keras.extractors import load_extractor
 from asd_keras.systems.configuration import resolve
+from asd_keras.systems.export import export_system
+from asd_keras.systems.features import group_features
+from asd_keras.systems.fitting import cross_fitted_scores
+from asd_keras.systems.fitting import fit_backend
+from asd_keras.systems.fitting import fit_extractor
 from asd_keras.systems.groups import group_keys
 from asd_keras.systems.groups import machine_type_of
 from asd_keras.systems.members import Member
-from asd_keras.systems.threshold import gamma_threshold
+from asd_keras.systems.persistence import load_members
+from asd_keras.systems.persistence import save_members
+from asd_keras.systems.threshold import group_threshold
 from asd_keras.utils.io import atomic_write_dataframe
-from asd_keras.utils.io import atomic_write_text
 from asd_keras.utils.registry import Registry
 from asd_keras.utils.registry import defaults
 from asd_keras.utils.training import TrainingContext
-
-logger = logging.getLogger(__name__)
 
 SYSTEMS = Registry("system")
 
@@ -76,15 +80,6 @@ SYSTEMS = Registry("system")
 def register_system(name):
     """Class decorator registering a preset (a subclass with `DEFAULTS`)."""
     return SYSTEMS.register(name)
-
-
-def _metadata(table):
-    """The backend metadata columns of a dataset table."""
-    meta = pd.DataFrame({"domain": table["domain"].fillna("source").astype(str).to_numpy(),
-                         "section": table["section"].astype(str).to_numpy()})
-    if "label" in table.columns:
-        meta["label"] = table["label"].to_numpy()
-    return meta
 
 
 class AnomalySystem:
@@ -192,49 +187,9 @@ class AnomalySystem:
         return BACKENDS.create(self.config["backend"], **self._seeded(
             config, keys, self.config["seed"] + member))
 
-    def _set_name(self, sets):
-        name = self.config["feature_set"]
-        if name is None:
-            if len(sets) != 1:
-                raise ValueError(f"Extractor {self.config['extractor']!r} gives the feature "
-                                 f"sets {sorted(sets)}; choose one with feature_set=NAME.")
-            return next(iter(sets))
-        if name not in sets:
-            raise ValueError(f"feature_set={name!r} is not one of the extractor's sets "
-                             f"{sorted(sets)}.")
-        return name
-
     def _transform(self, extractors, table, verbose):
         """The chosen feature set of every row, each row by its group's extractor."""
-        keys = group_keys(table, self.config["extractor_grouping"])
-        unseen = sorted(set(keys) - set(extractors))
-        if unseen:
-            raise ValueError(
-                f"No trained extractor for {unseen} (extractor_grouping="
-                f"{self.config['extractor_grouping']!r}); trained: {sorted(extractors)}.")
-        cache = None
-        if self._feature_cache is not None:
-            cache = self._feature_cache.setdefault(id(extractors), {})
-        out = None
-        for group in sorted(keys.unique()):
-            rows = (keys == group).to_numpy()
-            part = table[rows]
-            paths = part["path"].astype(str).tolist() if "path" in part else None
-            todo = np.ones(len(part), bool)
-            if cache is not None and paths is not None:
-                todo = np.array([p not in cache for p in paths], bool)
-            values = None
-            if todo.any():
-                sets = extractors[group].transform(part[todo], verbose=verbose)
-                values = sets[self._set_name(sets)]
-                if cache is not None and paths is not None:
-                    cache.update(zip(np.asarray(paths)[todo], values))
-            if not todo.all() or values is None:
-                values = np.stack([cache[p] for p in paths])
-            if out is None:
-                out = np.zeros((len(table),) + values.shape[1:], np.float32)
-            out[rows] = values
-        return out
+        return group_features(extractors, table, self.config, self._feature_cache, verbose)
 
     @contextlib.contextmanager
     def caching_features(self):
@@ -295,15 +250,15 @@ class AnomalySystem:
             extractors = {}
             for group in sorted(extractor_groups.unique()):
                 rows = train[(extractor_groups == group).to_numpy()]
-                extractors[group] = self._fit_extractor(member, group, rows, context,
-                                                        checkpoints, train)
+                extractors[group] = fit_extractor(self, member, group, rows, context,
+                                                  checkpoints, train)
             features = self._transform(extractors, train, verbose)
             backends = {}
             for group in sorted(groups.unique()):
                 rows = (groups == group).to_numpy()
                 owner = extractors[extractor_groups[rows].iloc[0]]
-                backends[group] = self._fit_backend(member, group, owner, train[rows],
-                                                    features[rows])
+                backends[group] = fit_backend(self, member, group, owner, train[rows],
+                                              features[rows])
                 total[rows] += self._training_scores(member, group, backends[group],
                                                      train[rows], features[rows])
             self.members.append(Member(extractors, backends))
@@ -314,43 +269,6 @@ class AnomalySystem:
         result["group"], result["score"] = groups.to_numpy(), total
         atomic_write_dataframe(run_dir / "train_scores.csv", result)
         return result
-
-    def _fit_extractor(self, member, group, rows, context, checkpoints, pool):
-        name = f"member{member}_{group}"
-        finished = None if checkpoints is None else checkpoints / "finished" / name
-        if finished is not None and (finished / "extractor.json").is_file():
-            logger.info("%s: finished in an earlier attempt; reusing '%s'.", name, finished)
-            return load_extractor(finished)
-        extractor = self._new_extractor(member, group)
-        if extractor.trainable:
-            logger.info("Training %s extractor %s on %d clips.", self.config["extractor"],
-                        name, len(rows))
-        extra = {"pool": pool} if extractor.uses_other_groups else {}
-        extractor.fit(rows.reset_index(drop=True), context, name, **extra)
-        choices = extractor.data_choices
-        if choices:
-            if self.config["extractor_grouping"] == "all":
-                self.data_choices = dict(choices)
-            else:
-                self.data_choices[group] = dict(choices)
-        if finished is not None and extractor.trainable:
-            extractor.save(finished)  # extractor.json, written last, marks it finished
-        return extractor
-
-    def _fit_backend(self, member, group, extractor, rows, features):
-        try:
-            return self._fit_backend_of_group(member, group, extractor, rows, features)
-        except ValueError as error:
-            raise ValueError(f"Group {group!r} ({len(rows)} training clips): {error}") from error
-
-    def _fit_backend_of_group(self, member, group, extractor, rows, features):
-        backend = self._new_backend(member, group)
-        metadata = _metadata(rows)
-        name = self.config["feature_set"]
-        if backend.fits_on_frames and name is not None and name in extractor.frame_sets:
-            return backend.fit_frames(
-                extractor.frame_batches(rows.reset_index(drop=True), name), metadata)
-        return backend.fit(features, metadata)
 
     @property
     def cross_fitted(self):
@@ -366,38 +284,12 @@ class AnomalySystem:
         alternate within each domain, so both hold every domain)."""
         if not self.cross_fitted:
             return backend.score(features)
-        domains = rows["domain"].fillna("source").astype(str).to_numpy()
-        fold = np.zeros(len(rows), int)
-        for domain in pd.unique(domains):
-            where = np.flatnonzero(domains == domain)
-            fold[where] = np.arange(len(where)) % folds
-        scores = np.zeros(len(rows))
-        metadata = _metadata(rows)
-        for f in range(folds):
-            held = fold == f
-            if held.all() or not held.any():
-                raise ValueError(f"Group {group!r} has {len(rows)} training clip(s): too few "
-                                 "to cross-fit the threshold scores (use "
-                                 "threshold_scores=train).")
-            try:
-                fitted = self._new_backend(member, group).fit(
-                    features[~held], metadata[~held].reset_index(drop=True))
-            except ValueError as error:
-                raise ValueError(
-                    f"Group {group!r}, backend fitted on half of its {len(rows)} training "
-                    f"clips to cross-fit the threshold scores: {error} Use "
-                    "threshold_scores=train, or settings that fit fewer clips.") from error
-            scores[held] = fitted.score(features[held])
-        return scores
+        return cross_fitted_scores(group, rows, features,
+                                   lambda: self._new_backend(member, group), folds)
 
     def _threshold(self, scores, group):
-        quantile = self.config["threshold_quantile"]
-        if self.config["threshold"] == "percentile":
-            return float(np.quantile(scores, quantile))
-        if len(scores) < 3:
-            raise ValueError(f"Group {group!r} has {len(scores)} training clip(s); the gamma "
-                             "threshold needs at least 3 (or use threshold=percentile).")
-        return gamma_threshold(scores, quantile)
+        return group_threshold(scores, group, self.config["threshold"],
+                               self.config["threshold_quantile"])
 
     def features(self, table, verbose=0):
         """Per-clip features of any rows from the first member's extractors
@@ -466,32 +358,20 @@ class AnomalySystem:
     # -- persistence -------------------------------------------------------
 
     def save(self, run_dir):
-        root = Path(run_dir) / "members"
-        for r, member in enumerate(self.members):
-            for group, extractor in member.extractors.items():
-                extractor.save(root / f"member{r}" / "extractors" / group)
-            for group, backend in member.backends.items():
-                backend.save(root / f"member{r}" / "backends" / group)
-        atomic_write_text(Path(run_dir) / "thresholds.json",
-                          json.dumps(self.thresholds, indent=1, sort_keys=True))
+        """Writes the members' models and the thresholds into the run folder
+        (`asd_keras.systems.persistence`)."""
+        save_members(run_dir, self.members, self.thresholds)
 
     @classmethod
     def load(cls, run_dir, config):
+        """A system of `config` with the members and thresholds that `fit`
+        wrote into `run_dir`.
+
+        Raises:
+            FileNotFoundError: `run_dir` is not a finished run.
+        """
         system = cls(config)
-        root = Path(run_dir) / "members"
-        folders = sorted(root.glob("member*"), key=lambda p: int(p.name[6:]))
-        if not folders or not (Path(run_dir) / "thresholds.json").is_file():
-            raise FileNotFoundError(f"No trained members in '{root}' or no thresholds.json; "
-                                    f"is '{run_dir}' a finished 'asd-keras train --system "
-                                    f"{cls.name}' run?")
-        for folder in folders:
-            system.members.append(Member(
-                extractors={p.name: load_extractor(p)
-                            for p in sorted((folder / "extractors").iterdir())},
-                backends={p.name: load_backend(p)
-                          for p in sorted((folder / "backends").iterdir())},
-            ))
-        system.thresholds = json.loads((Path(run_dir) / "thresholds.json").read_text())
+        system.members, system.thresholds = load_members(run_dir, cls.name)
         return system
 
     # -- export ------------------------------------------------------------
@@ -509,6 +389,4 @@ class AnomalySystem:
         Returns:
             dict: the manifest (inputs, waveform shape, groups...).
         """
-        from asd_keras.systems.export import export_system
-
         return export_system(self, out_dir)

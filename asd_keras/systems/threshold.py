@@ -1,4 +1,5 @@
-"""Decision thresholds of the DCASE baselines."""
+"""Decision thresholds: the DCASE baselines' gamma fit, and the rule a
+system applies to each group's training scores."""
 
 import numpy as np
 from scipy import stats
@@ -29,3 +30,24 @@ def gamma_threshold(scores, quantile=0.9):
         raise ValueError(f"quantile must be in (0, 1); received {quantile}.")
     shape, loc, scale = stats.gamma.fit(scores)
     return float(stats.gamma.ppf(quantile, shape, loc=loc, scale=scale))
+
+
+def group_threshold(scores, group, rule, quantile):
+    """A group's decision threshold from its training clips' scores.
+
+    Args:
+        scores: 1-D array of the group's training scores.
+        group: str. The group key, for the error message.
+        rule: str. `"percentile"` (the score quantile) or `"gamma"`
+            (`gamma_threshold`).
+        quantile: float in (0, 1).
+
+    Raises:
+        ValueError: the gamma rule gets fewer than 3 scores.
+    """
+    if rule == "percentile":
+        return float(np.quantile(scores, quantile))
+    if len(scores) < 3:
+        raise ValueError(f"Group {group!r} has {len(scores)} training clip(s); the gamma "
+                         "threshold needs at least 3 (or use threshold=percentile).")
+    return gamma_threshold(scores, quantile)
