@@ -18,10 +18,12 @@ feature vector `[near | far]` live in one embedding space (a backend can then
 compare or subtract them, e.g. `f_near - alpha * f_far`).
 """
 
+import importlib
 import json
 import logging
 from pathlib import Path
 
+import keras
 import numpy as np
 
 from asd_keras.config import boolean
@@ -29,8 +31,28 @@ from asd_keras.config import choice
 from asd_keras.config import integer
 from asd_keras.config import number
 from asd_keras.config import validate_config
+from asd_keras.data.audio import AudioLoader
+from asd_keras.data.audio import inspect_audio
+from asd_keras.data.labels import GRANULARITIES
+from asd_keras.data.labels import ClassEncoder
 from asd_keras.extractors.base import FeatureExtractor
 from asd_keras.extractors.base import register_extractor
+from asd_keras.extractors.classifier_pipelines import training_batches
+from asd_keras.extractors.classifier_pipelines import waveform_batches
+from asd_keras.extractors.classifier_serving import paired_model
+from asd_keras.extractors.classifier_serving import serving_model
+from asd_keras.extractors.classifier_serving import spectrogram_functions
+from asd_keras.extractors.classifier_training import train_classifier
+from asd_keras.layers.heads import SCALE_RULES
+from asd_keras.layers.mixup import LABEL_RULES
+from asd_keras.models.precision import precision_schema
+from asd_keras.models.wilkinghoff import BLOCK2_BN
+from asd_keras.models.wilkinghoff import BRANCHES
+from asd_keras.models.wilkinghoff import LOSSES
+from asd_keras.models.wilkinghoff import wilkinghoff_embedding_model
+from asd_keras.utils.io import atomic_path
+from asd_keras.utils.io import atomic_write_text
+from asd_keras.utils.io import load_keras_model
 
 logger = logging.getLogger(__name__)
 
@@ -41,12 +63,6 @@ def training_schema():
     """The keys of the classification training every classifier-embedding
     extractor shares: head and classes, mixup, Adam(W) steps, clip length,
     audio, pipeline and seed."""
-    from asd_keras.data.labels import GRANULARITIES
-    from asd_keras.layers.heads import SCALE_RULES
-    from asd_keras.layers.mixup import LABEL_RULES
-    from asd_keras.models.precision import precision_schema
-    from asd_keras.models.wilkinghoff import LOSSES
-
     return {
         "loss": choice(*LOSSES),
         "classes": choice(*GRANULARITIES),
@@ -80,9 +96,6 @@ def training_schema():
 
 
 def _schema():
-    from asd_keras.models.wilkinghoff import BLOCK2_BN
-    from asd_keras.models.wilkinghoff import BRANCHES
-
     return {**training_schema(), "block2_bn": choice(*BLOCK2_BN),
             "branches": choice(*BRANCHES)}
 
@@ -181,8 +194,6 @@ class ClassifierEmbeddingExtractor(FeatureExtractor):
         too short. The numbers replace `"auto"` in the configuration, and
         `data_choices` says why.
         """
-        from asd_keras.data.audio import inspect_audio
-
         c = self.config
         if c["clip_seconds"] != "auto" and c["length_policy"] != "auto":
             return
@@ -225,8 +236,6 @@ class ClassifierEmbeddingExtractor(FeatureExtractor):
                 that the training, monitoring and explaining pipelines get
                 single-channel waveforms. `"both"` gives `(samples, 2)`.
         """
-        from asd_keras.data.audio import AudioLoader
-
         c = self.config
         n = self.num_samples
         if channel is None:
@@ -248,70 +257,16 @@ class ClassifierEmbeddingExtractor(FeatureExtractor):
         number of clips (`asd_keras.data.pipelines.labelled_clips`; both
         ways give the same batches). One-hot labels are attached, the clips
         batched, mixed up here when `mixup_in="pipeline"`, and prefetched.
-        `data_choices["training_clips"]` says which way was taken.
+        `data_choices["training_clips"]` says which way was taken
+        (`asd_keras.extractors.classifier_pipelines`).
         """
-        import tensorflow as tf
-
-        from asd_keras.data.pipelines import decoded_bytes
-        from asd_keras.data.pipelines import labelled_clips
-        from asd_keras.layers.mixup import mixup_dataset
-
-        c = self.config
-        n = self.num_samples
-        paths = list(paths)
-        held, budget = decoded_bytes(paths, loader), int(c["pipeline_ram_mb"])
-        in_memory = held <= budget * 2**20
-        self.data_choices["training_clips"] = (
-            f"{'in memory' if in_memory else 'streamed from disk every epoch'} "
-            f"({held / 2**20:.0f} MB of decoded clips, pipeline_ram_mb={budget})")
-        logger.info("Training clips: %s.", self.data_choices["training_clips"])
-        ds = labelled_clips(paths, [np.asarray(labels, np.int32)], loader, shuffle, seed,
-                            in_memory)
-
-        def attach(waveform, label):
-            one_hot = tf.one_hot(label, num_classes)
-            return {"waveform": tf.ensure_shape(waveform, [n]), "label": one_hot}, one_hot
-
-        ds = ds.map(attach, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-        ds = ds.batch(int(c["batch_size"]))
-        if shuffle and c["mixup_in"] == "pipeline":
-            ds = mixup_dataset(ds, float(c["mixup_probability"]), c["mixup_label"], seed)
-        return self._bounded(ds.prefetch(2),
-                             budget * 2**20 - (held if in_memory else 0))
+        return training_batches(self.config, self.num_samples, self.data_choices, paths,
+                                labels, num_classes, loader, shuffle, seed)
 
     def waveform_dataset(self, paths, loader):
         """Batches of fixed-length waveforms `(batch, n)`, in order;
         `(batch, n, 2)` for a loader of `channel="both"`."""
-        import tensorflow as tf
-
-        n = self.num_samples
-        shape = [n, 2] if loader.channel == "both" else [n]
-        ds = tf.data.Dataset.from_tensor_slices([str(p) for p in paths])
-        ds = ds.map(lambda p: tf.ensure_shape(loader.load(p), shape),
-                    num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-        return self._bounded(ds.batch(int(self.config["score_batch_clips"])).prefetch(2))
-
-    def _bounded(self, ds, ram_bytes=None):
-        """Fixes what the pipeline may buffer and turns tf.data's autotuner
-        off (`utils.training.without_autotune_thread`): the callers prefetch
-        2 batches and map one clip per core. `ram_bytes` (default
-        `pipeline_ram_mb`, at least 64 MB) stays the budget should a caller
-        turn autotuning back on.
-
-        With the autotuner, its prefetch buffers of 10 s clips grew over the
-        steps of an epoch, so peak memory crept up with the number of clips
-        even though nothing is cached, and its thread held up the end of
-        `model.fit` by up to a minute.
-        """
-        import tensorflow as tf
-
-        from asd_keras.utils.training import without_autotune_thread
-
-        if ram_bytes is None:
-            ram_bytes = int(self.config["pipeline_ram_mb"]) * 2**20
-        options = tf.data.Options()
-        options.autotune.ram_budget = max(int(ram_bytes), 64 * 2**20)
-        return without_autotune_thread(ds.with_options(options))
+        return waveform_batches(self.config, self.num_samples, paths, loader)
 
     # -- training ----------------------------------------------------------
 
@@ -321,8 +276,6 @@ class ClassifierEmbeddingExtractor(FeatureExtractor):
         """The embedding network to train (waveform -> embedding); `paths`
         and `loader` give the training clips to a network that estimates
         something from them."""
-        from asd_keras.models.wilkinghoff import wilkinghoff_embedding_model
-
         c = self.config
         return wilkinghoff_embedding_model(
             self.num_samples, int(c["embedding_dim"]), float(c["l2"]), c["block2_bn"],
@@ -335,89 +288,16 @@ class ClassifierEmbeddingExtractor(FeatureExtractor):
 
     def optimizer(self, embedding_model):
         """The training optimizer (Adam at `learning_rate`)."""
-        import keras
-
         return keras.optimizers.Adam(float(self.config["learning_rate"]))
 
     def fit(self, table, context, name="classifier_embedding"):
-        """Trains the network on the clips of `table` (all normal).
+        """Trains the network on the clips of `table` (all normal;
+        `asd_keras.extractors.classifier_training`).
 
         Returns:
             history DataFrame (with the epoch-0 compactness when monitored).
         """
-        import keras
-        import pandas as pd
-
-        from asd_keras.data.labels import ClassEncoder
-        from asd_keras.layers import Mixup
-        from asd_keras.models.precision import resolve_jit_compile
-        from asd_keras.models.precision import dtype_policy_scope
-        from asd_keras.models.precision import loss_scaled
-        from asd_keras.models.wilkinghoff import build_head
-        from asd_keras.models.wilkinghoff import training_model
-        from asd_keras.extractors.compactness_monitor import CompactnessMonitor
-        from asd_keras.utils.io import atomic_write_dataframe
-
-        c = self.config
-        paths = list(table["path"])
-        self.resolve_length(paths)
-        if c["channel"] == "both":
-            # Trained on the near channel only (`loader()` gives channel 0),
-            # but the far channel is embedded later: a mono file stops the
-            # run now rather than after training.
-            self.loader(channel="both").check(paths, progress=False)
-        loaders = {"train": self.loader(training=True), "eval": self.loader()}
-        # check() also picks the decoder, so the checked loaders are reused.
-        loaders["train"].check(paths, progress=False)
-        loaders["eval"].check(paths, progress=False)
-        seed = int(c["seed"])
-        keras.utils.set_random_seed(seed)
-        encoder = ClassEncoder(c["classes"], bool(c["domain_in_class"])).fit(table)
-        labels = encoder.transform(table)
-        logger.info("%s: loss=%s, classes=%s (%d).", name, c["loss"], c["classes"],
-                    encoder.num_classes)
-        with context.scope(), dtype_policy_scope(c["dtype_policy"]):
-            embedding_model = self.build_network(paths, loaders["eval"])
-            head, loss = build_head(c["loss"], encoder.num_classes, c, seed)
-            mixup = None
-            if c["mixup_in"] == "model" and float(c["mixup_probability"]) > 0:
-                mixup = Mixup(float(c["mixup_probability"]), c["mixup_label"], seed,
-                              name="mixup")
-            model = training_model(embedding_model, head, encoder.num_classes, mixup,
-                                   name=f"{self.network_name}_{name}")
-            # One training-function call per optimizer update, so callbacks,
-            # progress and step timings count updates under accumulation.
-            model.compile(optimizer=loss_scaled(self.optimizer(embedding_model),
-                                                c["dtype_policy"]), loss=loss,
-                          jit_compile=resolve_jit_compile(c["jit_compile"]),
-                          steps_per_execution=self.micro_batches_per_update())
-        train_ds = self.training_dataset(paths, labels, encoder.num_classes,
-                                         loaders["train"], True, seed)
-        monitor = None
-        if c["monitor_compactness"]:
-            pick = np.sort(np.random.default_rng(seed).permutation(len(paths))[
-                :int(c["monitor_clips"])])
-            monitor = CompactnessMonitor(
-                embedding_model, head,
-                self.waveform_dataset([paths[i] for i in pick], loaders["eval"]),
-                labels[pick])
-        # One iterator for the whole fit, each epoch a new shuffle (the same
-        # orders as new iterators): Keras makes a new one every epoch
-        # otherwise, and on 2 cores the start of one epoch in three then
-        # stalled for 2-20 s (benchmarks/bench_wilkinghoff.py). An epoch is
-        # every batch's micro-batches, a whole number of training calls.
-        steps_per_epoch = (-(-len(paths) // int(c["batch_size"]))
-                           * self.micro_batches_per_update())
-        history = context.fit(model, train_ds.repeat(), name, c["epochs"],
-                              callbacks=[monitor] if monitor else [],
-                              shuffle=False,  # tf.data shuffles
-                              steps_per_epoch=steps_per_epoch)
-        if monitor is not None and monitor.records:
-            history = pd.concat([pd.DataFrame(monitor.records[:1]), history],
-                                ignore_index=True)
-            if context.run_dir is not None:
-                atomic_write_dataframe(context.run_dir / "history" / f"{name}.csv", history)
-        self.model, self.encoder = embedding_model, encoder
+        self.model, self.encoder, history = train_classifier(self, table, context, name)
         return history
 
     # -- features ----------------------------------------------------------
@@ -444,29 +324,12 @@ class ClassifierEmbeddingExtractor(FeatureExtractor):
         # One decoding pass: `(n, 2)` clips for "both".
         loader = self.loader(channel="both" if both else None)
         loader.check(list(table["path"]), progress=False)
-        model = self._paired_model(self.num_samples) if both else self.model
+        model = paired_model(self.model, self.num_samples) if both else self.model
         values = model.predict(self.waveform_dataset(table["path"], loader),
                                verbose=verbose)
         if both:
             values = values["embedding"]
         return {"embedding": np.asarray(values, np.float32)}
-
-    def _paired_model(self, num_samples=None, length=None):
-        """`(batch, num_samples, 2)` waveforms to `{"embedding": [near |
-        far]}`, both channels through the one network; `length` applies
-        that `FixedLength` to each channel first."""
-        import keras
-
-        waveform = keras.Input((num_samples, 2), name="waveform")
-        parts = []
-        for i in (0, 1):  # near, far
-            channel = waveform[..., i]
-            if length is not None:
-                channel = length(channel)
-            parts.append(self.model(channel, training=False))
-        embedding = keras.layers.Concatenate(name="channels")(parts)
-        return keras.Model(waveform, {"embedding": embedding},
-                           name="classifier_embedding_features")
 
     def serving_model(self, num_samples=None):
         """Waveforms of any length `(batch, samples)` to `{"embedding"}`; the
@@ -474,21 +337,13 @@ class ClassifierEmbeddingExtractor(FeatureExtractor):
         `channel="both"` the input is `(batch, samples, 2)` (near, far): the
         length policy and the network are applied to each channel, and the
         embeddings concatenated `[near | far]`."""
-        import keras
-
-        from asd_keras.features.spectral_layers import FixedLength
-
         self._check_fitted()
-        length = FixedLength(self.num_samples, self.config["length_policy"])
-        if self.config["channel"] == "both":
-            return self._paired_model(num_samples, length)
-        waveform = keras.Input((num_samples,), name="waveform")
-        embedding = self.model(length(waveform), training=False)
-        return keras.Model(waveform, {"embedding": embedding},
-                           name="classifier_embedding_features")
+        return serving_model(self.model, self.num_samples, self.config["length_policy"],
+                             self.config["channel"] == "both", num_samples)
 
     def spectrogram_functions(self):
-        """Functions for explaining a spectrogram-only network (RISE, Fig. 4).
+        """Functions for explaining a spectrogram-only network (RISE, Fig. 4;
+        `asd_keras.extractors.classifier_serving.spectrogram_functions`).
 
         Needs `branches="spectrogram"`, so the embedding depends on the
         spectrogram alone.
@@ -499,40 +354,12 @@ class ClassifierEmbeddingExtractor(FeatureExtractor):
             length policy; `embed_fn(spectrograms)` embeds a batch `(batch,
             frames, 513)`, so `backend.score(embed_fn(s))` scores it.
         """
-        import keras
-
-        from asd_keras.layers import LinearSpectrogram
-
         self._check_fitted()
-        if self.config["channel"] == "both":
-            raise ValueError(
-                "Explaining spectrograms needs single-channel embeddings; this extractor "
-                "has channel='both' ([near | far] features, which one channel's "
-                "spectrogram cannot give). Train with channel=0 or channel=1.")
-        if self.config["branches"] != "spectrogram":
-            raise ValueError(
-                "Explaining spectrograms needs a spectrogram-only model; train with "
-                f"branches=spectrogram (this one has branches={self.config['branches']!r}).")
-        encoder = self.model.get_layer("spectrogram_encoder")
-        stft = LinearSpectrogram(1024, 512)
-        loader = self.loader()
-
-        def spectrogram_fn(path):
-            loader.check([str(path)], progress=False)
-            return keras.ops.convert_to_numpy(stft(loader.load(str(path))[None]))[0]
-
-        def embed_fn(spectrograms):
-            return encoder.predict(np.asarray(spectrograms, np.float32), verbose=0,
-                                   batch_size=int(self.config["score_batch_clips"]))
-
-        return spectrogram_fn, embed_fn
+        return spectrogram_functions(self.model, self.config, self.loader)
 
     # -- persistence -------------------------------------------------------
 
     def _save_weights(self, folder):
-        from asd_keras.utils.io import atomic_path
-        from asd_keras.utils.io import atomic_write_text
-
         self._check_fitted()
         with atomic_path(Path(folder) / "model.keras", suffix=".keras") as tmp:
             self.model.save(tmp)
@@ -540,11 +367,6 @@ class ClassifierEmbeddingExtractor(FeatureExtractor):
                           json.dumps(self.encoder.get_config(), indent=1))
 
     def _load_weights(self, folder):
-        import importlib
-
-        from asd_keras.data.labels import ClassEncoder
-        from asd_keras.utils.io import load_keras_model
-
         importlib.import_module("asd_keras.layers")  # registers the network's layers
         self.model = load_keras_model(Path(folder) / "model.keras")
         self.encoder = ClassEncoder.from_config(

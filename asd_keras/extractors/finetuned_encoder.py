@@ -237,7 +237,8 @@ class FinetunedEncoderExtractor(ClassifierEmbeddingExtractor):
         steps = self.micro_batches_per_update()
         if steps == 1:
             return ds
-        # The batches' memory budget (`_bounded`) carries over to the split.
+        # The batches' memory budget (`classifier_pipelines.bounded_pipeline`)
+        # carries over to the split.
         return micro_batches(ds, steps).prefetch(tf.data.AUTOTUNE)
 
     # -- network -----------------------------------------------------------
