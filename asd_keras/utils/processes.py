@@ -9,12 +9,12 @@ rather than at its largest configuration. `call_in_fresh_process` runs one
 trial in its own process instead, so the operating system takes all of
 its memory back when it ends.
 
-The processes are forked from a fork server (`multiprocessing`'s
-"forkserver" start method) that has imported TensorFlow and asd_keras but
-never run an op: each trial starts with a clean TensorFlow runtime without
-paying the import again (about 5 s on 2 cores). A fork of the calling
-process itself would not do: it may have run TensorFlow, whose thread pools
-do not survive a fork.
+Each process is started fresh ("spawn"), not forked: the calling process
+may have run TensorFlow, whose thread pools do not survive a fork. It is
+a child of the calling process, so `/usr/bin/time -v` and
+`getrusage(RUSAGE_CHILDREN)` count its peak memory (a fork server's
+children would escape both). The price is the child's own imports:
+about 5 s for TensorFlow on 2 cores, a small share of a trial.
 """
 
 import logging
@@ -23,11 +23,6 @@ import os
 import sys
 import threading
 import traceback
-from multiprocessing import forkserver
-
-# Imported once by the fork server (see the module docstring), with the
-# caller's `preload` modules.
-PRELOAD = ("tensorflow", "keras", "pandas")
 
 _EXIT_INTERRUPTED = 130
 
@@ -36,22 +31,14 @@ class ProcessDiedError(RuntimeError):
     """Raised when the child died without a result (killed, or crashed in C)."""
 
 
-def _context(preload):
-    context = multiprocessing.get_context("forkserver")
-    # Only the first call's list counts: the server starts once.
-    context.set_forkserver_preload(list(PRELOAD) + list(preload))
-    forkserver.ensure_running()
-    return context
-
-
 def _child(connection, function, args, kwargs, log_level):
     code = 1
     try:
         import tqdm
 
         if log_level is not None:
-            # The parent's logging set-up is not inherited by a fork server's
-            # child; its messages keep the parent's level.
+            # A spawned child does not inherit the parent's logging set-up;
+            # its messages keep the parent's level.
             logging.basicConfig(level=log_level, format="%(message)s", stream=sys.stdout)
 
         # tqdm's default lock is a multiprocessing semaphore, which the
@@ -78,7 +65,7 @@ def _child(connection, function, args, kwargs, log_level):
         os._exit(code)
 
 
-def call_in_fresh_process(function, *args, name="asd-keras-trial", preload=(), **kwargs):
+def call_in_fresh_process(function, *args, name="asd-keras-trial", **kwargs):
     """Calls `function(*args, **kwargs)` in a fresh process; returns its result.
 
     The function and its arguments and result must pickle (a module-level
@@ -89,9 +76,6 @@ def call_in_fresh_process(function, *args, name="asd-keras-trial", preload=(), *
         function: a module-level callable.
         *args: its positional arguments.
         name: str. The child process's name (shown by `ps`).
-        preload: module names the fork server imports besides TensorFlow,
-            Keras and pandas (those of `function`, so that no child pays
-            their import); only the first call of a program sets them.
         **kwargs: its keyword arguments.
 
     Returns:
@@ -105,7 +89,7 @@ def call_in_fresh_process(function, *args, name="asd-keras-trial", preload=(), *
         ProcessDiedError: when the child ended without a result (e.g.
             killed by the out-of-memory killer).
     """
-    context = _context(preload)
+    context = multiprocessing.get_context("spawn")
     receiver, sender = context.Pipe(duplex=False)
     process = context.Process(target=_child, name=name,
                               args=(sender, function, args, kwargs, _log_level()))

@@ -318,7 +318,7 @@ def run_proxy_study(config, data, out, trials=1, force=False, overrides=None,
             largest trial's rather than the sum of what TensorFlow keeps
             from every trial before (measured for the default separation
             study: see README). False trains in this process, which saves
-            the fork per trial (well under a second) and suits debuggers.
+            the start of a process per trial (about 5 s) and suits debuggers.
 
     Returns:
         DataFrame of the configurations' means (`configurations.csv`).
@@ -393,8 +393,7 @@ def run_proxy_study(config, data, out, trials=1, force=False, overrides=None,
                      keep_models, figure_dir)
         if isolate_trials:
             rows.extend(call_in_fresh_process(
-                _run_trial, *arguments, name=f"proxy-{configuration['name']}-{trial}",
-                preload=(__name__,)))
+                _run_trial, *arguments, name=f"proxy-{configuration['name']}-{trial}"))
         else:
             rows.extend(_run_trial(*arguments))
     frame = pd.DataFrame(rows)
