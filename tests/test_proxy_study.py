@@ -57,7 +57,7 @@ def study(tmp_path_factory):
                           machine_types=("ToyCar",), train=2, target_train=1, test=2)
     data = [root / "dev_data", root / "eval_data"]
     out = root.parent / "study"
-    summary = run_proxy_study(_study(), data, out)
+    summary = run_proxy_study(_study(), data, out, isolate_trials=False)
     return {"data": data, "out": out, "summary": summary}
 
 

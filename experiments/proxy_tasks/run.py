@@ -34,6 +34,9 @@ def main(argv=None):
                         help="train and evaluate only these machine types")
     parser.add_argument("--keep-models", action="store_true")
     parser.add_argument("--force", action="store_true", help="discard a finished study")
+    parser.add_argument("--in-process", action="store_true",
+                        help="train every trial in this process instead of a fresh one "
+                             "each (the peak memory then grows from trial to trial)")
     parser.add_argument("overrides", nargs="*", metavar="key=value",
                         help="applied to every configuration last (e.g. epochs=20)")
     args = parser.parse_args(argv)
@@ -48,7 +51,8 @@ def main(argv=None):
         summary = run_proxy_study(args.config, args.data, args.out, trials=args.trials,
                                   force=args.force, overrides=parse_overrides(args.overrides),
                                   keep_models=args.keep_models, families=args.families,
-                                  machine_types=args.machine_types)
+                                  machine_types=args.machine_types,
+                                  isolate_trials=not args.in_process)
     except (ValueError, FileNotFoundError, FileExistsError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

@@ -1,0 +1,58 @@
+"""`call_in_fresh_process`: results, errors, Ctrl-C and a dying child."""
+
+import os
+import signal
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from asd_keras.utils.processes import ProcessDiedError
+from asd_keras.utils.processes import call_in_fresh_process
+
+
+def _describe(frame, scale=1.0):
+    import keras
+
+    # A fresh process has built no layer yet: Keras' name counter starts again.
+    names = [keras.layers.Dense(1).name for _ in range(2)]
+    return {"pid": os.getpid(), "total": float(frame["x"].sum() * scale), "names": names}
+
+
+def _fail(value):
+    raise ValueError(f"bad value {value!r}; pass a positive number")
+
+
+def _interrupted():
+    raise KeyboardInterrupt
+
+
+def _killed():
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+def test_returns_the_result_of_a_call_in_a_new_runtime():
+    import keras
+
+    keras.layers.Dense(1)  # this process's name counter moves on
+    frame = pd.DataFrame({"x": np.arange(5.0)})
+    result = call_in_fresh_process(_describe, frame, scale=2.0)
+    assert result["total"] == 20.0
+    assert result["pid"] != os.getpid()
+    assert result["names"] == ["dense", "dense_1"]
+
+
+def test_the_child_s_exception_is_raised_with_its_traceback():
+    with pytest.raises(ValueError, match="bad value -1; pass a positive number") as info:
+        call_in_fresh_process(_fail, -1)
+    assert "in _fail" in str(info.value.__cause__)
+
+
+def test_ctrl_c_in_the_child_is_ctrl_c_here():
+    with pytest.raises(KeyboardInterrupt):
+        call_in_fresh_process(_interrupted)
+
+
+def test_a_killed_child_is_an_error_that_says_so():
+    with pytest.raises(ProcessDiedError, match="_killed was killed by signal 9.*out-of-memory"):
+        call_in_fresh_process(_killed)
