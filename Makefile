@@ -123,9 +123,12 @@ exp-gan-search: $(STAMP) $(GAN_EXP_DATA)/synth.json
 	$(PY) -m asd_keras search --system skip_ganomaly --space experiments/gan_detectors/search_small.yaml --data $(GAN_DATA) --out $(GAN_SEARCH)/skip_ganomaly-$(PROTOCOL) --budget $(SEARCH_BUDGET) --protocol $(PROTOCOL) $(FORCE)
 	$(PY) experiments/gan_detectors/run.py --data $(GAN_DATA) --out experiments/gan_detectors/results-search-$(PROTOCOL) --selection GANomaly=$(GAN_SEARCH)/ganomaly-$(PROTOCOL) --selection SKIP-GANomaly=$(GAN_SEARCH)/skip_ganomaly-$(PROTOCOL) $(FORCE) $(EXP_OVERRIDES)
 
+# tools/check_layers.py first: the packages import downward only, without
+# import circles (README, "Architecture"); it reads the sources, in a second.
 # --dist loadfile: each test module runs on one worker, so its module-scoped
 # fixtures (trained tiny models) are built once, not once per worker.
 test: $(STAMP)
+	$(PY) tools/check_layers.py
 	$(PY) -m pytest -q -p no:cacheprovider -n 2 --dist loadfile -m "not parity"
 
 # The same suite under a second numeric setting: oneDNN off (asd_keras turns
@@ -134,6 +137,7 @@ test: $(STAMP)
 # spread across CPUs fails here on any machine. Run it before committing a
 # change that touches numbers.
 test-numerics: $(STAMP)
+	$(PY) tools/check_layers.py
 	TF_ENABLE_ONEDNN_OPTS=0 TF_NUM_INTRAOP_THREADS=1 OMP_NUM_THREADS=1 \
 		$(PY) -m pytest -q -p no:cacheprovider -n 2 --dist loadfile -m "not parity"
 

@@ -1,5 +1,7 @@
 """Flat run configurations: defaults, named variants, file and CLI overrides."""
 
+import math
+import numbers
 from pathlib import Path
 
 import yaml
@@ -236,9 +238,6 @@ class Option:
 
     def check(self, key, value):
         """Returns `value` in canonical form, or raises ValueError naming `key`."""
-        import math
-        import numbers
-
         received = value
 
         def fail():

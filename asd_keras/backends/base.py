@@ -28,6 +28,7 @@ import abc
 import json
 from pathlib import Path
 
+import keras
 import numpy as np
 
 from asd_keras.utils.io import atomic_path
@@ -196,8 +197,6 @@ class ScoringBackend(abc.ABC):
         Returns:
             float64 array `(clips,)`.
         """
-        import keras
-
         del metadata
         features = check_features(features)
         layer = self.layer()

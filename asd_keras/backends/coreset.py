@@ -9,6 +9,7 @@ cites it for its 128 prototypes.
 """
 
 import numpy as np
+from sklearn.random_projection import GaussianRandomProjection
 
 
 def greedy_k_center(points, count, start="mean", projection_dim=0, seed=0):
@@ -40,8 +41,6 @@ def greedy_k_center(points, count, start="mean", projection_dim=0, seed=0):
     if start not in ("mean", "random"):
         raise ValueError(f"start must be 'mean' or 'random'; received {start!r}.")
     if 0 < int(projection_dim) < points.shape[1]:
-        from sklearn.random_projection import GaussianRandomProjection
-
         points = GaussianRandomProjection(int(projection_dim),
                                           random_state=int(seed)).fit_transform(points)
     count = min(int(count), len(points))

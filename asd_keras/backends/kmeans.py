@@ -19,12 +19,15 @@ are not re-normalised (§6). The score is `CosineReferenceScore`:
 """
 
 import numpy as np
+from sklearn.cluster import KMeans
 
 from asd_keras.backends.base import ScoringBackend
 from asd_keras.backends.base import register_backend
+from asd_keras.backends.knn import fit_chunk_rows
 from asd_keras.config import choice
 from asd_keras.config import integer
 from asd_keras.config import validate_config
+from asd_keras.layers.knn import CosineReferenceScore
 
 CLUSTER_DOMAINS = ("source", "all")
 DISTANCES = ("negative_dot", "cosine")
@@ -77,8 +80,6 @@ class KMeansBackend(ScoringBackend):
         self.density_k, self.seed = c["density_k"], c["seed"]
 
     def _references(self, embeddings, domains):
-        from sklearn.cluster import KMeans
-
         is_target = domains == "target"
         pool = embeddings if self.kmeans_domains == "all" else embeddings[~is_target]
         parts = []
@@ -100,8 +101,6 @@ class KMeansBackend(ScoringBackend):
         if len(references) < 2:
             raise ValueError("Local-density normalisation needs at least 2 references per "
                              f"group; received {len(references)}. Add training clips.")
-        from asd_keras.backends.knn import fit_chunk_rows
-
         k = min(self.density_k, len(references) - 1)
         density = np.empty(len(references))
         # Row blocks of bounded size, so that every source embedding as a
@@ -127,8 +126,6 @@ class KMeansBackend(ScoringBackend):
                 "alpha": np.asarray(alpha, np.float32), "beta": np.asarray(beta, np.float32)}
 
     def scoring_layer(self):
-        from asd_keras.layers.knn import CosineReferenceScore
-
         references = self.arrays["references"]
         layer = CosineReferenceScore(*references.shape, name="reference_score")
         layer.build((None, references.shape[1]))

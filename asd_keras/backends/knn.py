@@ -24,9 +24,12 @@ grows with the clips is the fitted banks themselves, `references x dim`
 float32.
 """
 
+import keras
 import numpy as np
+from scipy.spatial.distance import cdist
 
 from asd_keras.backends.base import ScoringBackend
+from asd_keras.backends.base import check_features
 from asd_keras.backends.base import register_backend
 from asd_keras.config import choice
 from asd_keras.config import integer
@@ -34,6 +37,7 @@ from asd_keras.config import number
 from asd_keras.config import validate_config
 from asd_keras.layers.knn import METRICS
 from asd_keras.layers.knn import NORMALISATIONS
+from asd_keras.layers.knn import NearestNeighbourDistance
 
 DOMAINS = ("both", "pooled")
 SCHEMA = {"k": integer(min=1), "metric": choice(*METRICS), "domains": choice(*DOMAINS),
@@ -44,8 +48,6 @@ FIT_CHUNK_VALUES = 2**22
 
 
 def _distances(x, y, metric):
-    from scipy.spatial.distance import cdist
-
     if metric == "cosine":
         return 0.5 * cdist(x, y, "cosine")  # scipy's cosine distance is 1 - cos
     return cdist(x, y, "euclidean")
@@ -162,8 +164,6 @@ class KNNBackend(ScoringBackend):
         return [n for n in ("pooled", "source", "target") if f"{n}_bank" in self.arrays]
 
     def _bank_layer(self, name):
-        from asd_keras.layers.knn import NearestNeighbourDistance
-
         bank = self.arrays[f"{name}_bank"]
         layer = NearestNeighbourDistance(len(bank), bank.shape[1], self.k, self.metric,
                                          self.local_density, name=f"knn_{name}")
@@ -173,8 +173,6 @@ class KNNBackend(ScoringBackend):
         return layer
 
     def scoring_layer(self):
-        import keras
-
         dim = self.input_dim
         inputs = keras.Input((dim,))
         distances = [self._bank_layer(n)(inputs) for n in self._bank_names()]
@@ -189,10 +187,6 @@ class KNNBackend(ScoringBackend):
 
     def domain_distances(self, features):
         """Each bank's kNN distance per clip: dict bank name -> `(clips,)`."""
-        import keras
-
-        from asd_keras.backends.base import check_features
-
         features = check_features(features)
         return {n: keras.ops.convert_to_numpy(self._bank_layer(n)(features)).astype(float)
                 for n in self._bank_names()}

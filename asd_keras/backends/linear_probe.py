@@ -20,8 +20,11 @@ epoch) left the layer near its random start, so SGD training is not used;
 section, drawn with `seed`.
 """
 
+import keras
 import numpy as np
 import pandas as pd
+from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import train_test_split
 
 from asd_keras.backends.base import ScoringBackend
 from asd_keras.backends.base import check_features
@@ -55,8 +58,6 @@ class LinearProbeBackend(ScoringBackend):
         if np.isnan(labels).any() or set(np.unique(labels)) != {0, 1}:
             raise ValueError("The linear probe needs both normal (0) and anomalous (1) "
                              f"labels and no missing ones; received {sorted(set(labels))}.")
-        from sklearn.linear_model import LogisticRegression
-
         mean = features.mean(axis=0)
         std = np.maximum(features.std(axis=0), 1e-6)
         fitted = LogisticRegression(C=self.c, max_iter=self.max_iter).fit(
@@ -69,8 +70,6 @@ class LinearProbeBackend(ScoringBackend):
                 "kernel": kernel, "bias": bias}
 
     def scoring_layer(self):
-        import keras
-
         a = self.arrays
         mean, std, kernel, bias = a["mean"], a["std"], a["kernel"], a["bias"]
         # Eq. 3: softmax over the two logits, the anomalous class's probability.
@@ -106,8 +105,6 @@ def in_domain_probe(features, metadata, seed=0, **backend_kwargs):
     Returns:
         DataFrame with `section`, `n_train`, `n_test`, `auc`.
     """
-    from sklearn.model_selection import train_test_split
-
     features, metadata = _check(features, metadata)
     rows = []
     for section, group in metadata.groupby("section"):

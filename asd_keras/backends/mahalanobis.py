@@ -23,29 +23,31 @@ covariance with a pseudo-inverse precision (sklearn's `EmpiricalCovariance`).
 
 import abc
 
+import keras
 import numpy as np
+from sklearn.covariance import OAS
+from sklearn.covariance import EmpiricalCovariance
+from sklearn.covariance import LedoitWolf
+from tqdm.auto import tqdm
 
 from asd_keras.backends.base import ScoringBackend
 from asd_keras.backends.base import register_backend
 from asd_keras.config import boolean
 from asd_keras.config import choice
 from asd_keras.config import validate_config
+from asd_keras.layers.mahalanobis import MahalanobisDistance
+from asd_keras.layers.reconstruction import FeatureMean
 
 COVARIANCES = ("ledoit_wolf", "oas", "empirical")
 NORMALIZATIONS = ("none", "minmax_train")
 
 
 def _estimator(name):
-    from sklearn import covariance
-
-    return {"ledoit_wolf": covariance.LedoitWolf, "oas": covariance.OAS,
-            "empirical": covariance.EmpiricalCovariance}[name]()
+    return {"ledoit_wolf": LedoitWolf, "oas": OAS, "empirical": EmpiricalCovariance}[name]()
 
 
 def _distance_layer(arrays, squared):
     """A `MahalanobisDistance` layer holding fitted means and precisions."""
-    from asd_keras.layers.mahalanobis import MahalanobisDistance
-
     means, precisions = arrays["means"], arrays["precisions"]
     layer = MahalanobisDistance(len(means), means.shape[1], squared)
     layer.build((None, means.shape[1]))
@@ -132,8 +134,6 @@ class SelectiveMahalanobisBackend(ScoringBackend):
     fits_on_frames = True
 
     def _fit_frames(self, batches, metadata):
-        from tqdm.auto import tqdm
-
         is_target = (metadata["domain"].astype(str) == "target").to_numpy()
         accumulator = None
         for values, rows in tqdm(batches, desc="MAHALA covariance", unit="batch",
@@ -250,20 +250,12 @@ class FeatureMeanBackend(ScoringBackend):
     def _fit_arrays(self, features, metadata):
         arrays = {"dim": np.asarray(features.shape[1], np.int64)}
         if self.normalize == "minmax_train":
-            import keras
-
-            from asd_keras.layers.reconstruction import FeatureMean
-
             # The training values as the scoring layer computes them.
             means = keras.ops.convert_to_numpy(FeatureMean()(features)).astype(np.float64)
             arrays.update(low=np.asarray(means.min()), high=np.asarray(means.max()))
         return arrays
 
     def scoring_layer(self):
-        import keras
-
-        from asd_keras.layers.reconstruction import FeatureMean
-
         mean = FeatureMean()
         if self.normalize == "none":
             mean.build((None, self.input_dim))  # export tracks built layers only

@@ -29,6 +29,7 @@ same encoder, layer and pooling (an extractor with `channel=both`).
   full-bank score and the prototype-bank score (both raw distances).
 """
 
+import keras
 import numpy as np
 
 from asd_keras.backends.base import check_features
@@ -41,12 +42,16 @@ from asd_keras.config import choice
 from asd_keras.config import integer
 from asd_keras.config import number
 from asd_keras.config import validate_config
+from asd_keras.layers.channels import ResidualView
+from asd_keras.layers.channels import projection_residual
+from asd_keras.layers.channels import residual_view
+from asd_keras.layers.channels import split_channels
+from asd_keras.layers.knn import NearestNeighbourDistance
 
 PROTOTYPE_KEYS = ("projection", "residual", "near")
 
 
 def _numpy(values):
-    import keras
     return np.asarray(keras.ops.convert_to_numpy(values))
 
 
@@ -97,15 +102,10 @@ class ResidualKNNBackend(KNNBackend):
 
     def residual(self, features):
         """The Residual View `(clips, dim)` of paired features `(clips, 2 dim)`."""
-        from asd_keras.layers.channels import residual_view
-
         return _numpy(residual_view(check_features(features), self.alpha))
 
     def _key(self, features):
         """The PRPS selection key of `prototype_key` "projection" or "near"."""
-        from asd_keras.layers.channels import projection_residual
-        from asd_keras.layers.channels import split_channels
-
         if self.prototype_key == "projection":
             return _numpy(projection_residual(features.astype(np.float64)))
         return split_channels(features)[0]  # "near"
@@ -131,8 +131,6 @@ class ResidualKNNBackend(KNNBackend):
         return 2 * super().input_dim
 
     def _prototype_layer(self):
-        from asd_keras.layers.knn import NearestNeighbourDistance
-
         bank = self.arrays["prototypes_bank"]
         layer = NearestNeighbourDistance(len(bank), bank.shape[1], min(self.k, len(bank)),
                                          self.metric, name="knn_prototypes")
@@ -141,10 +139,6 @@ class ResidualKNNBackend(KNNBackend):
         return layer
 
     def scoring_layer(self):
-        import keras
-
-        from asd_keras.layers.channels import ResidualView
-
         inputs = keras.Input((self.input_dim,))
         residual = ResidualView(self.alpha, name="residual_view")(inputs)
         distances = [self._bank_layer(n)(residual) for n in self._bank_names()]
@@ -162,8 +156,6 @@ class ResidualKNNBackend(KNNBackend):
 
     def prototype_distances(self, features):
         """The prototype branch's distance per clip `(clips,)` (PRPS only)."""
-        import keras
-
         if not self.prps:
             raise ValueError("prototype_distances needs a backend fitted with prps=true.")
         return keras.ops.convert_to_numpy(

@@ -11,11 +11,15 @@ stop (130 / 143).
 
 import logging
 import os
+import signal
 import sys
+import threading
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from asd_keras.cli.parser import build_parser  # noqa: E402  (after the log level)
+from asd_keras.utils.io import DiskFullError  # noqa: E402
+from asd_keras.utils.io import is_disk_full  # noqa: E402
 
 
 class Terminated(KeyboardInterrupt):
@@ -32,8 +36,6 @@ def _raise_terminated(signum, frame):
 
 def _handle_sigterm():
     """Installs the SIGTERM handler; returns the previous one (None if not installed)."""
-    import signal
-
     try:
         previous = signal.signal(signal.SIGTERM, _raise_terminated)
     except ValueError:  # not the main thread: leave the signal alone
@@ -69,8 +71,6 @@ def _exit_now(code):
     already cleaned up by then (the `finally` blocks ran while the interrupt
     unwound), so nothing is lost by skipping the interpreter's shutdown.
     """
-    import os
-
     for stream in (sys.stdout, sys.stderr):
         try:
             stream.flush()
@@ -86,11 +86,6 @@ def main(argv=None):
     and 143 SIGTERM, both after cleaning up (`train` of a resumable system,
     `study`, `search` and `download` resume when the command is repeated).
     """
-    import signal
-    import threading
-
-    from asd_keras.utils.io import DiskFullError
-
     try:
         # Imports pandas and the layouts (seconds): a Ctrl-C here is an
         # interrupt like any other, not an import traceback.
@@ -116,15 +111,13 @@ def main(argv=None):
         print(f"asd-keras {args.command}: error: {error}", file=sys.stderr)
         return 2
     except Exception as error:
-        from asd_keras.utils.io import is_disk_full
-
         if is_disk_full(error):  # a full disk outside the writes that name their folder
             print(f"asd-keras {args.command}: error: no space left on the disk "
                   f"({str(error).splitlines()[0]}). Free some space, or write to another "
                   "disk, then run the same command again.", file=sys.stderr)
             return 2
         # A corrupt clip surfaces deep inside tf.data as a TensorFlow error.
-        from asd_keras.data.audio import nonfinite_audio_error
+        from asd_keras.data.audio import nonfinite_audio_error  # lazy: pandas (fast --help)
 
         clear = nonfinite_audio_error(error)
         if clear is None:

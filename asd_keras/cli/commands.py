@@ -3,6 +3,12 @@ the runs layer (`asd_keras.runs`) or a runner, and prints what it wrote."""
 
 from pathlib import Path
 
+from asd_keras.config import load_config_file
+from asd_keras.config import parse_overrides
+from asd_keras.utils.io import check_output_dir
+from asd_keras.utils.io import folder_lock
+from asd_keras.utils.registry import defaults
+
 
 def _split_data_and_overrides(args):
     """`--data A B key=value` : argparse's nargs="+" swallows the overrides."""
@@ -25,7 +31,7 @@ def _print_table(frame, floatfmt=".4f"):
 
 
 def cmd_synth(args):
-    from asd_keras.data import synthetic
+    from asd_keras.data import synthetic  # lazy: pandas, scipy: 1.4 s (fast --help)
 
     config = synthetic.SynthConfig(
         layout=args.layout,
@@ -52,11 +58,10 @@ def cmd_synth(args):
 
 
 def cmd_systems(args):
-    from asd_keras.backends import BACKENDS
-    from asd_keras.extractors import EXTRACTORS
-    from asd_keras.systems import SYSTEMS
-    from asd_keras.systems import describe_system
-    from asd_keras.utils.registry import defaults
+    from asd_keras.backends import BACKENDS  # lazy: TensorFlow (fast --help)
+    from asd_keras.extractors import EXTRACTORS  # lazy: TensorFlow (fast --help)
+    from asd_keras.systems import SYSTEMS  # lazy: TensorFlow (fast --help)
+    from asd_keras.systems import describe_system  # lazy: TensorFlow (fast --help)
 
     def show(key, value):
         return f"    {key} = {value!r}"
@@ -79,10 +84,7 @@ def cmd_systems(args):
 
 
 def cmd_train(args):
-    from asd_keras import runs
-    from asd_keras.utils.io import check_output_dir
-    from asd_keras.utils.io import folder_lock
-
+    from asd_keras import runs  # lazy: TensorFlow (fast --help)
     _split_data_and_overrides(args)
     system = runs.new_system(args.system, args.config, args.overrides,
                              flags={"--epochs": args.epochs})
@@ -113,9 +115,7 @@ def cmd_train(args):
 def _score_data(args):
     """The data `train --score-out` scores after training (None without
     --score-out); checks the score folder before anything is trained."""
-    from asd_keras import runs
-    from asd_keras.utils.io import check_output_dir
-
+    from asd_keras import runs  # lazy: TensorFlow (fast --help)
     if args.score_out is None:
         if args.score_data is not None:
             raise ValueError(f"--score-data {args.score_data!r} needs --score-out, the "
@@ -134,15 +134,13 @@ def _score_data(args):
 def _checked_out(args, what):
     """`--out` of a verb that reads the run `--run`: not inside the run, and
     free (or `--force`)."""
-    from asd_keras import runs
-    from asd_keras.utils.io import check_output_dir
-
+    from asd_keras import runs  # lazy: TensorFlow (fast --help)
     runs.check_not_inside(args.out, args.run, what)
     check_output_dir(args.out, args.force, what=what)
 
 
 def cmd_score(args):
-    from asd_keras import runs
+    from asd_keras import runs  # lazy: TensorFlow (fast --help)
 
     _checked_out(args, "score folder")
     system, record = runs.load_run(args.run)
@@ -152,9 +150,7 @@ def cmd_score(args):
 
 
 def cmd_evaluate(args):
-    from asd_keras import runs
-    from asd_keras.utils.io import check_output_dir
-
+    from asd_keras import runs  # lazy: TensorFlow (fast --help)
     table, layout = runs.read_scores_and_labels(args.scores, args.data, args.ground_truth,
                                                 args.year)
     # The inputs are valid; the output folder must be too before any result.
@@ -168,7 +164,7 @@ def cmd_evaluate(args):
 
 
 def cmd_probe(args):
-    from asd_keras.runners.probe import probe_run
+    from asd_keras.runners.probe import probe_run  # lazy: TensorFlow (fast --help)
 
     args.out = args.out or str(Path(args.run)) + "-probe"
     _checked_out(args, "probe folder")
@@ -179,7 +175,7 @@ def cmd_probe(args):
 
 
 def cmd_export(args):
-    from asd_keras import runs
+    from asd_keras import runs  # lazy: TensorFlow (fast --help)
 
     _checked_out(args, "export folder")
     manifest = runs.export_run(args.run, args.out, args.force)
@@ -199,9 +195,7 @@ def cmd_export(args):
 
 
 def cmd_study(args):
-    from asd_keras.config import load_config_file
-    from asd_keras.config import parse_overrides
-    from asd_keras.runners.study import run_study
+    from asd_keras.runners.study import run_study  # lazy: TensorFlow (fast --help)
 
     _split_data_and_overrides(args)
     spec = load_config_file(args.config)
@@ -229,9 +223,7 @@ def cmd_study(args):
 
 
 def cmd_search(args):
-    from asd_keras.config import load_config_file
-    from asd_keras.config import parse_overrides
-    from asd_keras.runners.search import run_search
+    from asd_keras.runners.search import run_search  # lazy: TensorFlow (fast --help)
 
     _split_data_and_overrides(args)
     spec = load_config_file(args.space)
@@ -255,7 +247,7 @@ def cmd_search(args):
 
 
 def cmd_proxy_report(args):
-    from asd_keras.studies.proxy import write_proxy_report
+    from asd_keras.studies.proxy import write_proxy_report  # lazy: TensorFlow (fast --help)
 
     out = write_proxy_report(args.study, args.out, force=args.force,
                              projections=not args.no_projections)
@@ -269,8 +261,8 @@ def cmd_proxy_report(args):
 
 
 def cmd_download(args):
-    from asd_keras.data.download import ZENODO_URL
-    from asd_keras.data.download import download
+    from asd_keras.data.download import ZENODO_URL  # lazy: tqdm and urllib (fast --help)
+    from asd_keras.data.download import download  # lazy: tqdm and urllib (fast --help)
 
     target = download(
         args.year,
@@ -289,11 +281,8 @@ def cmd_download(args):
 
 
 def cmd_convert(args):
-    from asd_keras.config import parse_overrides
-    from asd_keras.models.converters import convert_checkpoint
-    from asd_keras.models.converters import dropped_report
-    from asd_keras.utils.io import check_output_dir
-
+    from asd_keras.models.converters import convert_checkpoint  # lazy: TensorFlow (fast --help)
+    from asd_keras.models.converters import dropped_report  # lazy: TensorFlow (fast --help)
     check_output_dir(args.out, args.force, what="preset folder")
     metadata = convert_checkpoint(args.encoder, args.checkpoint, args.out, force=args.force,
                                   trust_pickle=args.trust_pickle,

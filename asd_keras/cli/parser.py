@@ -18,8 +18,8 @@ from asd_keras.cli.commands import cmd_train
 
 
 def build_parser():
-    from asd_keras.data.dcase_naming import LAYOUTS
-    from asd_keras.data.plain_layout import PLAIN_LAYOUT
+    from asd_keras.data.dcase_naming import LAYOUTS  # lazy: pandas, inside main's Ctrl-C guard
+    from asd_keras.data.plain_layout import PLAIN_LAYOUT  # lazy: pandas, inside main's Ctrl-C guard
 
     readable = tuple(LAYOUTS) + (PLAIN_LAYOUT,)  # plain: the user's own recordings
     parser = argparse.ArgumentParser(

@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import soundfile
+import soxr
 from tqdm.auto import tqdm
 
 LENGTH_POLICIES = ("none", "truncate", "pad", "tile_crop")
@@ -269,8 +270,6 @@ class AudioLoader:
         path = path.decode() if isinstance(path, bytes) else str(path)
         data, rate = soundfile.read(path, dtype="float32", always_2d=True)
         if rate != self.sample_rate:
-            import soxr
-
             data = soxr.resample(data, rate, self.sample_rate, quality="HQ")
         return np.ascontiguousarray(data, dtype=np.float32)
 
@@ -287,7 +286,7 @@ class AudioLoader:
     def decode(self, path):
         """Decodes one clip at its full length (`load` without the length
         policy), e.g. to keep it in memory and crop it anew every epoch."""
-        import tensorflow as tf
+        import tensorflow as tf  # lazy: the checks and nonfinite_audio_error need no TF
 
         if self._use_soundfile:
             audio = tf.numpy_function(
@@ -325,7 +324,7 @@ class AudioLoader:
 
     def fix_length(self, audio):
         """Applies the length policy along the first axis."""
-        import tensorflow as tf
+        import tensorflow as tf  # lazy: the checks and nonfinite_audio_error need no TF
 
         if self.length_policy == "none":
             return audio

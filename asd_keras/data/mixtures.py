@@ -29,6 +29,9 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import tensorflow as tf
+
+from asd_keras.utils.io import atomic_write_dataframe
 
 logger = logging.getLogger(__name__)
 
@@ -50,8 +53,6 @@ def mix_at_snr(target, interferer, snr_db):
     Returns:
         `(mixture, gain)`, the gain shaped `(..., 1)`.
     """
-    import tensorflow as tf
-
     target = tf.convert_to_tensor(target, tf.float32)
     interferer = tf.convert_to_tensor(interferer, tf.float32)
     snr = tf.cast(tf.convert_to_tensor(snr_db), tf.float32)[..., None]
@@ -116,8 +117,6 @@ def training_mixtures(targets, interferers, loader, segment_samples, snr_range=(
         unbatched `tf.data.Dataset` of `(mixture, target)` float32
         `(segment_samples,)` pairs.
     """
-    import tensorflow as tf
-
     targets = targets.reset_index(drop=True)
     interferers = sort_interferers(interferers)
     clip = int(loader.length)
@@ -225,8 +224,6 @@ def write_manifest(path, manifest):
         ValueError: when `path` holds a different manifest (other data,
             seed, count or segment length): it names the file.
     """
-    from asd_keras.utils.io import atomic_write_dataframe
-
     path = Path(path)
     if path.is_file():
         stored = pd.read_csv(path, dtype={"target_machine_type": str,
@@ -251,8 +248,6 @@ def write_manifest(path, manifest):
 
 def check_manifest_audio(manifest, loader, segment_samples):
     """Raises ValueError naming the first silent target or interferer segment."""
-    import tensorflow as tf
-
     seen = {}
     for column, offset in (("target", "target_offset"), ("interferer", "interferer_offset")):
         for path, start in zip(manifest[column], manifest[offset]):
@@ -266,8 +261,6 @@ def check_manifest_audio(manifest, loader, segment_samples):
 
 def manifest_dataset(manifest, loader, segment_samples):
     """Unbatched `tf.data` `(mixture, target)` pairs of the manifest, in order."""
-    import tensorflow as tf
-
     segment = int(segment_samples)
     columns = (manifest["target"].astype(str).to_numpy(),
                manifest["target_offset"].to_numpy(np.int64),

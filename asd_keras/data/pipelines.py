@@ -9,6 +9,11 @@ stream them from disk otherwise.
 """
 
 import numpy as np
+import tensorflow as tf
+from tqdm.auto import tqdm
+
+from asd_keras.data.audio import inspect_audio
+from asd_keras.data.audio import nonfinite_audio_error
 
 
 def decoded_bytes(paths, loader):
@@ -25,8 +30,6 @@ def decoded_bytes(paths, loader):
     Returns:
         int.
     """
-    from asd_keras.data.audio import inspect_audio
-
     channels = 2 if loader.channel == "both" else 1
     if loader.length_policy != "none" and not loader.random_crop:
         return len(paths) * loader.length * channels * 4
@@ -63,8 +66,6 @@ def labelled_clips(paths, extras, loader, shuffle=False, seed=0, in_memory=False
     Returns:
         tf.data.Dataset.
     """
-    import tensorflow as tf
-
     ds = tf.data.Dataset.from_tensor_slices(
         (list(paths), *(np.asarray(e) for e in extras)))
     order = dict(num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
@@ -95,8 +96,6 @@ def clip_dataset(paths, loader, transform=None, extras=None):
     Returns:
         tf.data.Dataset.
     """
-    import tensorflow as tf
-
     tensors = (tf.constant(list(paths)),)
     if extras:
         tensors += tuple(tf.constant(np.asarray(e)) for e in extras)
@@ -118,11 +117,6 @@ def progress_batches(ds, total, desc, verbose):
     `InvalidArgumentError`; it is raised as the ValueError of
     `nonfinite_audio_error`, which names the file.
     """
-    import tensorflow as tf
-    from tqdm.auto import tqdm
-
-    from asd_keras.data.audio import nonfinite_audio_error
-
     with tqdm(total=total, desc=desc, unit="clip", disable=not verbose, leave=False) as bar:
         try:
             for batch in ds:
@@ -180,8 +174,6 @@ def vector_dataset(
     Returns:
         tf.data.Dataset.
     """
-    import tensorflow as tf
-
     ds = clip_dataset(paths, loader, frontend.vectors, extras=extras)
     if extras:
         def spread(vectors, *rest):
@@ -250,8 +242,6 @@ def micro_batches(dataset, steps):
         tf.data.Dataset of `(inputs, targets, sample_weight)` micro-batches;
         its cardinality is `steps` times the input's when that is known.
     """
-    import tensorflow as tf
-
     if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 1:
         raise ValueError(f"steps must be a positive integer; received {steps!r}.")
     steps = int(steps)

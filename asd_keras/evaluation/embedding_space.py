@@ -3,6 +3,7 @@
 
 import numpy as np
 from scipy.spatial.distance import cdist
+from sklearn.manifold import TSNE
 
 
 def tsne_projection(embeddings, seed=0, perplexity=30.0):
@@ -11,8 +12,6 @@ def tsne_projection(embeddings, seed=0, perplexity=30.0):
     On the unit sphere Euclidean and cosine distances rank alike (paper
     Lemma 5), so the Euclidean metric is used.
     """
-    from sklearn.manifold import TSNE
-
     x = np.asarray(embeddings, np.float64)
     x = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
     perplexity = min(float(perplexity), (len(x) - 1) / 3.0)

@@ -25,6 +25,7 @@ import abc
 import json
 from pathlib import Path
 
+from asd_keras.data.audio import AudioLoader
 from asd_keras.utils.io import atomic_write_text
 from asd_keras.utils.registry import Registry
 
@@ -140,8 +141,6 @@ class FeatureExtractor(abc.ABC):
         (`asd_keras.systems.export`). This default reads one channel of any
         length at the configured `sample_rate` (16 kHz without one).
         """
-        from asd_keras.data.audio import AudioLoader
-
         return AudioLoader(sample_rate=self.get_config().get("sample_rate", 16000))
 
     def get_config(self):

@@ -4,7 +4,13 @@ pipeline, and the configuration rules of the log-mel front ends."""
 import numpy as np
 from tqdm.auto import tqdm
 
+from asd_keras.config import boolean
+from asd_keras.config import choice
+from asd_keras.config import integer
+from asd_keras.config import number
 from asd_keras.data.pipelines import clip_dataset
+from asd_keras.features.spectral import LOG_MODES
+from asd_keras.features.spectral import PAD_MODES
 
 
 def score_clips(paths, loader, score_fn, keys, batch_clips=8, desc="Scoring", progress=True):
@@ -61,12 +67,6 @@ def score_clips(paths, loader, score_fn, keys, batch_clips=8, desc="Scoring", pr
 def front_end_schema():
     """Validation rules of the audio loading and log-mel keys every
     log-mel extractor takes (`sample_rate` ... `pad_mode`)."""
-    from asd_keras.config import boolean
-    from asd_keras.config import choice
-    from asd_keras.config import integer
-    from asd_keras.features.spectral import LOG_MODES
-    from asd_keras.features.spectral import PAD_MODES
-
     return {
         "sample_rate": integer(min=1),
         # The vector pipelines take one channel; "both" is for embedding models.
@@ -86,10 +86,6 @@ def log_mel_schema():
     Returns:
         dict key -> `asd_keras.config.Option`, to merge into a system's schema.
     """
-    from asd_keras.config import choice
-    from asd_keras.config import integer
-    from asd_keras.config import number
-
     return {
         **front_end_schema(),
         "n_frames": integer(min=1),

@@ -31,15 +31,25 @@ views of a clip always get independent draws.
 
 import random
 
+import keras
 import numpy as np
 
 from asd_keras.config import boolean
 from asd_keras.config import choice
 from asd_keras.config import integer
 from asd_keras.config import number
+from asd_keras.evaluation.proxy import alignment
+from asd_keras.evaluation.proxy import uniformity
 from asd_keras.extractors.base import register_extractor
 from asd_keras.extractors.spectrogram import SpectrogramModelExtractor
 from asd_keras.extractors.spectrogram import spectrogram_model_schema
+from asd_keras.layers.augment import FrequencyMasking
+from asd_keras.layers.augment import PitchShift
+from asd_keras.layers.augment import TimeMasking
+from asd_keras.layers.augment import TimeStretch
+from asd_keras.layers.augment import WhiteNoise
+from asd_keras.losses.contrastive import NTXent
+from asd_keras.losses.contrastive import SimSiamLoss
 
 FRAMEWORKS = ("simclr", "simsiam")
 # The order in which a view applies them (and draws their seeds): noise on
@@ -196,12 +206,6 @@ class ContrastiveExtractor(SpectrogramModelExtractor):
             (waveform layers, log-mel layers): lists in the order of
             application.
         """
-        from asd_keras.layers.augment import FrequencyMasking
-        from asd_keras.layers.augment import PitchShift
-        from asd_keras.layers.augment import TimeMasking
-        from asd_keras.layers.augment import TimeStretch
-        from asd_keras.layers.augment import WhiteNoise
-
         c = self.config
         seed = dict(zip(AUGMENTATIONS, seeds))
         waveform = []
@@ -229,8 +233,6 @@ class ContrastiveExtractor(SpectrogramModelExtractor):
 
     def _mlp(self, name, input_dim, hidden, hidden_layers, output_dim):
         """`hidden_layers` x (Linear-BN-ReLU), then a Linear to `output_dim`."""
-        import keras
-
         layers = [keras.Input((input_dim,), name=f"{name}_input")]
         for i in range(1, hidden_layers + 1):
             # No bias: the BatchNormalization's offset replaces it (as in
@@ -245,11 +247,6 @@ class ContrastiveExtractor(SpectrogramModelExtractor):
         """Two augmented views through the shared backbone and heads; the
         output stacks `[z1, z2]` (SimCLR) or `[p1, p2, z1, z2]` (SimSiam)
         on axis 1, as the losses expect."""
-        import keras
-
-        from asd_keras.losses.contrastive import NTXent
-        from asd_keras.losses.contrastive import SimSiamLoss
-
         c = self.config
         log_mel = encoder.get_layer("log_mel")
         backbone = encoder.get_layer("backbone")
@@ -341,9 +338,6 @@ class ContrastiveExtractor(SpectrogramModelExtractor):
         Returns:
             dict with `alignment` (in [0, 4]) and `uniformity` (in [-4, 0]).
         """
-        from asd_keras.evaluation.proxy import alignment
-        from asd_keras.evaluation.proxy import uniformity
-
         del train
         if len(test) < 2:
             raise ValueError(f"uniformity needs at least two test clips; received "

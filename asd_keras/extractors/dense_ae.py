@@ -20,13 +20,24 @@ The shared system trains one extractor per machine type
 (`extractor_grouping=machine_type` in the `dense_ae` preset).
 """
 
+import keras
 import numpy as np
+import tensorflow as tf
 
 from asd_keras.config import choice
 from asd_keras.config import integer
 from asd_keras.config import number
+from asd_keras.data.pipelines import vector_dataset
 from asd_keras.extractors.base import register_extractor
+from asd_keras.extractors.common import log_mel_schema
 from asd_keras.extractors.vectors import VectorModelExtractor
+from asd_keras.layers.reconstruction import FrameReconstruction
+from asd_keras.models.dense_ae import dense_autoencoder
+from asd_keras.models.precision import dtype_policy_scope
+from asd_keras.models.precision import loss_scaled
+from asd_keras.models.precision import precision_schema
+from asd_keras.models.precision import resolve_jit_compile
+from asd_keras.utils.callbacks import RestoreBestWeights
 
 # Differences between the baseline years (reference dcase.md 2.1, 2.3, 2.6);
 # they fill the keys left at None.
@@ -44,9 +55,6 @@ LOSSES = ("mse", "mae")
 
 
 def _schema():
-    from asd_keras.extractors.common import log_mel_schema
-    from asd_keras.models.precision import precision_schema
-
     schema = {
         "variant": choice(*VARIANTS),
         "hidden_units": integer(min=1),
@@ -131,14 +139,6 @@ class DenseAutoencoderExtractor(VectorModelExtractor):
         Returns:
             history DataFrame.
         """
-        import keras
-
-        from asd_keras.data.pipelines import vector_dataset
-        from asd_keras.models.precision import resolve_jit_compile
-        from asd_keras.models.dense_ae import dense_autoencoder
-        from asd_keras.models.precision import dtype_policy_scope
-        from asd_keras.models.precision import loss_scaled
-
         c = self.config
         loader = self.loader()
         paths = sorted(table["path"])
@@ -178,8 +178,6 @@ class DenseAutoencoderExtractor(VectorModelExtractor):
                               jit_compile=resolve_jit_compile(c["jit_compile"]))
             callbacks = []
             if c["select"] == "min_loss":
-                from asd_keras.utils.callbacks import RestoreBestWeights
-
                 callbacks.append(RestoreBestWeights(monitor="loss"))
             history = context.fit(model, train_ds, name, c["epochs"],
                                   validation_data=val_ds, callbacks=callbacks,
@@ -191,8 +189,6 @@ class DenseAutoencoderExtractor(VectorModelExtractor):
 
     def _vector_features(self, vectors):
         """`{"squared_error", "absolute_error": (batch, 640), "residual": (batch, 128)}`."""
-        from asd_keras.layers.reconstruction import FrameReconstruction
-
         return FrameReconstruction(self.model, self.frontend.n_mels)(vectors)
 
     def frame_batches(self, table, feature_set):
@@ -205,13 +201,9 @@ class DenseAutoencoderExtractor(VectorModelExtractor):
             squared residual vector for `squared_error`); `rows` `(n,)` the
             positions in `table` of the clips the vectors come from.
         """
-        from asd_keras.data.pipelines import vector_dataset
-
         self._check_fitted()
         if feature_set not in SETS:
             raise ValueError(f"feature_set must be one of {SETS}; received {feature_set!r}.")
-        import tensorflow as tf
-
         c = self.config
         # tf.data's seeded shuffles also depend on the global seed; setting it
         # here makes the batches (and MAHALA's batch-centred covariance) a

@@ -30,6 +30,8 @@ from pathlib import Path
 
 import numpy as np
 
+from asd_keras.utils.io import atomic_path
+
 logger = logging.getLogger(__name__)
 
 CHECKSUM_SUFFIX = ".sha256"
@@ -143,8 +145,6 @@ class EmbeddingCache:
             OSError: naming the cache folder and the fix when it cannot be
                 written.
         """
-        from asd_keras.utils.io import atomic_path
-
         buffer = io.BytesIO()
         np.save(buffer, np.asarray(value, np.float32))
         data = buffer.getvalue()

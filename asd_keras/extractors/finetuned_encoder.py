@@ -51,16 +51,30 @@ the activations in half the bytes but changes the arithmetic.
 
 import logging
 
+import keras
 import numpy as np
+import tensorflow as tf
 
 from asd_keras.config import choice
 from asd_keras.config import integer
 from asd_keras.config import number
 from asd_keras.config import string
 from asd_keras.config import validate_config
+from asd_keras.data.pipelines import micro_batches
 from asd_keras.extractors.base import register_extractor
 from asd_keras.extractors.classifier_embedding import ClassifierEmbeddingExtractor
 from asd_keras.extractors.classifier_embedding import training_schema
+from asd_keras.features.filterbanks import FILTER_BANKS
+from asd_keras.features.kaldi import KaldiFbank
+from asd_keras.models.audio_encoders import load_encoder
+from asd_keras.models.audio_encoders import preset_info
+from asd_keras.models.audio_encoders import transfer_weights
+from asd_keras.models.encoder_finetuning import POOLINGS
+from asd_keras.models.encoder_finetuning import SIMAM_MODES
+from asd_keras.models.encoder_finetuning import block_index
+from asd_keras.models.encoder_finetuning import eat_embedding_model
+from asd_keras.optimizers import LayerwiseAdamW
+from asd_keras.optimizers import PerUpdateSchedule
 
 logger = logging.getLogger(__name__)
 
@@ -69,10 +83,6 @@ LR_SCHEDULES = ("cosine", "constant")
 
 
 def _schema():
-    from asd_keras.features.filterbanks import FILTER_BANKS
-    from asd_keras.models.encoder_finetuning import POOLINGS
-    from asd_keras.models.encoder_finetuning import SIMAM_MODES
-
     return {
         **training_schema(),
         "preset": string(),
@@ -186,8 +196,6 @@ class FinetunedEncoderExtractor(ClassifierEmbeddingExtractor):
                  seed=1234):
         config = {k: v for k, v in locals().items() if k not in ("self", "__class__")}
         self.config = validate_config(config, _schema())
-        from asd_keras.models.audio_encoders import preset_info
-
         info = preset_info(self.config["preset"])  # a bad preset fails now, not after loading
         steps, batch = self.config["gradient_accumulation_steps"], self.config["batch_size"]
         if steps > batch:
@@ -204,15 +212,11 @@ class FinetunedEncoderExtractor(ClassifierEmbeddingExtractor):
 
     @property
     def pretrained(self):
-        from asd_keras.models.audio_encoders import preset_info
-
         return preset_info(self.config["preset"])["pretrained"]
 
     @property
     def weights_note(self):
         """Where the initial weights came from, for reports."""
-        from asd_keras.models.audio_encoders import preset_info
-
         info = preset_info(self.config["preset"])
         if info["pretrained"]:
             return f"fine-tuned from {info['source']}"
@@ -229,10 +233,6 @@ class FinetunedEncoderExtractor(ClassifierEmbeddingExtractor):
         """The `classifier_embedding` pipeline, each batch of `batch_size`
         split into `gradient_accumulation_steps` weighted micro-batches
         (`micro_batches`; mixup in the pipeline happens before the split)."""
-        import tensorflow as tf
-
-        from asd_keras.data.pipelines import micro_batches
-
         ds = super().training_dataset(paths, labels, num_classes, loader, shuffle, seed)
         steps = self.micro_batches_per_update()
         if steps == 1:
@@ -253,10 +253,6 @@ class FinetunedEncoderExtractor(ClassifierEmbeddingExtractor):
             return (float(encoder_config.get("norm_mean", -4.268)),
                     float(encoder_config.get("norm_std", 4.569)),
                     "the preset's (AudioSet) constants")
-        import keras
-
-        from asd_keras.features.kaldi import KaldiFbank
-
         # The log energies themselves (mean 0, 2 std = 1 leaves them as they
         # are), over the clips' own frames: padding frames are not data.
         fbank = KaldiFbank(window_type="hanning", num_mel_bins=int(
@@ -279,14 +275,6 @@ class FinetunedEncoderExtractor(ClassifierEmbeddingExtractor):
     def build_network(self, paths, loader):
         """EAT with the configured front end, SimAM and pooling; a preset
         folder's weights are copied in by layer name."""
-        import keras
-
-        from asd_keras.models.audio_encoders import load_encoder
-        from asd_keras.models.audio_encoders import preset_info
-        from asd_keras.models.audio_encoders import transfer_weights
-        from asd_keras.models.encoder_finetuning import block_index
-        from asd_keras.models.encoder_finetuning import eat_embedding_model
-
         c = self.config
         info = preset_info(c["preset"])
         encoder_config = dict(info["config"])
@@ -333,10 +321,6 @@ class FinetunedEncoderExtractor(ClassifierEmbeddingExtractor):
         `L` at `layer_decay ** (L - i)`, the patch embedding, positions, CLS
         and first norm at `layer_decay ** (L + 1)`, the pooling and
         projection at the base rate."""
-        from asd_keras.models.encoder_finetuning import block_index
-        from asd_keras.optimizers import LayerwiseAdamW
-        from asd_keras.optimizers import PerUpdateSchedule
-
         c = self.config
         decay = float(c["layer_decay"])
         scales = {}
@@ -347,8 +331,6 @@ class FinetunedEncoderExtractor(ClassifierEmbeddingExtractor):
                     scales[layer.name] = decay ** (self._num_layers - index)
         rate = float(c["learning_rate"])
         if c["lr_schedule"] == "cosine":
-            import keras
-
             steps = -(-self._num_clips // int(c["batch_size"])) * int(c["epochs"])
             warmup = min(int(round(float(c["warmup_epochs"]) * steps / int(c["epochs"]))),
                          steps - 1)
@@ -369,8 +351,6 @@ class FinetunedEncoderExtractor(ClassifierEmbeddingExtractor):
             dict `"fbank"` and `"enhanced"`, each `(clips, frames, bins)`
             (`"enhanced"` equals `"fbank"` without SimAM).
         """
-        import keras
-
         self._check_fitted()
         fbank = self.model.get_layer("fbank").output
         names = [layer.name for layer in self.model.layers]

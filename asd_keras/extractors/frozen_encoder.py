@@ -25,7 +25,9 @@ import logging
 import os
 from pathlib import Path
 
+import keras
 import numpy as np
+import tensorflow as tf
 
 from asd_keras.config import choice
 from asd_keras.config import integer
@@ -37,7 +39,14 @@ from asd_keras.data.pipelines import progress_batches
 from asd_keras.extractors.base import FeatureExtractor
 from asd_keras.extractors.base import register_extractor
 from asd_keras.extractors.embedding_cache import EmbeddingCache
+from asd_keras.features.spectral_layers import FixedLength
 from asd_keras.layers.pooling import POOLING_MODES
+from asd_keras.layers.pooling import TemporalPooling
+from asd_keras.models.audio_encoders import ENCODER_TYPES
+from asd_keras.models.audio_encoders import PRESETS
+from asd_keras.models.audio_encoders import encoder_defaults
+from asd_keras.models.audio_encoders import load_encoder
+from asd_keras.models.audio_encoders import preset_info
 
 logger = logging.getLogger(__name__)
 
@@ -115,9 +124,6 @@ class FrozenEncoderExtractor(FeatureExtractor):
                  clip_seconds=10.0, batch_size=8, cache_dir="auto", weights_seed=0,
                  preset_dir=None, num_frames=None, jit_compile=None, published_map=None,
                  preset_fingerprint=None, sample_rate=16000):
-        from asd_keras.models.audio_encoders import ENCODER_TYPES
-        from asd_keras.models.audio_encoders import PRESETS
-
         if isinstance(channel, str):
             channel = _OLD_CHANNEL_NAMES.get(channel, channel)
         checked = validate_config(
@@ -209,15 +215,12 @@ class FrozenEncoderExtractor(FeatureExtractor):
     # -- configuration ------------------------------------------------------
 
     def _preset_info(self):
-        from asd_keras.models.audio_encoders import preset_info
-
         info = preset_info(self.preset)
         if not info["pretrained"]:
             info["fingerprint"] = f"{info['fingerprint']}:seed{self.weights_seed}"
         return info
 
     def _encoder_config(self):
-        from asd_keras.models.audio_encoders import encoder_defaults
         return {**encoder_defaults(self.encoder), **self._info["config"]}
 
     @property
@@ -237,7 +240,6 @@ class FrozenEncoderExtractor(FeatureExtractor):
         del train, test, verbose
         value = self.published_map
         if value is None:
-            from asd_keras.models.audio_encoders import PRESETS
             named = PRESETS.get(self._named or "")
             value = self._info.get("mAP") or (named or {}).get("mAP")
         if value is None:
@@ -275,8 +277,6 @@ class FrozenEncoderExtractor(FeatureExtractor):
 
     def _load_encoder(self):
         if self._encoder is None:
-            from asd_keras.models.audio_encoders import load_encoder
-
             # One encoder per process and setting: a study's or a run's
             # per-group extractors share it (EAT-large is 1.2 GB).
             key = (self.preset_fingerprint, self.num_frames)
@@ -288,8 +288,6 @@ class FrozenEncoderExtractor(FeatureExtractor):
         return self._encoder
 
     def _pooling_layer(self, name):
-        from asd_keras.layers.pooling import TemporalPooling
-
         encoder = self._load_encoder()
         return TemporalPooling(self.pooling, num_bands=encoder.num_bands,
                                num_extra_tokens=encoder.num_extra_tokens, p=self.pooling_p,
@@ -297,10 +295,6 @@ class FrozenEncoderExtractor(FeatureExtractor):
 
     def _pooled_model(self, layers, num_samples=None):
         """Waveforms `(batch, samples[, 2])` to `{"layer_i": pooled}`."""
-        import keras
-
-        from asd_keras.features.spectral_layers import FixedLength
-
         key = (tuple(layers), num_samples)
         if key in self._models:
             return self._models[key]
@@ -435,8 +429,6 @@ class FrozenEncoderExtractor(FeatureExtractor):
         """`(clips, len(layers), dim)` float32 pooled embeddings; with
         `on_batch`, `on_batch(start, values)` gets each batch's instead and
         nothing is kept or returned."""
-        import tensorflow as tf
-
         model = self._pooled_model(layers)
         names = [f"layer_{i}" for i in layers]
         fixed = self.clip_seconds is not None
@@ -468,5 +460,4 @@ class FrozenEncoderExtractor(FeatureExtractor):
 
 
 def _keras_version():
-    import keras
     return keras.__version__

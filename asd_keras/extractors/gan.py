@@ -21,12 +21,30 @@ GANomaly...); None (`"default"` for `reinit_threshold`) keeps the
 detector's own default.
 """
 
+import keras
+
 from asd_keras.config import boolean
 from asd_keras.config import choice
 from asd_keras.config import integer
 from asd_keras.config import number
+from asd_keras.data.pipelines import vector_dataset
 from asd_keras.extractors.base import register_extractor
+from asd_keras.extractors.common import log_mel_schema
 from asd_keras.extractors.vectors import VectorModelExtractor
+from asd_keras.layers.detectors import AGGREGATIONS
+from asd_keras.layers.detectors import VectorScores
+from asd_keras.models.blocks import INITIALIZERS
+from asd_keras.models.gan import ADVERSARIAL
+from asd_keras.models.gan import DETECTORS
+from asd_keras.models.gan import EGBAD
+from asd_keras.models.gan import STEP_ORDERS
+from asd_keras.models.gan import GANomaly
+from asd_keras.models.gan import SkipGANomaly
+from asd_keras.models.gan import default_optimizer
+from asd_keras.models.precision import dtype_policy_scope
+from asd_keras.models.precision import loss_scaled
+from asd_keras.models.precision import precision_schema
+from asd_keras.models.precision import resolve_jit_compile
 
 DETECTOR_NAMES = ("ganomaly", "skip_ganomaly", "egbad")
 # Feature settings of the DCASE baselines (reference dcase.md 2.1, 2.6); they
@@ -46,13 +64,6 @@ NO_DISTRIBUTE = ("The GAN detectors train with two optimizers in one custom trai
 
 
 def _schema():
-    from asd_keras.layers.detectors import AGGREGATIONS
-    from asd_keras.models.blocks import INITIALIZERS
-    from asd_keras.extractors.common import log_mel_schema
-    from asd_keras.models.gan import ADVERSARIAL
-    from asd_keras.models.gan import STEP_ORDERS
-    from asd_keras.models.precision import precision_schema
-
     schema = {
         "detector": choice(*DETECTOR_NAMES),
         "variant": choice(*VARIANTS),
@@ -153,15 +164,6 @@ class AdversarialExtractor(VectorModelExtractor):
             `dtype_policy`, compiled with two Adam optimizers (loss-scaled
             under `mixed_float16`) and `jit_compile`.
         """
-        from asd_keras.models.precision import resolve_jit_compile
-        from asd_keras.models.gan import DETECTORS
-        from asd_keras.models.gan import EGBAD
-        from asd_keras.models.gan import GANomaly
-        from asd_keras.models.gan import SkipGANomaly
-        from asd_keras.models.gan import default_optimizer
-        from asd_keras.models.precision import dtype_policy_scope
-        from asd_keras.models.precision import loss_scaled
-
         c = self.config
         kwargs = dict(input_dim=self.frontend.vector_dim, hidden_units=c["hidden_units"],
                       latent_dim=c["latent_dim"], num_hidden_layers=c["num_hidden_layers"],
@@ -207,10 +209,6 @@ class AdversarialExtractor(VectorModelExtractor):
         Returns:
             history DataFrame.
         """
-        import keras
-
-        from asd_keras.data.pipelines import vector_dataset
-
         c = self.config
         if context.strategy is not None:
             raise ValueError(NO_DISTRIBUTE)
@@ -237,6 +235,4 @@ class AdversarialExtractor(VectorModelExtractor):
 
     def _vector_features(self, vectors):
         """`{"score": (batch, 1)}`: each clip's raw anomaly score."""
-        from asd_keras.layers.detectors import VectorScores
-
         return {"score": VectorScores(self.model, self.config["aggregation"])(vectors)}

@@ -1,6 +1,8 @@
 """Training-free clip features: log-mel band statistics over time."""
 
+import keras
 import numpy as np
+import tensorflow as tf
 
 from asd_keras.config import choice
 from asd_keras.config import validate_config
@@ -118,8 +120,6 @@ class LogMelStatsExtractor(FeatureExtractor):
                 wrongly sampled, single-channel (for channel 1 or `"both"`)
                 or corrupt clip.
         """
-        import tensorflow as tf
-
         paths = [str(p) for p in table["path"]]
         if not paths:
             return {self.name: np.zeros((0, self.dim), np.float32)}
@@ -152,8 +152,6 @@ class LogMelStatsExtractor(FeatureExtractor):
         served waveform is the chosen channel itself (channel 1 of a file
         for `channel=1`): picking it is the caller's.
         """
-        import keras
-
         spectrogram, statistics = self._layers()
         length = None if num_samples is None else int(num_samples)
         if self.channel == "both":

@@ -30,14 +30,25 @@ import logging
 import math
 from pathlib import Path
 
+import keras
 import numpy as np
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
 
 from asd_keras.config import choice
 from asd_keras.config import number
+from asd_keras.data.labels import ClassEncoder
+from asd_keras.data.labels import class_keys
+from asd_keras.evaluation.proxy import macro_f1
 from asd_keras.extractors.base import register_extractor
 from asd_keras.extractors.spectrogram import SpectrogramModelExtractor
 from asd_keras.extractors.spectrogram import spectrogram_model_schema
 from asd_keras.extractors.spectrogram import write_json
+from asd_keras.layers import ArcFace
+from asd_keras.losses import MixupCrossEntropy
+from asd_keras.utils.io import atomic_path
+from asd_keras.utils.io import load_keras_model
 
 logger = logging.getLogger(__name__)
 
@@ -74,10 +85,6 @@ def _probe_classifier(seed):
     (`asd_keras.backends.linear_probe`). Standardising is an affine map, so
     the whole is still one linear layer on the raw features.
     """
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
-
     return make_pipeline(StandardScaler(),
                          LogisticRegression(C=PROBE_C, max_iter=PROBE_MAX_ITER,
                                             random_state=seed))
@@ -177,12 +184,6 @@ class ResNetClassifierExtractor(SpectrogramModelExtractor):
         logger.info("Classes: %s.", why)
 
     def _build_training_model(self, encoder, table):
-        import keras
-
-        from asd_keras.data.labels import ClassEncoder
-        from asd_keras.layers import ArcFace
-        from asd_keras.losses import MixupCrossEntropy
-
         c = self.config
         seed = int(c["seed"])
         self.resolve_classes(table)
@@ -241,8 +242,6 @@ class ResNetClassifierExtractor(SpectrogramModelExtractor):
         Raises:
             ValueError: naming the clips whose class was not trained on.
         """
-        from asd_keras.data.labels import class_keys
-
         self._check_fitted()
         encoder = self.class_encoder
         keys = class_keys(table, encoder.granularity, encoder.domain_flag)
@@ -303,25 +302,18 @@ class ResNetClassifierExtractor(SpectrogramModelExtractor):
                 been trained on (a ValueError names those that were not).
             verbose: int.
         """
-        from asd_keras.evaluation.proxy import macro_f1
-
         predicted, true = self.predict_classes(train, test, verbose)
         return {"macro_f1": macro_f1(true, predicted)}
 
     # -- persistence -------------------------------------------------------
 
     def _save_extra(self, folder):
-        from asd_keras.utils.io import atomic_path
-
         write_json(folder / CLASSES_FILE, self.class_encoder.get_config())
         if self.classifier is not None:
             with atomic_path(folder / CLASSIFIER_FILE, suffix=".keras") as tmp:
                 self.classifier.save(tmp)
 
     def _load_extra(self, folder):
-        from asd_keras.data.labels import ClassEncoder
-        from asd_keras.utils.io import load_keras_model
-
         self.class_encoder = ClassEncoder.from_config(
             json.loads((folder / CLASSES_FILE).read_text()))
         self.classifier = (load_keras_model(folder / CLASSIFIER_FILE)

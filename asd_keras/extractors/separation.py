@@ -59,18 +59,39 @@ it; `dtype_policy="mixed_bfloat16"` halves the activations' bytes but
 changes the arithmetic.
 """
 
+import importlib
 import logging
 from pathlib import Path
 
+import keras
 import numpy as np
+import tensorflow as tf
+from tqdm.auto import tqdm
 
 from asd_keras.config import choice
 from asd_keras.config import integer
 from asd_keras.config import number
 from asd_keras.config import string
+from asd_keras.data.mixtures import check_manifest_audio
+from asd_keras.data.mixtures import evaluation_manifest
+from asd_keras.data.mixtures import manifest_dataset
+from asd_keras.data.mixtures import training_mixtures
+from asd_keras.data.mixtures import write_manifest
 from asd_keras.extractors.base import register_extractor
 from asd_keras.extractors.spectrogram import SpectrogramModelExtractor
 from asd_keras.extractors.spectrogram import trained_model_schema
+from asd_keras.layers.segments import AGGREGATIONS
+from asd_keras.layers.segments import POOLINGS
+from asd_keras.layers.segments import MergeSegments
+from asd_keras.layers.segments import PooledFeatureMaps
+from asd_keras.layers.segments import SplitSegments
+from asd_keras.losses.separation import NegativeSISDR
+from asd_keras.losses.separation import si_sdr
+from asd_keras.models.precision import resolve_jit_compile
+from asd_keras.models.separator import build_separator
+from asd_keras.models.separator import separator_feature_model
+from asd_keras.utils.io import atomic_path
+from asd_keras.utils.io import load_keras_model
 
 logger = logging.getLogger(__name__)
 
@@ -85,9 +106,6 @@ def snr_key(snr):
 
 
 def _schema():
-    from asd_keras.layers.segments import AGGREGATIONS
-    from asd_keras.layers.segments import POOLINGS
-
     return {
         **trained_model_schema(),
         "width": integer(min=4),
@@ -219,8 +237,6 @@ class SeparationExtractor(SpectrogramModelExtractor):
     # -- models ------------------------------------------------------------
 
     def build_separator(self):
-        from asd_keras.models.separator import build_separator
-
         c = self.config
         return build_separator(width=int(c["width"]), num_blocks=int(c["num_blocks"]),
                                dropout=float(c["dropout"]), num_samples=self.segment_samples,
@@ -229,13 +245,6 @@ class SeparationExtractor(SpectrogramModelExtractor):
     def _encoder_of(self, separator, name="encoder"):
         """Clips `(batch, clip samples)` -> pooled extraction points, sharing
         the separator's layers."""
-        import keras
-
-        from asd_keras.layers.segments import MergeSegments
-        from asd_keras.layers.segments import PooledFeatureMaps
-        from asd_keras.layers.segments import SplitSegments
-        from asd_keras.models.separator import separator_feature_model
-
         c = self.config
         points = separator_feature_model(separator)
         waveform = keras.Input((self.num_samples,), name="waveform")
@@ -271,11 +280,6 @@ class SeparationExtractor(SpectrogramModelExtractor):
     def _build_training_model(self, encoder, table):
         """The separator, its loss (negative SI-SDR) and the endless mixture
         stream, batched (`steps_per_epoch` batches make an epoch)."""
-        import tensorflow as tf
-
-        from asd_keras.data.mixtures import training_mixtures
-        from asd_keras.losses.separation import NegativeSISDR
-
         del encoder
         c = self.config
         pool = self._pool.reset_index(drop=True)
@@ -297,9 +301,6 @@ class SeparationExtractor(SpectrogramModelExtractor):
     # -- proxy metric ------------------------------------------------------
 
     def _manifest(self, targets, interferers):
-        from asd_keras.data.mixtures import evaluation_manifest
-        from asd_keras.data.mixtures import write_manifest
-
         c = self.config
         manifest = evaluation_manifest(targets, interferers, self.num_samples,
                                        self.segment_samples, EVAL_SNRS_DB,
@@ -318,10 +319,6 @@ class SeparationExtractor(SpectrogramModelExtractor):
         128-channel separator took 2.8 GB more RSS eagerly, 0.7 GB traced
         (the graph frees each tensor once it is used).
         """
-        import tensorflow as tf
-
-        from asd_keras.models.precision import resolve_jit_compile
-
         separator = self.separator
         if self.config["run_eagerly"]:
             return lambda mixture: separator(mixture, training=False)
@@ -354,13 +351,6 @@ class SeparationExtractor(SpectrogramModelExtractor):
             `si_sdri_0db`, `si_sdri_5db` and `si_sdr` (the estimates' mean
             SI-SDR), all in dB.
         """
-        import tensorflow as tf
-        from tqdm.auto import tqdm
-
-        from asd_keras.data.mixtures import check_manifest_audio
-        from asd_keras.data.mixtures import manifest_dataset
-        from asd_keras.losses.separation import si_sdr
-
         del train
         self._check_fitted()
         pool = test if pool is None else pool
@@ -399,17 +389,11 @@ class SeparationExtractor(SpectrogramModelExtractor):
     # -- persistence -------------------------------------------------------
 
     def _save_weights(self, folder):
-        from asd_keras.utils.io import atomic_path
-
         self._check_fitted()
         with atomic_path(Path(folder) / "separator.keras", suffix=".keras") as tmp:
             self.separator.save(tmp)
 
     def _load_weights(self, folder):
-        import importlib
-
-        from asd_keras.utils.io import load_keras_model
-
         importlib.import_module("asd_keras.layers")  # registers the custom layers
         self.separator = load_keras_model(Path(folder) / "separator.keras")
         self.encoder = self._encoder_of(self.separator)

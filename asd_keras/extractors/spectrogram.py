@@ -29,18 +29,42 @@ compiled-to-be model, its loss and the `tf.data` pipeline) and
 """
 
 import abc
+import importlib
 import json
 import logging
 from pathlib import Path
 
+import keras
 import numpy as np
+import tensorflow as tf
+from tqdm.auto import tqdm
 
 from asd_keras.config import boolean
 from asd_keras.config import choice
 from asd_keras.config import integer
 from asd_keras.config import number
 from asd_keras.config import validate_config
+from asd_keras.data.audio import AudioLoader
+from asd_keras.data.pipelines import micro_batches
 from asd_keras.extractors.base import FeatureExtractor
+from asd_keras.extractors.common import front_end_schema
+from asd_keras.features.spectral_layers import FixedLength
+from asd_keras.features.statistics import LogMelSpectrogram
+from asd_keras.models.precision import dtype_policy_scope
+from asd_keras.models.precision import float32_output
+from asd_keras.models.precision import loss_scaled
+from asd_keras.models.precision import precision_schema
+from asd_keras.models.precision import resolve_jit_compile
+from asd_keras.models.resnet import RESNET_DEPTHS
+from asd_keras.models.resnet import resnet_backbone
+from asd_keras.optimizers import LeanAdamW
+from asd_keras.optimizers import PerUpdateSchedule
+from asd_keras.utils.callbacks import RestoreBestWeights
+from asd_keras.utils.io import atomic_path
+from asd_keras.utils.io import atomic_write_dataframe
+from asd_keras.utils.io import atomic_write_text
+from asd_keras.utils.io import load_keras_model
+from asd_keras.utils.training import without_autotune_thread
 
 logger = logging.getLogger(__name__)
 
@@ -52,8 +76,6 @@ def trained_model_schema():
     """Validation rules of the training, loading and feature keys that every
     trained waveform-model extractor takes (the log-mel ones add their front
     end and backbone keys, `spectrogram_model_schema`)."""
-    from asd_keras.models.precision import precision_schema
-
     return {
         "epochs": integer(min=1),
         "batch_size": integer(min=1),
@@ -77,9 +99,6 @@ def trained_model_schema():
 
 def spectrogram_model_schema():
     """Validation rules of the keys every log-mel spectrogram-model extractor takes."""
-    from asd_keras.extractors.common import front_end_schema
-    from asd_keras.models.resnet import RESNET_DEPTHS
-
     return {
         "depth": choice(*RESNET_DEPTHS),
         **trained_model_schema(),
@@ -94,8 +113,6 @@ def step_lr_schedule(learning_rate, lr_step_epochs, lr_gamma, steps_per_epoch):
     constant within an epoch (a staircase decay every `lr_step_epochs *
     steps_per_epoch` steps).
     """
-    import keras
-
     return keras.optimizers.schedules.ExponentialDecay(
         float(learning_rate), decay_steps=int(lr_step_epochs) * max(1, int(steps_per_epoch)),
         decay_rate=float(lr_gamma), staircase=True)
@@ -127,8 +144,6 @@ class SpectrogramModelExtractor(FeatureExtractor):
         return int(round(float(c["clip_seconds"]) * int(c["sample_rate"])))
 
     def loader(self, training=False):
-        from asd_keras.data.audio import AudioLoader
-
         c = self.config
         return AudioLoader(sample_rate=c["sample_rate"], channel=c["channel"],
                            length=self.num_samples, length_policy=c["length_policy"],
@@ -138,8 +153,6 @@ class SpectrogramModelExtractor(FeatureExtractor):
 
     def log_mel_layer(self, name="log_mel"):
         """The log-mel front end (§III-A) as a weightless layer."""
-        from asd_keras.features.statistics import LogMelSpectrogram
-
         c = self.config
         return LogMelSpectrogram(sample_rate=c["sample_rate"], n_fft=c["n_fft"],
                                  hop_length=c["hop_length"], n_mels=c["n_mels"],
@@ -151,11 +164,6 @@ class SpectrogramModelExtractor(FeatureExtractor):
 
     def build_encoder(self, name="encoder"):
         """`(batch, num_samples)` waveforms -> pooled backbone output."""
-        import keras
-
-        from asd_keras.models.precision import float32_output
-        from asd_keras.models.resnet import resnet_backbone
-
         c = self.config
         waveform = keras.Input((self.num_samples,), name="waveform")
         log_mel = self.log_mel_layer()(waveform)
@@ -169,10 +177,6 @@ class SpectrogramModelExtractor(FeatureExtractor):
 
     def _bounded(self, ds):
         """Caps what tf.data's autotuner may buffer (`pipeline_ram_mb`)."""
-        import tensorflow as tf
-
-        from asd_keras.utils.training import without_autotune_thread
-
         options = tf.data.Options()
         options.autotune.ram_budget = int(self.config["pipeline_ram_mb"]) * 2**20
         return without_autotune_thread(ds.with_options(options))
@@ -186,8 +190,6 @@ class SpectrogramModelExtractor(FeatureExtractor):
                 (self-supervised losses ignore it).
             seed: int. Shuffle seed.
         """
-        import tensorflow as tf
-
         n = self.num_samples
         loader = self.loader(training=True)
         loader.check(list(paths), progress=False)
@@ -213,8 +215,6 @@ class SpectrogramModelExtractor(FeatureExtractor):
 
     def waveform_dataset(self, paths):
         """Batches of fixed-length waveforms of `paths`, in order."""
-        import tensorflow as tf
-
         n = self.num_samples
         loader = self.loader()
         loader.check([str(p) for p in paths], progress=False)
@@ -254,17 +254,6 @@ class SpectrogramModelExtractor(FeatureExtractor):
             history DataFrame (one row per epoch; `selected` marks the epoch
             whose weights were kept).
         """
-        import keras
-        import tensorflow as tf
-
-        from asd_keras.data.pipelines import micro_batches
-        from asd_keras.models.precision import resolve_jit_compile
-        from asd_keras.models.precision import dtype_policy_scope
-        from asd_keras.models.precision import loss_scaled
-        from asd_keras.optimizers import LeanAdamW
-        from asd_keras.optimizers import PerUpdateSchedule
-        from asd_keras.utils.callbacks import RestoreBestWeights
-
         c = self.config
         name = name or self.name
         seed = int(c["seed"])
@@ -308,8 +297,6 @@ class SpectrogramModelExtractor(FeatureExtractor):
             history["selected"] = history["epoch"] == best.best_epoch + 1
             if context.run_dir is not None:
                 # context.fit wrote the run's history before the selection was known.
-                from asd_keras.utils.io import atomic_write_dataframe
-
                 atomic_write_dataframe(context.run_dir / "history" / f"{name}.csv", history)
         self.encoder = encoder
         self.training_model = model
@@ -330,10 +317,6 @@ class SpectrogramModelExtractor(FeatureExtractor):
         this traces once per encoder, and every later `embed` (the probe,
         the figures, the proxy metric) reuses the trace.
         """
-        import tensorflow as tf
-
-        from asd_keras.models.precision import resolve_jit_compile
-
         encoder = self.encoder
         if self._inference is None or self._inference[0] is not encoder:
             function = tf.function(
@@ -355,8 +338,6 @@ class SpectrogramModelExtractor(FeatureExtractor):
             values = np.concatenate([np.asarray(self.encoder(batch, training=False))
                                      for batch in dataset]).astype(np.float32)
         else:
-            from tqdm.auto import tqdm
-
             infer = self._inference_function()
             values = np.concatenate([np.asarray(infer(batch)) for batch in tqdm(
                 dataset, desc="Embedding", unit="batch", disable=not verbose, leave=False)]
@@ -374,10 +355,6 @@ class SpectrogramModelExtractor(FeatureExtractor):
     def serving_model(self, num_samples=None):
         """Waveforms of any length `(batch, samples)` to `{"embedding"}`; the
         length policy is applied without the random training crop."""
-        import keras
-
-        from asd_keras.features.spectral_layers import FixedLength
-
         self._check_fitted()
         waveform = keras.Input((num_samples,), name="waveform")
         fixed = FixedLength(self.num_samples, self.config["length_policy"])(waveform)
@@ -406,18 +383,12 @@ class SpectrogramModelExtractor(FeatureExtractor):
         """Subclasses read what `_save_extra` wrote."""
 
     def _save_weights(self, folder):
-        from asd_keras.utils.io import atomic_path
-
         self._check_fitted()
         with atomic_path(Path(folder) / "encoder.keras", suffix=".keras") as tmp:
             self.encoder.save(tmp)
         self._save_extra(Path(folder))
 
     def _load_weights(self, folder):
-        import importlib
-
-        from asd_keras.utils.io import load_keras_model
-
         importlib.import_module("asd_keras.layers")  # registers the custom layers
         self.encoder = load_keras_model(Path(folder) / "encoder.keras")
         self._load_extra(Path(folder))
@@ -425,6 +396,4 @@ class SpectrogramModelExtractor(FeatureExtractor):
 
 def write_json(path, record):
     """Writes `record` as JSON atomically."""
-    from asd_keras.utils.io import atomic_write_text
-
     atomic_write_text(path, json.dumps(record, indent=1, sort_keys=True))

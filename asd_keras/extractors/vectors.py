@@ -15,10 +15,17 @@ import shutil
 import tempfile
 from pathlib import Path
 
+import keras
 import numpy as np
 
 from asd_keras.config import validate_config
+from asd_keras.data.audio import AudioLoader
 from asd_keras.extractors.base import FeatureExtractor
+from asd_keras.extractors.common import score_clips
+from asd_keras.features.spectral import LogMelFrontend
+from asd_keras.features.statistics import LogMelVectors
+from asd_keras.utils.io import atomic_path
+from asd_keras.utils.io import load_keras_model
 
 
 class VectorModelExtractor(FeatureExtractor):
@@ -37,8 +44,6 @@ class VectorModelExtractor(FeatureExtractor):
     description = "Features"
 
     def _configure(self, config, schema):
-        from asd_keras.features.spectral import LogMelFrontend
-
         variant = config["variant"]
         if variant not in self.VARIANTS:
             raise ValueError(f"variant must be one of {tuple(self.VARIANTS)}; received "
@@ -57,8 +62,6 @@ class VectorModelExtractor(FeatureExtractor):
         return dict(self.config)
 
     def loader(self):
-        from asd_keras.data.audio import AudioLoader
-
         # Shorter clips than one stacked vector cannot be scored.
         return AudioLoader(sample_rate=self.config["sample_rate"],
                            channel=self.config["channel"],
@@ -92,10 +95,6 @@ class VectorModelExtractor(FeatureExtractor):
 
     def serving_model(self, num_samples=None):
         """Waveforms `(batch, num_samples)` to the named features."""
-        import keras
-
-        from asd_keras.features.statistics import LogMelVectors
-
         self._check_fitted()
         frontend = self.frontend.get_config()
         n_frames = frontend.pop("n_frames")
@@ -110,8 +109,6 @@ class VectorModelExtractor(FeatureExtractor):
         Raises:
             ValueError: naming the first clip with a NaN or infinite feature.
         """
-        from asd_keras.extractors.common import score_clips
-
         self._check_fitted()
         model = self.serving_model(None)
         if len(table) == 0:
@@ -135,13 +132,9 @@ class VectorModelExtractor(FeatureExtractor):
         return out
 
     def _save_weights(self, folder):
-        from asd_keras.utils.io import atomic_path
-
         self._check_fitted()
         with atomic_path(Path(folder) / "model.keras", suffix=".keras") as tmp:
             self.model.save(tmp)
 
     def _load_weights(self, folder):
-        from asd_keras.utils.io import load_keras_model
-
         self.model = load_keras_model(Path(folder) / "model.keras")

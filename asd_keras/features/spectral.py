@@ -8,7 +8,9 @@ alone and inside a batch. Time comes before frequency in every output
 
 import sys
 
+import librosa
 import numpy as np
+import tensorflow as tf
 
 # `sys.float_info.epsilon` is the floor of the DCASE baselines' log
 # (reference dcase.md section 2.1).
@@ -18,8 +20,6 @@ LOG_MODES = ("max", "offset")
 
 
 def _pad_last_axis(x, pad, mode):
-    import tensorflow as tf
-
     paddings = [[0, 0]] * (len(x.shape) - 1) + [[pad, pad]]
     return tf.pad(x, paddings, mode="REFLECT" if mode == "reflect" else "CONSTANT")
 
@@ -50,8 +50,6 @@ def stft_magnitude(
     Returns:
         float32 tensor `(..., frames, n_fft // 2 + 1)`.
     """
-    import tensorflow as tf
-
     if pad_mode not in PAD_MODES:
         raise ValueError(
             f"pad_mode must be one of {PAD_MODES}; received {pad_mode!r}."
@@ -83,8 +81,6 @@ def mel_filterbank(sample_rate=16000, n_fft=1024, n_mels=128, fmin=0.0, fmax=Non
     HTK-style `linear_to_mel_weight_matrix`; librosa builds the matrix so
     the features match the baselines exactly.
     """
-    import librosa
-
     weights = librosa.filters.mel(
         sr=sample_rate, n_fft=n_fft, n_mels=n_mels, fmin=fmin, fmax=fmax
     )
@@ -175,8 +171,6 @@ class LogMelFrontend:
 
     def mel_power(self, waveform):
         """Mel spectrogram before the log, `(..., frames, n_mels)`."""
-        import tensorflow as tf
-
         spectrum = stft_magnitude(
             waveform,
             self.n_fft,
@@ -189,8 +183,6 @@ class LogMelFrontend:
 
     def spectrogram(self, waveform):
         """Log-mel spectrogram in dB, `(..., frames, n_mels)`."""
-        import tensorflow as tf
-
         mel = self.mel_power(waveform)
         if self.log_mode == "max":
             mel = tf.maximum(mel, LOG_EPS)
@@ -216,8 +208,6 @@ def stack_frames(spectrogram, n_frames=5):
     Returns:
         tensor `(..., frames - n_frames + 1, n_frames * bins)`.
     """
-    import tensorflow as tf
-
     framed = tf.signal.frame(spectrogram, n_frames, 1, axis=-2)
     shape = tf.shape(framed)
     bins = spectrogram.shape[-1]
@@ -249,8 +239,6 @@ def clip_spectrum(waveform):
     Returns:
         float32 tensor `(..., samples // 2)`.
     """
-    import tensorflow as tf
-
     waveform = tf.convert_to_tensor(waveform, tf.float32)
     spectrum = tf.abs(tf.signal.fft(tf.complex(waveform, tf.zeros_like(waveform))))
     half = tf.shape(waveform)[-1] // 2

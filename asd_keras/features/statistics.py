@@ -10,6 +10,7 @@ from keras import ops
 
 from asd_keras.features.spectral import LogMelFrontend
 from asd_keras.features.precision import Float32Layer
+from asd_keras.features.spectral import stack_frames
 
 STATISTICS = ("mean_std", "mean", "std")
 
@@ -161,8 +162,6 @@ class LogMelVectors(LogMelSpectrogram):
         self.n_frames = n_frames
 
     def call(self, waveform):
-        from asd_keras.features.spectral import stack_frames
-
         return stack_frames(self.frontend.spectrogram(waveform), self.n_frames)
 
     def compute_output_shape(self, input_shape):

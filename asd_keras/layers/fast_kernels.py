@@ -20,6 +20,7 @@ layers, and load into plain `Conv2D` / `BatchNormalization` layers and back.
 """
 
 import keras
+import tensorflow as tf
 from keras import ops
 
 
@@ -58,8 +59,6 @@ class FusedBatchNormalization(keras.layers.BatchNormalization):
             fused = self._fused_shape(inputs)
         if fused is None:
             return super().call(inputs, training=training, mask=mask)
-        import tensorflow as tf
-
         shape = tf.shape(inputs)
         channels = int(inputs.shape[self.axis])
         x = inputs if fused == () else tf.reshape(

@@ -1,6 +1,7 @@
 """Mixup of waveforms and class labels, as a layer or inside `tf.data`."""
 
 import keras
+import tensorflow as tf
 from keras import ops
 
 from asd_keras.features.precision import Float32Layer
@@ -108,8 +109,6 @@ def mixup_dataset(dataset, probability=1.0, label_rule="max", seed=0):
     The same rule as `Mixup`, with stateless per-batch random draws so the
     pipeline is reproducible. The target `y` becomes the mixed label.
     """
-    import tensorflow as tf
-
     _check(probability, label_rule)
     seeds = tf.data.Dataset.random(seed=seed).batch(2)
 

@@ -33,6 +33,7 @@ loads a preset folder written by `asd-keras convert` (`save_preset`).
 """
 
 import hashlib
+import inspect
 import json
 import math
 import os
@@ -338,8 +339,6 @@ PRESETS = {
 
 def encoder_defaults(encoder):
     """Every constructor argument of an encoder type with its default."""
-    import inspect
-
     if encoder not in ENCODER_CLASSES:
         raise ValueError(f"encoder must be one of {ENCODER_TYPES}; received {encoder!r}.")
     parameters = inspect.signature(ENCODER_CLASSES[encoder].__init__).parameters.items()

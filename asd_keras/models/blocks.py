@@ -10,6 +10,8 @@ outputs are cast to float32 (`asd_keras.models.precision.float32_output`),
 for the losses and scores computed from them.
 """
 
+import keras
+
 from asd_keras.config import check_integer
 from asd_keras.models.precision import float32_output
 
@@ -22,8 +24,6 @@ def kernel_initializer(name, seed=None):
     `"random_normal"` is N(0, 0.02), the `weights_init` of the GANomaly and
     Skip-GANomaly code (reference methods.md A1), not Keras' default 0.05.
     """
-    import keras
-
     if name == "glorot_uniform":
         return keras.initializers.GlorotUniform(seed=seed)
     if name == "random_normal":
@@ -51,8 +51,6 @@ def dense_block(x, units, name, batch_norm=True, activation="relu", dropout=0.0,
     Returns:
         Keras tensor.
     """
-    import keras
-
     x = keras.layers.Dense(
         units, kernel_initializer=kernel_initializer(initializer), name=f"{name}_dense"
     )(x)
@@ -101,8 +99,6 @@ def dense_encoder(input_dim=640, hidden_units=128, latent_dim=8, num_hidden_laye
     Returns:
         Functional keras.Model `(batch, input_dim) -> (batch, latent_dim)`.
     """
-    import keras
-
     _check_sizes(input_dim=input_dim, hidden_units=hidden_units, latent_dim=latent_dim,
                  num_hidden_layers=num_hidden_layers)
     inputs = keras.Input(shape=(int(input_dim),), name=f"{name}_input")
@@ -118,8 +114,6 @@ def dense_decoder(latent_dim=8, hidden_units=128, output_dim=640, num_hidden_lay
     Returns:
         Functional keras.Model `(batch, latent_dim) -> (batch, output_dim)`.
     """
-    import keras
-
     _check_sizes(latent_dim=latent_dim, hidden_units=hidden_units, output_dim=output_dim,
                  num_hidden_layers=num_hidden_layers)
     inputs = keras.Input(shape=(int(latent_dim),), name=f"{name}_input")
@@ -142,8 +136,6 @@ def dense_unet(input_dim=640, hidden_units=128, latent_dim=8, num_hidden_layers=
     Returns:
         Functional keras.Model `(batch, input_dim) -> (batch, input_dim)`.
     """
-    import keras
-
     _check_sizes(input_dim=input_dim, hidden_units=hidden_units, latent_dim=latent_dim,
                  num_hidden_layers=num_hidden_layers)
     inputs = keras.Input(shape=(int(input_dim),), name=f"{name}_input")
@@ -179,8 +171,6 @@ def dense_discriminator(input_dim=640, hidden_units=128, num_hidden_layers=3,
         Functional keras.Model `x` (or `[x, z]`) -> `{"logit": (batch, 1),
         "features": (batch, d)}`.
     """
-    import keras
-
     _check_sizes(input_dim=input_dim, hidden_units=hidden_units,
                  num_hidden_layers=num_hidden_layers)
     x_in = keras.Input(shape=(int(input_dim),), name=f"{name}_input")

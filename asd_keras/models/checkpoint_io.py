@@ -29,6 +29,7 @@ from collections import OrderedDict
 from pathlib import Path
 
 import numpy as np
+from safetensors.numpy import load_file
 
 PYTORCH_SUFFIXES = (".pt", ".pth", ".ckpt")
 CHECKPOINT_SUFFIXES = PYTORCH_SUFFIXES + (".safetensors", ".npz")
@@ -81,7 +82,6 @@ def read_checkpoint(path, trust_pickle=False):
             raise ValueError(f"Checkpoint '{path}' is not a readable .npz ({error}).") from None
         return _float32(state, path), None
     if suffix == ".safetensors":
-        from safetensors.numpy import load_file
         try:
             state = load_file(str(path))
         except Exception as error:  # safetensors raises its own error types

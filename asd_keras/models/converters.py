@@ -31,6 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
+from asd_keras.layers.audio_transformers import sincos_positions
 from asd_keras.models.audio_encoders import ENCODER_TYPES
 from asd_keras.models.audio_encoders import build_encoder
 from asd_keras.models.audio_encoders import encoder_defaults
@@ -298,7 +299,6 @@ def random_state_dict(encoder_type, config=None, seed=0):
         elif entry.kind == "weight_g":
             value = 1.0 + 0.1 * rng.standard_normal(shape)
         elif entry.kind == "positions":
-            from asd_keras.layers.audio_transformers import sincos_positions
             dim, rows = shape[2], shape[1]
             bands = 128 // _eat_config(config or {})["patch_size"]
             value = sincos_positions(dim, rows // bands, bands)[None]

@@ -5,6 +5,12 @@ The `dense_ae` extractor (`asd_keras.extractors.dense_ae`) trains it and
 the `dense_ae` system preset (`asd_keras.systems.dense_ae`) scores with it.
 """
 
+import keras
+
+from asd_keras.models.blocks import dense_block
+from asd_keras.models.blocks import dense_stack
+from asd_keras.models.precision import float32_output
+
 
 def dense_autoencoder(
     input_dim=640,
@@ -36,12 +42,6 @@ def dense_autoencoder(
     >>> model.count_params()
     269992
     """
-    import keras
-
-    from asd_keras.models.blocks import dense_block
-    from asd_keras.models.blocks import dense_stack
-    from asd_keras.models.precision import float32_output
-
     inputs = keras.Input(shape=(input_dim,), name="log_mel_vectors")
     x, _ = dense_stack(inputs, hidden_units, num_hidden_layers, "encoder")
     x = dense_block(x, latent_dim, "bottleneck")

@@ -26,6 +26,7 @@ from asd_keras.layers.augment import TimeMasking
 from asd_keras.features.kaldi import KaldiFbank
 from asd_keras.layers.simam import SimAM
 from asd_keras.models.audio_encoders import eat_body
+from asd_keras.models.audio_encoders import encoder_defaults
 from asd_keras.models.precision import float32_output
 
 POOLINGS = ("asp", "cls", "mean")
@@ -69,8 +70,6 @@ def eat_embedding_model(num_samples, encoder_config, filter_bank="mel", norm_mea
         layers `"fbank"` and (with SimAM) `"simam"` give the maps before and
         after the enhancement.
     """
-    from asd_keras.models.audio_encoders import encoder_defaults
-
     for key, value, allowed in (("simam", simam, SIMAM_MODES),
                                 ("pooling", pooling, POOLINGS)):
         if value not in allowed:

@@ -29,6 +29,11 @@ policy when it is loaded. What must stay float32 whatever the policy:
 
 import contextlib
 
+import keras
+import tensorflow as tf
+
+from asd_keras.config import choice
+
 DTYPE_POLICIES = ("float32", "mixed_bfloat16", "mixed_float16")
 
 
@@ -39,8 +44,6 @@ def precision_schema():
     Returns:
         dict key -> `asd_keras.config.Option`, to merge into a schema.
     """
-    from asd_keras.config import choice
-
     return {"jit_compile": choice(*JIT_CHOICES),
             "dtype_policy": choice(*DTYPE_POLICIES)}
 
@@ -55,8 +58,6 @@ def dtype_policy_scope(policy):
     Args:
         policy: str (one of `DTYPE_POLICIES`) or `keras.DTypePolicy`.
     """
-    import keras
-
     previous = keras.config.dtype_policy()
     keras.config.set_dtype_policy(policy)
     try:
@@ -78,8 +79,6 @@ def loss_scaled(optimizer, policy):
         optimizer: `keras.optimizers.Optimizer`.
         policy: str or `keras.DTypePolicy`.
     """
-    import keras
-
     name = policy if isinstance(policy, str) else policy.name
     if name != "mixed_float16" or isinstance(optimizer,
                                              keras.optimizers.LossScaleOptimizer):
@@ -103,8 +102,6 @@ def float32_output(x, name):
     Returns:
         The same structure of float32 Keras tensors.
     """
-    import keras
-
     if isinstance(x, dict):
         return {k: float32_output(v, f"{name}_{k}") for k, v in x.items()}
     if isinstance(x, (list, tuple)):
@@ -130,6 +127,4 @@ def resolve_jit_compile(value):
     """
     if value != "auto":
         return bool(value)
-    import tensorflow as tf
-
     return bool(tf.config.list_physical_devices("GPU"))

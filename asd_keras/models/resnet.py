@@ -26,6 +26,9 @@ the image `(frames, n_mels, 1)`: height is time, width is frequency.
 
 import random
 
+import keras
+from keras import layers
+
 from asd_keras.config import check_integer
 
 RESNET_DEPTHS = (18, 34, 50, 101, 152)
@@ -82,8 +85,6 @@ class _Builder:
         self._seeds = None if seed is None else random.Random(int(seed))
 
     def _initializer(self):
-        import keras
-
         seed = None if self._seeds is None else self._seeds.randrange(2**31 - 1)
         # torchvision's kaiming_normal_(mode="fan_out", nonlinearity="relu"):
         # N(0, 2 / (out_channels * kh * kw)), not truncated.
@@ -93,8 +94,6 @@ class _Builder:
 
     def conv(self, x, filters, kernel, name, strides=1):
         """`kernel` x `kernel` conv with PyTorch's symmetric `kernel // 2` padding."""
-        from keras import layers
-
         # Keras' padding="same" puts the odd extra row of a strided conv at
         # the end, PyTorch pads both sides equally; explicit zero padding
         # and "valid" reproduce PyTorch's output grid exactly.
@@ -107,16 +106,12 @@ class _Builder:
 
     @staticmethod
     def bn(x, name):
-        from keras import layers
-
         return layers.BatchNormalization(
             epsilon=_BN_EPSILON, momentum=_BN_MOMENTUM, name=name
         )(x)
 
     @staticmethod
     def relu(x, name):
-        from keras import layers
-
         return layers.ReLU(name=name)(x)
 
     def shortcut(self, x, filters, strides, name):
@@ -127,8 +122,6 @@ class _Builder:
 
     def basic_block(self, x, width, strides, name):
         """torchvision's `BasicBlock`: two 3x3 convs, the first strided."""
-        from keras import layers
-
         shortcut = self.shortcut(x, width, strides, name)
         r = self.conv(x, width, 3, f"{name}_conv1", strides=strides)
         r = self.relu(self.bn(r, f"{name}_bn1"), f"{name}_relu1")
@@ -139,8 +132,6 @@ class _Builder:
 
     def bottleneck_block(self, x, width, strides, name):
         """torchvision's `Bottleneck` (v1.5): 1x1, strided 3x3, 1x1 x4."""
-        from keras import layers
-
         filters = width * _EXPANSION["bottleneck"]
         shortcut = self.shortcut(x, filters, strides, name)
         r = self.conv(x, width, 1, f"{name}_conv1")
@@ -184,9 +175,6 @@ def resnet_backbone(depth, n_mels=128, frames=None, seed=None, name=None):
     >>> resnet_backbone(18).output_shape  # doctest: +SKIP
     (None, 512)
     """
-    import keras
-    from keras import layers
-
     kind, blocks = _spec(depth)
     n_mels = check_integer("n_mels", n_mels, 1)
     frames = None if frames is None else check_integer("frames", frames, 1)

@@ -12,6 +12,24 @@ Under a mixed dtype policy (`asd_keras.models.precision`) the front ends and
 the heads compute in float32 and each branch's embedding is cast to float32.
 """
 
+import keras
+from keras import layers
+
+from asd_keras.layers import ClipSpectrum
+from asd_keras.layers import LinearSpectrogram
+from asd_keras.layers import TemporalMeanNormalization
+from asd_keras.layers.fast_kernels import FusedBatchNormalization
+from asd_keras.layers.fast_kernels import PolyphaseConv2D
+from asd_keras.layers.heads import AdaCos
+from asd_keras.layers.heads import ArcFace
+from asd_keras.layers.heads import CompactnessHead
+from asd_keras.layers.heads import SoftmaxHead
+from asd_keras.layers.heads import SubClusterAdaCos
+from asd_keras.losses.angular import CompactnessCrossEntropy
+from asd_keras.losses.angular import CompactnessLoss
+from asd_keras.losses.angular import MixupCrossEntropy
+from asd_keras.models.precision import float32_output
+
 BLOCK2_BN = ("shortcut", "residual")
 BRANCHES = ("both", "spectrogram", "spectrum")
 LOSSES = ("sc_adacos", "adacos", "arcface", "softmax", "compactness",
@@ -20,8 +38,6 @@ LENGTH_POLICIES = ("truncate", "pad", "tile_crop")
 
 
 def _conv_kwargs(l2):
-    import keras
-
     return {"use_bias": False,
             "kernel_regularizer": keras.regularizers.L2(l2) if l2 else None}
 
@@ -41,12 +57,6 @@ def spectrum_encoder(num_bins, embedding_dim=128, l2=1e-5, name="spectrum_encode
     Returns:
         keras.Model `(batch, num_bins)` -> `(batch, embedding_dim)`.
     """
-    import keras
-    from keras import layers
-
-    from asd_keras.layers.fast_kernels import FusedBatchNormalization
-    from asd_keras.models.precision import float32_output
-
     kw = _conv_kwargs(l2)
     inputs = keras.Input((num_bins,), name="spectrum")
     x = layers.Reshape((num_bins, 1), name="spectrum_channel")(inputs)
@@ -82,14 +92,6 @@ def spectrogram_encoder(num_frames, num_bins=513, embedding_dim=128, l2=1e-5,
     Returns:
         keras.Model `(batch, num_frames, num_bins)` -> `(batch, embedding_dim)`.
     """
-    import keras
-    from keras import layers
-
-    from asd_keras.layers import TemporalMeanNormalization
-    from asd_keras.layers.fast_kernels import FusedBatchNormalization
-    from asd_keras.layers.fast_kernels import PolyphaseConv2D
-    from asd_keras.models.precision import float32_output
-
     if block2_bn not in BLOCK2_BN:
         raise ValueError(f"block2_bn must be one of {BLOCK2_BN}; received {block2_bn!r}.")
     kw = _conv_kwargs(l2)
@@ -175,11 +177,6 @@ def wilkinghoff_embedding_model(num_samples=160000, embedding_dim=128, l2=1e-5,
     Example:
     >>> wilkinghoff_embedding_model(160000).count_params()  # doctest: +SKIP
     """
-    import keras
-
-    from asd_keras.layers import ClipSpectrum
-    from asd_keras.layers import LinearSpectrogram
-
     if branches not in BRANCHES:
         raise ValueError(f"branches must be one of {BRANCHES}; received {branches!r}.")
     frames = 1 + (int(num_samples) - 1024) // 512
@@ -208,32 +205,28 @@ def wilkinghoff_embedding_model(num_samples=160000, embedding_dim=128, l2=1e-5,
 
 def build_head(loss, num_classes, config, seed=None):
     """The head layer and Keras loss for a `loss` name (see `LOSSES`)."""
-    from asd_keras import layers
-    from asd_keras import losses
-
     if loss == "sc_adacos":
-        head = layers.SubClusterAdaCos(
+        head = SubClusterAdaCos(
             num_classes, int(config["num_subclusters"]),
             bool(config["trainable_centers"]), config["scale_rule"], seed, name="head")
-        return head, losses.MixupCrossEntropy()
+        return head, MixupCrossEntropy()
     if loss == "adacos":
-        head = layers.AdaCos(num_classes, bool(config["trainable_centers"]),
-                             config["scale_rule"], seed, name="head")
-        return head, losses.MixupCrossEntropy()
+        head = AdaCos(num_classes, bool(config["trainable_centers"]), config["scale_rule"],
+                      seed, name="head")
+        return head, MixupCrossEntropy()
     if loss == "arcface":
-        head = layers.ArcFace(num_classes, float(config["arcface_scale"]),
-                              float(config["arcface_margin"]), seed=seed, name="head")
-        return head, losses.MixupCrossEntropy()
+        head = ArcFace(num_classes, float(config["arcface_scale"]),
+                       float(config["arcface_margin"]), seed=seed, name="head")
+        return head, MixupCrossEntropy()
     if loss == "softmax":
-        return (layers.SoftmaxHead(num_classes, float(config["l2"]), seed, name="head"),
-                losses.MixupCrossEntropy())
+        return (SoftmaxHead(num_classes, float(config["l2"]), seed, name="head"),
+                MixupCrossEntropy())
     if loss == "compactness":
-        return (layers.CompactnessHead(num_classes, False, seed=seed, name="head"),
-                losses.CompactnessLoss())
+        return (CompactnessHead(num_classes, False, seed=seed, name="head"),
+                CompactnessLoss())
     if loss == "compactness_cce":
-        return (layers.CompactnessHead(num_classes, True, float(config["l2"]), seed,
-                                       name="head"),
-                losses.CompactnessCrossEntropy(float(config["cce_weight"])))
+        return (CompactnessHead(num_classes, True, float(config["l2"]), seed, name="head"),
+                CompactnessCrossEntropy(float(config["cce_weight"])))
     raise ValueError(f"loss must be one of {LOSSES}; received {loss!r}.")
 
 
@@ -251,8 +244,6 @@ def training_model(embedding_model, head, num_classes, mixup=None,
     Returns:
         keras.Model whose output is the head's stacked output.
     """
-    import keras
-
     waveform = keras.Input(embedding_model.input_shape[1:], name="waveform")
     label = keras.Input((num_classes,), name="label")
     x, y = (mixup([waveform, label]) if mixup is not None else (waveform, label))

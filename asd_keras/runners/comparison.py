@@ -17,6 +17,7 @@ from tqdm.auto import tqdm
 from asd_keras import runs
 from asd_keras.evaluation.metrics import machine_type_metrics
 from asd_keras.evaluation.metrics import weighted_summary
+from asd_keras.runners.search import PROTOCOLS
 from asd_keras.systems import get_system
 from asd_keras.utils.io import atomic_write_dataframe
 
@@ -135,8 +136,6 @@ def markdown_table6(frame):
 
 def selection_note(search_folder):
     """A sentence naming the protocol of a search whose best config is used."""
-    from asd_keras.runners.search import PROTOCOLS
-
     spec = json.loads((Path(search_folder) / "search.json").read_text())
     return (f"hyper-parameters per machine type from the {spec['mode']} search in "
             f"'{search_folder}' ({spec['system']}), protocol **{spec['protocol']}**: "

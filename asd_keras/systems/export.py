@@ -21,6 +21,9 @@ Each failure is a `tf.errors.InvalidArgumentError` whose message names the
 input, the value received and the fix.
 """
 
+import keras
+import tensorflow as tf
+
 from asd_keras.systems.configuration import GROUPINGS
 from asd_keras.systems.groups import machine_type_of
 from asd_keras.systems.groups import owner_group
@@ -51,8 +54,6 @@ def _assert(ok, message):
     """`tf.debugging.Assert` whose message (a string tensor built by
     `message()`) is only computed when `ok` is false: building it may need
     values (such as the first NaN's position) that only exist then."""
-    import tensorflow as tf
-
     text = tf.cond(ok, lambda: tf.constant(""), message)
     return tf.debugging.Assert(ok, [text])
 
@@ -63,8 +64,6 @@ def _checked_waveform(waveform, channels, min_samples, reason):
     The returned tensor depends on every check, so no op of the model can
     run (and fail with a shape error, or score garbage) before them.
     """
-    import tensorflow as tf
-
     def shape_text():
         return tf.strings.reduce_join(tf.strings.as_string(shape), separator=", ")
 
@@ -110,8 +109,6 @@ def _checked_waveform(waveform, channels, min_samples, reason):
 def _group_index(groups, grouping, machine_type, section):
     """The index into `groups` of the served clips' group, once the machine
     type (and section) are known to be trained ones."""
-    import tensorflow as tf
-
     if grouping == "all":
         return tf.constant(0, tf.int32)
     names = tf.constant(groups)
@@ -158,9 +155,6 @@ def export_system(system, out_dir):
     Returns:
         dict: the manifest (inputs, waveform shape, groups, sample rate...).
     """
-    import keras
-    import tensorflow as tf
-
     groups = sorted(system.thresholds)
     grouping = system.config["grouping"]
     # Validated at construction: an extractor group never splits a backend group.

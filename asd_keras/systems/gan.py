@@ -10,6 +10,7 @@ Per-machine-type hyper-parameters (the paper's Tables 4-5, or what
 `{fan: {epochs: 30}}`.
 """
 
+from asd_keras.extractors.gan import NO_DISTRIBUTE
 from asd_keras.systems.base import AnomalySystem
 from asd_keras.systems.base import register_system
 
@@ -34,8 +35,6 @@ class GANDetectorSystem(AnomalySystem):
                              f"{detector!r} instead.")
         super().__init__(config)
         if self.config["extractor"] == "gan" and self.config["distribute"] != "none":
-            from asd_keras.extractors.gan import NO_DISTRIBUTE
-
             raise ValueError(NO_DISTRIBUTE)
 
 

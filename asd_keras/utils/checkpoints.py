@@ -28,8 +28,10 @@ import re
 import shutil
 from pathlib import Path
 
+import h5py
 import keras
 import numpy as np
+from keras.src.saving import saving_lib
 
 from asd_keras.utils.io import DiskFullError
 from asd_keras.utils.io import atomic_path
@@ -206,8 +208,6 @@ def _weights_bytes(model):
     the module docstring); this is the same serialisation (`saving_lib`'s
     `H5IOStore` on a `BytesIO`, as Keras does for `.keras` archives).
     """
-    from keras.src.saving import saving_lib
-
     buffer = io.BytesIO()
     store = saving_lib.H5IOStore(buffer, mode="w")
     try:
@@ -229,8 +229,6 @@ def _closing_hdf5(path):
     try:
         yield
     except BaseException:
-        import h5py
-
         target = os.path.abspath(path)
         for file_id in h5py.h5f.get_obj_ids(h5py.h5f.OBJ_ALL, h5py.h5f.OBJ_FILE):
             try:

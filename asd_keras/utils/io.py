@@ -6,10 +6,12 @@ import errno
 import io
 import json
 import os
+import re
 import shutil
 import sys
 import tempfile
 import time
+import zipfile
 from pathlib import Path
 
 # errno values meaning "the disk (or the user's quota) is full".
@@ -228,8 +230,6 @@ def remove_stale_staging(path):
     Returns:
         list of Path, the folders removed.
     """
-    import re
-
     path = Path(path)
     if not path.parent.is_dir():
         return []
@@ -309,7 +309,7 @@ def folder_lock(path, what="output folder"):
     Raises:
         FolderInUseError: if another process holds the lock.
     """
-    import fcntl
+    import fcntl  # lazy: POSIX only; the rest of utils.io imports anywhere
 
     lock = _lock_path(path)
     key = str(lock)
@@ -462,9 +462,7 @@ def load_keras_model(path):
         FileNotFoundError: if the file is missing.
         ValueError: if the file is not a complete `.keras` (zip) archive.
     """
-    import zipfile
-
-    import keras
+    import keras  # lazy: utils.io serves the CLI and data/, which run without TensorFlow
 
     path = Path(path)
     fix = ("Train the run again with 'asd-keras train', or restore the file "

@@ -44,14 +44,14 @@ def set_seed(seed, deterministic=False):
     Returns:
         int, the seed.
     """
-    import keras
+    import keras  # lazy: environment_summary() runs without loading TensorFlow
 
     seed = int(seed)
     random.seed(seed)
     np.random.seed(seed)
     keras.utils.set_random_seed(seed)
     if deterministic:
-        import tensorflow as tf
+        import tensorflow as tf  # lazy: as keras above
 
         tf.config.experimental.enable_op_determinism()
     return seed
@@ -140,7 +140,7 @@ def _onednn_enabled():
     """
     if "tensorflow" not in sys.modules:
         return None
-    from tensorflow.python.util import _pywrap_util_port
+    from tensorflow.python.util import _pywrap_util_port  # lazy: only once TF is loaded
 
     return bool(_pywrap_util_port.IsMklEnabled())
 
@@ -149,7 +149,7 @@ def _op_determinism():
     """Whether TensorFlow's op determinism is on (None before TF is loaded)."""
     if "tensorflow" not in sys.modules:
         return None
-    from tensorflow.python.framework import config
+    from tensorflow.python.framework import config  # lazy: only once TF is loaded
 
     return bool(config.is_op_determinism_enabled())
 

@@ -10,11 +10,16 @@ family gets all four without repeating them.
 
 import contextlib
 import logging
+import tempfile
 from pathlib import Path
 
+import keras
 import numpy as np
 import pandas as pd
+import tensorflow as tf
 
+from asd_keras.utils import interrupt
+from asd_keras.utils.checkpoints import AtomicBackupAndRestore
 from asd_keras.utils.io import atomic_write_dataframe
 
 logger = logging.getLogger(__name__)
@@ -35,8 +40,6 @@ def make_strategy(distribute):
         raise ValueError(f"distribute must be one of {DISTRIBUTE}; received {distribute!r}.")
     if distribute == "none":
         return None
-    import tensorflow as tf
-
     if distribute == "multi_worker":
         return tf.distribute.MultiWorkerMirroredStrategy()
     devices = tf.config.list_logical_devices("GPU") or tf.config.list_logical_devices("CPU")
@@ -63,8 +66,6 @@ def without_autotune_thread(dataset):
     Returns:
         The dataset with `options.autotune.enabled = False`.
     """
-    import tensorflow as tf
-
     if not isinstance(dataset, tf.data.Dataset):
         return dataset
     options = tf.data.Options()
@@ -121,13 +122,6 @@ class TrainingContext:
             callbacks: extractor-specific callbacks, run before the user's.
             **kwargs: more `model.fit` arguments.
         """
-        import tempfile
-
-        import keras
-
-        from asd_keras.utils import interrupt
-        from asd_keras.utils.checkpoints import AtomicBackupAndRestore
-
         optimizer = model.optimizer
         if optimizer is not None and not optimizer.built and model.trainable_variables:
             # Built here, not inside the first traced step: a variable created

@@ -7,10 +7,10 @@ import numpy as np
 
 def pyplot():
     """`matplotlib.pyplot` on the non-interactive Agg backend."""
-    import matplotlib
+    import matplotlib  # lazy: importing this module must not switch the user's backend
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # lazy: after the backend is chosen
 
     return plt
 

@@ -1,7 +1,12 @@
 """Figures of Shin & Lee's proxy-task study: proxy performance against ASD
 AUC (Figs. 2-4) and 2-D projections of learned features (Fig. 5)."""
 
+import warnings
+
 import numpy as np
+from sklearn.manifold import TSNE
+from sklearn.neighbors import NearestNeighbors
+from threadpoolctl import threadpool_limits
 
 from asd_keras.visualisation.plots import _pyplot
 from asd_keras.visualisation.plots import _save
@@ -152,10 +157,6 @@ def _umap_points(umap, features, n_neighbors, seed):
     search, which gives the same neighbours (each row first, at distance 0,
     as UMAP expects).
     """
-    import warnings
-
-    from sklearn.neighbors import NearestNeighbors
-
     distances, indices = NearestNeighbors(n_neighbors=n_neighbors).fit(
         features).kneighbors(features)
     with warnings.catch_warnings():
@@ -191,10 +192,7 @@ def plot_feature_projections(panels, path, seed=0):
         ValueError: on no panels, fewer than 4 clips or 2 dimensions,
             labels that do not match the features, or NaN/inf features.
     """
-    # Imported here: umap takes seconds to import and compiles with numba.
-    import umap
-    from sklearn.manifold import TSNE
-    from threadpoolctl import threadpool_limits
+    import umap  # lazy: takes seconds to import and compiles with numba
 
     if not panels:
         raise ValueError("plot_feature_projections: received no panels.")

@@ -1,8 +1,12 @@
 """Planning, naming, rendering and writing a synthetic dataset (`generate`),
 its ground truth, and where its data folders are (`synthetic_data_root`)."""
 
+import concurrent.futures
 import dataclasses
 import json
+import multiprocessing
+import os
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -112,11 +116,6 @@ def _render(task):
 def _render_all(tasks, workers, bar):
     """Runs `_render` on every task, on `workers` processes when there are
     enough clips to pay for them."""
-    import concurrent.futures
-    import multiprocessing
-    import os
-    import sys
-
     workers = (os.cpu_count() or 1) if workers is None else workers
     if isinstance(workers, bool) or not isinstance(workers, int):
         raise ValueError(f"workers must be an integer >= 1 (or None for every core); "

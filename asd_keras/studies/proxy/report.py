@@ -41,6 +41,8 @@ from asd_keras.utils.io import atomic_write_text
 from asd_keras.utils.io import check_output_dir
 from asd_keras.utils.io import staged_dir
 from asd_keras.visualisation.proxy import ASD_LABELS
+from asd_keras.visualisation.proxy import plot_feature_projections
+from asd_keras.visualisation.proxy import plot_proxy_vs_asd
 
 
 # ----------------------------------------------------------------------
@@ -241,9 +243,6 @@ def write_proxy_report(study_dirs, out, force=False, saturation_levels=None,
         ValueError: on malformed study files, a family in two study folders,
             or `out` being a study folder.
     """
-    from asd_keras.visualisation.proxy import plot_feature_projections
-    from asd_keras.visualisation.proxy import plot_proxy_vs_asd
-
     if not 0 < loss_ratio <= 1:
         raise ValueError(f"loss_ratio must be in (0, 1]; received {loss_ratio!r}.")
     if saturation_levels is None:

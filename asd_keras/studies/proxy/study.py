@@ -52,6 +52,8 @@ from asd_keras.studies.proxy.schema import ASD_COLUMNS
 from asd_keras.studies.proxy.schema import CONFIG_FAMILY_KEYS
 from asd_keras.studies.proxy.schema import HEALTH_COLUMNS
 from asd_keras.studies.proxy.schema import KEY_COLUMNS
+from asd_keras.systems import get_system
+from asd_keras.utils.io import atomic_path
 from asd_keras.utils.io import atomic_write_dataframe
 from asd_keras.utils.io import atomic_write_text
 from asd_keras.utils.processes import call_in_fresh_process
@@ -140,8 +142,6 @@ def load_study_config(source):
 
 
 def _system(family, configuration, base, overrides, trial):
-    from asd_keras.systems import get_system
-
     config = {**base, **family["base"],
               **{k: v for k, v in configuration.items() if k != "name"}, **overrides}
     config["seed"] = int(config.get("seed", 0)) + trial
@@ -225,8 +225,6 @@ def _check_resumed(folder, system):
 
 
 def _atomic_npz(path):
-    from asd_keras.utils.io import atomic_path
-
     return atomic_path(path, suffix=".npz")
 
 
