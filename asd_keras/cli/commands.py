@@ -3,7 +3,6 @@ the runs layer (`asd_keras.runs`) or a runner, and prints what it wrote."""
 
 from pathlib import Path
 
-from asd_keras.config import load_config_file
 from asd_keras.config import parse_overrides
 from asd_keras.utils.io import check_output_dir
 from asd_keras.utils.io import folder_lock
@@ -195,21 +194,12 @@ def cmd_export(args):
 
 
 def cmd_study(args):
+    from asd_keras.runners.study import load_study_spec  # lazy: TensorFlow (fast --help)
     from asd_keras.runners.study import run_study  # lazy: TensorFlow (fast --help)
 
     _split_data_and_overrides(args)
-    spec = load_config_file(args.config)
-    if not isinstance(spec, dict) or "conditions" not in spec:
-        raise ValueError(
-            f"'{args.config}' must hold a 'conditions' list (and optionally a "
-            "'base' mapping); see experiments/angular_margin/config.yaml.")
-    base = dict(spec.get("base") or {})
+    conditions, base = load_study_spec(args.config, only=args.only)
     base.update(parse_overrides(args.overrides, flags={"--epochs": args.epochs}))
-    conditions = spec["conditions"]
-    if args.only:
-        conditions = [c for c in conditions if c["name"] in args.only]
-        if not conditions:
-            raise ValueError(f"--only {args.only} matches no condition of '{args.config}'.")
     summary = run_study(conditions, base, args.data, args.out, trials=args.trials,
                         force=args.force, definition=args.definition,
                         keep_models=args.keep_models)
@@ -223,17 +213,13 @@ def cmd_study(args):
 
 
 def cmd_search(args):
+    from asd_keras.runners.search import load_search_spec  # lazy: TensorFlow (fast --help)
     from asd_keras.runners.search import run_search  # lazy: TensorFlow (fast --help)
 
     _split_data_and_overrides(args)
-    spec = load_config_file(args.space)
-    if "space" not in spec:
-        raise ValueError(
-            f"'{args.space}' must hold a 'space' mapping of key -> list of values (and "
-            "optionally 'base'); see experiments/gan_detectors/search_table3.yaml.")
-    base = dict(spec.get("base") or {})
+    space, base = load_search_spec(args.space)
     base.update(parse_overrides(args.overrides))
-    run_search(args.system, spec["space"], args.data, args.out, mode=args.mode,
+    run_search(args.system, space, args.data, args.out, mode=args.mode,
                budget=args.budget, protocol=args.protocol, base=base, seed=args.seed,
                force=args.force)
     print((Path(args.out) / "best.md").read_text())

@@ -29,6 +29,7 @@ import yaml
 from tqdm.auto import tqdm
 
 from asd_keras import runs
+from asd_keras.config import load_config_file
 from asd_keras.evaluation.metrics import machine_type_metrics
 from asd_keras.systems import get_system
 from asd_keras.utils.io import atomic_write_dataframe
@@ -43,6 +44,28 @@ PROTOCOLS = {
                "other half that the selection never saw",
 }
 MODES = ("grid", "random")
+
+
+def load_search_spec(path):
+    """The search space and base keys of a search file (`space:`, `base:`).
+
+    Args:
+        path: str or Path of a YAML file holding a `space` mapping of key ->
+            list of values and optionally a `base` mapping
+            (experiments/gan_detectors/search_table3.yaml).
+
+    Returns:
+        (space, base): the space mapping and a new dict of base keys.
+
+    Raises:
+        ValueError: for a file without a `space` mapping.
+    """
+    spec = load_config_file(path)
+    if not isinstance(spec, dict) or "space" not in spec:
+        raise ValueError(
+            f"'{path}' must hold a 'space' mapping of key -> list of values (and "
+            "optionally 'base'); see experiments/gan_detectors/search_table3.yaml.")
+    return spec["space"], dict(spec.get("base") or {})
 
 
 def check_space(space):

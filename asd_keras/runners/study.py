@@ -20,6 +20,7 @@ from asd_keras.evaluation.metrics import domain_metrics
 from asd_keras.evaluation.metrics import evaluate
 from asd_keras.evaluation.metrics import harmonic_means
 from asd_keras import runs
+from asd_keras.config import load_config_file
 from asd_keras.systems import get_system
 from asd_keras.utils.io import atomic_write_dataframe
 from asd_keras.utils.io import atomic_write_text
@@ -90,6 +91,35 @@ def summarise(results, conditions):
         rows.append(row)
         pretty.append(shown)
     return pd.DataFrame(rows), pd.DataFrame(pretty).to_markdown(index=False)
+
+
+def load_study_spec(path, only=None):
+    """The conditions and base keys of a study file (`conditions:`, `base:`).
+
+    Args:
+        path: str or Path of a YAML file holding a `conditions` list (each a
+            mapping with a `name`) and optionally a `base` mapping
+            (experiments/angular_margin/config.yaml).
+        only: list of condition names to keep (default: all).
+
+    Returns:
+        (conditions, base): the list of condition mappings and a new dict.
+
+    Raises:
+        ValueError: for a file without `conditions`, or `only` names that
+            match no condition.
+    """
+    spec = load_config_file(path)
+    if not isinstance(spec, dict) or "conditions" not in spec:
+        raise ValueError(
+            f"'{path}' must hold a 'conditions' list (and optionally a "
+            "'base' mapping); see experiments/angular_margin/config.yaml.")
+    conditions = spec["conditions"]
+    if only:
+        conditions = [c for c in conditions if c["name"] in only]
+        if not conditions:
+            raise ValueError(f"--only {only} matches no condition of '{path}'.")
+    return conditions, dict(spec.get("base") or {})
 
 
 def run_study(conditions, base_config, data, out, trials=2, force=False,

@@ -7,18 +7,17 @@ a preset of `AnomalySystem` (an extractor composed with a backend).
 from asd_keras.systems.base import SYSTEMS
 from asd_keras.systems.base import AnomalySystem
 from asd_keras.systems.base import register_system
-from asd_keras.systems import contrastive  # noqa: F401
 from asd_keras.systems.dense_ae import DenseAutoencoderSystem
-from asd_keras.systems import eat_simam  # noqa: F401
-from asd_keras.systems import frozen_encoder  # noqa: F401
 from asd_keras.systems.gan import EGBADSystem
 from asd_keras.systems.gan import GANomalySystem
 from asd_keras.systems.gan import SkipGANomalySystem
 from asd_keras.systems.logmel_stats import LogMelStatsSystem
-from asd_keras.systems import resnet  # noqa: F401
-from asd_keras.systems import residual_view  # noqa: F401
-from asd_keras.systems import separation  # noqa: F401
 from asd_keras.systems.wilkinghoff import WilkinghoffSystem
+from asd_keras.utils.registry import import_submodules
+
+# Every module of the package, so that adding a component is adding a file
+# (its registration decorator runs on import).
+import_submodules(__name__, __path__)
 
 
 def get_system(name):

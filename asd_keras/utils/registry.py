@@ -1,6 +1,8 @@
 """Named registries of components (backends, extractors, systems)."""
 
+import importlib
 import inspect
+import pkgutil
 
 
 class Registry:
@@ -64,3 +66,23 @@ def defaults(cls):
     return {name: (None if p.default is inspect.Parameter.empty else p.default)
             for name, p in inspect.signature(cls).parameters.items()
             if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
+
+
+def import_submodules(package_name, package_path):
+    """Imports every module of a package, so that their registrations run.
+
+    A package of components calls this at the end of its `__init__`; adding
+    a component is then adding a file, with no list of imports to edit.
+
+    Args:
+        package_name: str. The package's `__name__`.
+        package_path: the package's `__path__`.
+
+    Returns:
+        list of str: the names of the modules imported, sorted.
+    """
+    names = sorted(info.name for info in pkgutil.iter_modules(package_path)
+                   if not info.name.startswith("_"))
+    for name in names:
+        importlib.import_module(f"{package_name}.{name}")
+    return names
