@@ -248,17 +248,10 @@ class ClassifierEmbeddingExtractor(FeatureExtractor):
     # -- pipelines ---------------------------------------------------------
 
     def training_dataset(self, paths, labels, num_classes, loader, shuffle=True, seed=0):
-        """The `model.fit` pipeline: `({"waveform", "label"}, one_hot)` batches.
-
-        When the decoded clips fit in `pipeline_ram_mb`, they are decoded
-        once and kept in memory, as the reference keeps every waveform in
-        one array; otherwise the file names are shuffled and the clips
-        decoded from disk every epoch, so memory does not grow with the
-        number of clips (`asd_keras.data.pipelines.labelled_clips`; both
-        ways give the same batches). One-hot labels are attached, the clips
-        batched, mixed up here when `mixup_in="pipeline"`, and prefetched.
-        `data_choices["training_clips"]` says which way was taken
-        (`asd_keras.extractors.classifier_pipelines`).
+        """The `model.fit` pipeline: `({"waveform", "label"}, one_hot)` batches,
+        from memory or streamed from disk
+        (`asd_keras.extractors.classifier_pipelines.training_batches`);
+        `data_choices["training_clips"]` says which way was taken.
         """
         return training_batches(self.config, self.num_samples, self.data_choices, paths,
                                 labels, num_classes, loader, shuffle, seed)
