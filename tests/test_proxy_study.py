@@ -88,6 +88,23 @@ def test_study_writes_one_row_per_configuration_machine_type_and_trial(study):
     assert set(features["label"]) == {0, 1}
 
 
+def test_trials_in_fresh_processes_give_the_rows_of_trials_in_this_one(study, tmp_path):
+    # The default: each trial in its own process (bounded peak memory).
+    ae_only = {**_study(), "families": _study()["families"][:1]}
+    summary = run_proxy_study(ae_only, study["data"], tmp_path / "isolated")
+    rows = pd.read_csv(tmp_path / "isolated" / "rows.csv")
+    here = pd.read_csv(study["out"] / "rows.csv")
+    here = here[here["family"] == "ae"].dropna(axis=1, how="all").reset_index(drop=True)
+    assert sorted(rows.columns) == sorted(here.columns)
+    here = here[rows.columns]
+    assert rows["epochs"].tolist() == [2, 2]
+    # The same seeds and clips; float32 kernels may round differently
+    # between processes, so the values agree to a tolerance.
+    numeric = rows.select_dtypes("number").columns
+    np.testing.assert_allclose(rows[numeric], here[numeric], rtol=1e-3, atol=1e-4)
+    assert list(summary["configuration"]) == ["latent4_hidden16", "latent8_hidden32"]
+
+
 def test_the_in_domain_probe_of_a_row_is_the_mean_over_its_sections(study):
     trial = study["out"] / "trials" / "ae" / "latent4_hidden16" / "trial0"
     per_section = pd.read_csv(trial / "probe.csv")

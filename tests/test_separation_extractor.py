@@ -186,7 +186,8 @@ def test_a_tiny_separation_study_gives_table4_and_joins_table7(tiny, tmp_path):
     data = tiny["root"] / "data" / "dev_data"
     out = tmp_path / "study"
     summary = run_proxy_study(config, data, out,
-                              overrides={"eval_mixtures_dir": str(tmp_path / "mixtures")})
+                              overrides={"eval_mixtures_dir": str(tmp_path / "mixtures")},
+                              isolate_trials=False)
     assert list(summary["configuration"]) == ["blocks0_ch4", "blocks0_ch8", "blocks0_ch12"]
     assert np.isfinite(summary[["si_sdri", "lp_in_domain_auc", "md_auc"]].to_numpy()).all()
     # Every configuration was scored on the same mixtures, written once per type.
