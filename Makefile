@@ -29,7 +29,7 @@ SEARCH_BUDGET ?= 6
 PROTOCOL ?= holdout
 GAN_SEARCH := experiments/gan_detectors/search
 
-.PHONY: install demo test test-numerics bench parity smoke-full gpu-check exp-pooling exp-residual-view exp-residual-view-noise exp-proxy-pretrained clean-demo exp-angular-margin exp-compactness exp-tsne exp-rise exp-gan exp-gan-search exp-proxy-ae exp-proxy-classification exp-proxy-contrastive exp-proxy-separation exp-proxy-report exp-eat-simam
+.PHONY: install demo test test-numerics test-package bench parity smoke-full gpu-check exp-pooling exp-residual-view exp-residual-view-noise exp-proxy-pretrained clean-demo exp-angular-margin exp-compactness exp-tsne exp-rise exp-gan exp-gan-search exp-proxy-ae exp-proxy-classification exp-proxy-contrastive exp-proxy-separation exp-proxy-report exp-eat-simam
 
 # Shin & Lee's proxy-task study. PROXY_DATA: DCASE 2022 dev_data and eval_data
 # (its training clips are the additional-training sections 03-05); by default a
@@ -129,7 +129,13 @@ exp-gan-search: $(STAMP) $(GAN_EXP_DATA)/synth.json
 # fixtures (trained tiny models) are built once, not once per worker.
 test: $(STAMP)
 	$(PY) tools/check_layers.py
-	$(PY) -m pytest -q -p no:cacheprovider -n 2 --dist loadfile -m "not parity"
+	$(PY) -m pytest -q -p no:cacheprovider -n 2 --dist loadfile -m "not parity and not package"
+
+# The wheel, built and installed into a new venv outside the source tree,
+# then `asd-keras --version`, `systems` and a tiny train -> score -> export
+# (tests/test_package.py; a few minutes, and uv may reach the package index).
+test-package: $(STAMP)
+	$(PY) -m pytest -q -p no:cacheprovider -m package tests/test_package.py
 
 # The same suite under a second numeric setting: oneDNN off (asd_keras turns
 # it on by default, so this flips it on every CPU) and one intra-op thread
@@ -139,7 +145,7 @@ test: $(STAMP)
 test-numerics: $(STAMP)
 	$(PY) tools/check_layers.py
 	TF_ENABLE_ONEDNN_OPTS=0 TF_NUM_INTRAOP_THREADS=1 OMP_NUM_THREADS=1 \
-		$(PY) -m pytest -q -p no:cacheprovider -n 2 --dist loadfile -m "not parity"
+		$(PY) -m pytest -q -p no:cacheprovider -n 2 --dist loadfile -m "not parity and not package"
 
 # Parity of the BEATs and EAT ports with the PyTorch references (reference
 # methods.md §H): installs torch (CPU wheel), speechbrain and torchaudio into

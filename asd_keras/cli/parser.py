@@ -3,6 +3,7 @@ each bound to its handler in `asd_keras.cli.commands`."""
 
 import argparse
 
+from asd_keras import __version__
 from asd_keras.cli.commands import cmd_convert
 from asd_keras.cli.commands import cmd_download
 from asd_keras.cli.commands import cmd_evaluate
@@ -26,6 +27,7 @@ def build_parser():
         prog="asd-keras",
         description="Machine-sound anomaly detection (DCASE Task 2) in Keras 3.",
     )
+    parser.add_argument("--version", action="version", version=f"asd-keras {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("synth", help="write synthetic DCASE-format data")
