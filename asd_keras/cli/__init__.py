@@ -20,6 +20,10 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 from asd_keras.cli.parser import build_parser  # noqa: E402  (after the log level)
 from asd_keras.utils.io import DiskFullError  # noqa: E402
 from asd_keras.utils.io import is_disk_full  # noqa: E402
+from asd_keras.utils.native_logs import start_tensorflow  # noqa: E402
+
+# Verbs that never load TensorFlow (the others import it through the library).
+_WITHOUT_TENSORFLOW = frozenset({"synth", "download"})
 
 
 class Terminated(KeyboardInterrupt):
@@ -102,9 +106,16 @@ def main(argv=None):
         parser.error(f"unrecognized arguments: {' '.join(stray or unknown)}")
     if unknown:
         args.overrides = list(args.overrides) + unknown
+    if args.command == "train" and args.verbose is None:
+        args.verbose = 1 if sys.stdout.isatty() else 2
     _configure_logging()
     previous = _handle_sigterm()
     try:
+        if args.command not in _WITHOUT_TENSORFLOW:
+            # Imported here, once, so that its start-up notices are filtered
+            # (asd_keras.utils.native_logs) and a Ctrl-C during the import is
+            # an interrupt like any other.
+            start_tensorflow()
         args.func(args)
     except (ValueError, FileNotFoundError, FileExistsError, ConnectionError,
             DiskFullError) as error:

@@ -78,7 +78,10 @@ def build_parser():
     p.add_argument("--config", help="YAML file of configuration keys")
     p.add_argument("--layout", choices=readable)
     p.add_argument("--machines", nargs="+")
-    p.add_argument("--verbose", type=int, default=1, choices=(0, 1, 2))
+    p.add_argument("--verbose", type=int, choices=(0, 1, 2),
+                   help="Keras training output: 0 none, 1 progress bar, 2 one line per "
+                        "epoch (default: 1 on a terminal, 2 when the output is a file "
+                        "or a pipe, so logs hold no progress-bar updates)")
     p.add_argument("--score-out", help="after training, score the test clips of "
                    "--score-data in this process and write the submission files here "
                    "(as 'score' would)")
