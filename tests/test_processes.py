@@ -56,3 +56,16 @@ def test_ctrl_c_in_the_child_is_ctrl_c_here():
 def test_a_killed_child_is_an_error_that_says_so():
     with pytest.raises(ProcessDiedError, match="_killed was killed by signal 9.*out-of-memory"):
         call_in_fresh_process(_killed)
+
+
+def _devices():
+    import tensorflow as tf
+
+    return len(tf.config.list_physical_devices("CPU"))
+
+
+def test_the_child_can_start_tensorflow_quietly(capfd, monkeypatch):
+    monkeypatch.setenv("TF_CPP_MIN_LOG_LEVEL", "2")
+    assert call_in_fresh_process(_devices, quiet_tensorflow=True) >= 1
+    err = capfd.readouterr().err
+    assert "absl::InitializeLog" not in err and "oneDNN custom operations" not in err

@@ -24,6 +24,8 @@ import sys
 import threading
 import traceback
 
+from asd_keras.utils.native_logs import start_tensorflow
+
 _EXIT_INTERRUPTED = 130
 
 
@@ -31,10 +33,13 @@ class ProcessDiedError(RuntimeError):
     """Raised when the child died without a result (killed, or crashed in C)."""
 
 
-def _child(connection, function, args, kwargs, log_level):
+def _child(connection, function, args, kwargs, log_level, quiet_tensorflow):
     code = 1
     try:
         import tqdm
+
+        if quiet_tensorflow:
+            start_tensorflow()
 
         if log_level is not None:
             # A spawned child does not inherit the parent's logging set-up;
@@ -65,7 +70,8 @@ def _child(connection, function, args, kwargs, log_level):
         os._exit(code)
 
 
-def call_in_fresh_process(function, *args, name="asd-keras-trial", **kwargs):
+def call_in_fresh_process(function, *args, name="asd-keras-trial", quiet_tensorflow=False,
+                          **kwargs):
     """Calls `function(*args, **kwargs)` in a fresh process; returns its result.
 
     The function and its arguments and result must pickle (a module-level
@@ -76,6 +82,9 @@ def call_in_fresh_process(function, *args, name="asd-keras-trial", **kwargs):
         function: a module-level callable.
         *args: its positional arguments.
         name: str. The child process's name (shown by `ps`).
+        quiet_tensorflow: bool. Import TensorFlow first in the child with
+            its start-up notices filtered, as the `asd-keras` program does
+            (`asd_keras.utils.native_logs`).
         **kwargs: its keyword arguments.
 
     Returns:
@@ -92,7 +101,8 @@ def call_in_fresh_process(function, *args, name="asd-keras-trial", **kwargs):
     context = multiprocessing.get_context("spawn")
     receiver, sender = context.Pipe(duplex=False)
     process = context.Process(target=_child, name=name,
-                              args=(sender, function, args, kwargs, _log_level()))
+                              args=(sender, function, args, kwargs, _log_level(),
+                                    quiet_tensorflow))
     process.start()
     sender.close()
     message = None

@@ -15,11 +15,19 @@ Usage:
 
 import argparse
 import logging
+import os
 import sys
 from pathlib import Path
 
-from asd_keras.config import parse_overrides
-from asd_keras.studies.proxy import run_proxy_study
+# As the asd-keras program: TensorFlow's start-up notices are not shown
+# (TF_CPP_MIN_LOG_LEVEL=0 shows them); the study's trial processes, which
+# run this module again, start quietly too.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+from asd_keras.utils.native_logs import start_tensorflow  # noqa: E402
+
+start_tensorflow()
+from asd_keras.config import parse_overrides  # noqa: E402
+from asd_keras.studies.proxy import run_proxy_study  # noqa: E402
 
 
 def main(argv=None):

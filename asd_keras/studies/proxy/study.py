@@ -391,7 +391,8 @@ def run_proxy_study(config, data, out, trials=1, force=False, overrides=None,
                      keep_models, figure_dir)
         if isolate_trials:
             rows.extend(call_in_fresh_process(
-                _run_trial, *arguments, name=f"proxy-{configuration['name']}-{trial}"))
+                _run_trial, *arguments, name=f"proxy-{configuration['name']}-{trial}",
+                quiet_tensorflow=True))
         else:
             rows.extend(_run_trial(*arguments))
     frame = pd.DataFrame(rows)
