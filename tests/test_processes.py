@@ -16,7 +16,8 @@ def _describe(frame, scale=1.0):
 
     # A fresh process has built no layer yet: Keras' name counter starts again.
     names = [keras.layers.Dense(1).name for _ in range(2)]
-    return {"pid": os.getpid(), "total": float(frame["x"].sum() * scale), "names": names}
+    return {"pid": os.getpid(), "total": float(frame["x"].sum() * scale), "names": names,
+            "ctrl_c": signal.getsignal(signal.SIGINT) is signal.default_int_handler}
 
 
 def _fail(value):
@@ -40,6 +41,10 @@ def test_returns_the_result_of_a_call_in_a_new_runtime():
     assert result["total"] == 20.0
     assert result["pid"] != os.getpid()
     assert result["names"] == ["dense", "dense_1"]
+    # Ctrl-C, ignored while the child starts, is Python's again in the function
+    # and here.
+    assert result["ctrl_c"]
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
 
 
 def test_the_child_s_exception_is_raised_with_its_traceback():

@@ -20,6 +20,7 @@ about 5 s for TensorFlow on 2 cores, a small share of a trial.
 import logging
 import multiprocessing
 import os
+import signal
 import sys
 import threading
 import traceback
@@ -36,6 +37,10 @@ class ProcessDiedError(RuntimeError):
 def _child(connection, function, args, kwargs, log_level, quiet_tensorflow):
     code = 1
     try:
+        # Ctrl-C was ignored while this process started (see
+        # `call_in_fresh_process`); from here it ends the process cleanly.
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        connection.send(("started",))
         import tqdm
 
         if quiet_tensorflow:
@@ -103,17 +108,41 @@ def call_in_fresh_process(function, *args, name="asd-keras-trial", quiet_tensorf
     process = context.Process(target=_child, name=name,
                               args=(sender, function, args, kwargs, _log_level(),
                                     quiet_tensorflow))
-    process.start()
+    # The child starts with Ctrl-C ignored (an ignored signal stays ignored
+    # across fork and exec) until `_child` runs: a Ctrl-C during its start-up
+    # (seconds of imports, outside any handler) would otherwise end it with a
+    # traceback of whatever it was importing. This process ignores it only
+    # for the fork and exec themselves.
+    # (Only the main thread may set handlers, and a handler set outside
+    # Python, None here, could not be put back.)
+    swap = (threading.current_thread() is threading.main_thread()
+            and signal.getsignal(signal.SIGINT) is not None)
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN) if swap else None
+    try:
+        process.start()
+    finally:
+        if swap:
+            signal.signal(signal.SIGINT, previous)
     sender.close()
-    message = None
+    message, started = None, False
     try:
         try:
+            started = receiver.recv()[0] == "started"
             message = receiver.recv()
         except EOFError:  # the child ended without sending
             pass
         process.join()
     except KeyboardInterrupt:
-        # Ctrl-C reached the child too: let it stop at its safe point
+        if not started:
+            # The child ignored this Ctrl-C while it started: it gets it as
+            # soon as it listens, and stops there.
+            try:
+                started = receiver.poll(30) and receiver.recv()[0] == "started"
+            except EOFError:
+                started = False
+            if started and process.is_alive():
+                os.kill(process.pid, signal.SIGINT)
+        # Otherwise Ctrl-C reached the child too: it stops at its safe point
         # (training stops after the current step and keeps its backup).
         process.join(30)
         raise
@@ -129,10 +158,10 @@ def call_in_fresh_process(function, *args, name="asd-keras-trial", quiet_tensorf
         raise error from _ChildTraceback(text)
     if process.exitcode in (_EXIT_INTERRUPTED, -2):
         raise KeyboardInterrupt
-    signal = -process.exitcode if process.exitcode < 0 else None
-    why = (f"was killed by signal {signal}" + (
+    number = -process.exitcode if process.exitcode < 0 else None
+    why = (f"was killed by signal {number}" + (
         " (SIGKILL: on Linux usually the out-of-memory killer; `dmesg` says)"
-        if signal == 9 else "") if signal else f"exited with code {process.exitcode}")
+        if number == 9 else "") if number else f"exited with code {process.exitcode}")
     raise ProcessDiedError(f"The process running {function.__name__} "
                              f"{why} without a result.")
 

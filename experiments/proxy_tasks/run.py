@@ -16,6 +16,7 @@ Usage:
 import argparse
 import logging
 import os
+import signal
 import sys
 from pathlib import Path
 
@@ -75,4 +76,12 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    code = main()
+    # As the asd-keras program: a Ctrl-C during shutdown is ignored, and the
+    # exit skips the interpreter's tear-down, where CPython would turn an
+    # interrupt that passed through TensorFlow's start-up into "killed by
+    # SIGINT" (exit -2 after a double Ctrl-C) instead of this exit code.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
