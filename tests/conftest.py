@@ -1,4 +1,5 @@
 import os
+import signal
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
@@ -62,6 +63,23 @@ SLOWEST_FIRST = (
     "test_eat_simam.py", "test_gan_experiments.py", "test_resnet_classifier.py",
     "test_contrastive_extractor.py",
 )
+
+
+@pytest.fixture(autouse=True)
+def _sigint_handler_is_left_alone(request):
+    """Fails a test that leaves this worker's Ctrl-C handler changed.
+
+    Ctrl-C handling (`asd_keras.utils.interrupt`, the CLI, fresh processes)
+    installs its handlers only over Python's own, so a handler leaked by one
+    test would silently change what later tests on the same worker check.
+    """
+    before = signal.getsignal(signal.SIGINT)
+    yield
+    after = signal.getsignal(signal.SIGINT)
+    if after is not before:
+        signal.signal(signal.SIGINT, before)
+        pytest.fail(f"{request.node.nodeid} left the SIGINT handler {after!r} "
+                    f"(was {before!r}); restored", pytrace=False)
 
 
 def pytest_collection_modifyitems(config, items):
