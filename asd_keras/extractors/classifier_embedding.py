@@ -173,6 +173,12 @@ class ClassifierEmbeddingExtractor(FeatureExtractor):
 
     @property
     def num_samples(self):
+        """Samples of each training and scoring clip (`clip_seconds` at `sample_rate`).
+
+        Raises:
+            ValueError: `clip_seconds` or `length_policy` is still `"auto"` (the
+                extractor has not seen its training clips yet).
+        """
         c = self.config
         if c["clip_seconds"] == "auto" or c["length_policy"] == "auto":
             raise ValueError(

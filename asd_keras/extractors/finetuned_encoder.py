@@ -212,6 +212,7 @@ class FinetunedEncoderExtractor(ClassifierEmbeddingExtractor):
 
     @property
     def pretrained(self):
+        """Whether the preset holds converted (pretrained) weights rather than random ones."""
         return preset_info(self.config["preset"])["pretrained"]
 
     @property

@@ -221,11 +221,13 @@ class SeparationExtractor(SpectrogramModelExtractor):
 
     @property
     def segment_samples(self):
+        """Samples of one separator segment (`segment_seconds` at `sample_rate`)."""
         c = self.config
         return int(round(float(c["segment_seconds"]) * int(c["sample_rate"])))
 
     @property
     def num_segments(self):
+        """Whole segments in one clip."""
         return self.num_samples // self.segment_samples
 
     @property
@@ -237,6 +239,11 @@ class SeparationExtractor(SpectrogramModelExtractor):
     # -- models ------------------------------------------------------------
 
     def build_separator(self):
+        """A new separator network at this extractor's width, depth and segment length.
+
+        Returns:
+            A Keras model from a segment's waveform to the separated waveforms.
+        """
         c = self.config
         return build_separator(width=int(c["width"]), num_blocks=int(c["num_blocks"]),
                                dropout=float(c["dropout"]), num_samples=self.segment_samples,

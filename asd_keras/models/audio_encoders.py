@@ -84,6 +84,7 @@ class AudioEncoder(keras.Model):
 
     @property
     def layer_names(self):
+        """Names of the token outputs: `layer_0` (the first layer's input) to `layer_<num_layers>`."""
         return [f"layer_{i}" for i in range(self.num_layers + 1)]
 
     def get_config(self):
