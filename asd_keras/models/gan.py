@@ -272,7 +272,9 @@ class GANomaly(AdversarialDetector):
     BCE(D(x_hat), 0))`; score `mean((z - z_hat)^2)` (reference A1).
 
     Args:
-        w_adv, w_con, w_enc: float. Loss weights (code defaults 1, 50, 1).
+        w_adv: float. Loss weights (code defaults 1, 50, 1).
+        w_con: float. Loss weights (code defaults 1, 50, 1).
+        w_enc: float. Loss weights (code defaults 1, 50, 1).
         adversarial: `"feature_matching"` (code, default) or `"bce"` (paper
             Eq. 5: `BCE(D(x_hat), 1)`).
         **kwargs: see `AdversarialDetector`.
@@ -374,7 +376,9 @@ class SkipGANomaly(AdversarialDetector):
     in practice zero) is left out.
 
     Args:
-        w_adv, w_con, w_enc: float. Loss weights (code defaults 1, 50, 1).
+        w_adv: float. Loss weights (code defaults 1, 50, 1).
+        w_con: float. Loss weights (code defaults 1, 50, 1).
+        w_enc: float. Loss weights (code defaults 1, 50, 1).
         adversarial: `"bce"` (code and paper, default) or
             `"feature_matching"`.
         discriminator_latent_term: bool. Add `w_enc * latent` to the
