@@ -131,7 +131,7 @@ docs: $(STAMP)
 	NO_MKDOCS_2_WARNING=1 PYTHONPATH=. $(VENV)/bin/mkdocs build --strict --site-dir site
 
 # tools/check_layers.py first: the packages import downward only, without
-# import circles (README, "Architecture"); it reads the sources, in a second.
+# import circles (docs/architecture.md); it reads the sources, in a second.
 # --dist loadfile: each test module runs on one worker, so its module-scoped
 # fixtures (trained tiny models) are built once, not once per worker.
 test: $(STAMP)
