@@ -84,7 +84,8 @@ class LeanAdamW(keras.optimizers.AdamW):
     own (a subclass scaling it per layer) falls back to Keras' update.
 
     Args:
-        *args, **kwargs: `keras.optimizers.AdamW` arguments (AMSGrad included).
+        *args: `keras.optimizers.AdamW` arguments (AMSGrad included).
+        **kwargs: `keras.optimizers.AdamW` arguments (AMSGrad included).
 
     Example:
     >>> optimizer = LeanAdamW(learning_rate=1e-3, weight_decay=1e-2)

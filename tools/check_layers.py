@@ -3,7 +3,7 @@
 Usage (from the repository root):
     python tools/check_layers.py [--root DIR] [--list-lazy]
 
-The packages of `asd_keras/` form layers (README.md, "Architecture"); a
+The packages of `asd_keras/` form layers (docs/architecture.md); a
 module may import its own layer and any lower one. Lowest first:
 
     1a  asd_keras (the package's __init__), config, utils
@@ -19,9 +19,9 @@ Layer 1 (the foundation) is ordered as the code is: `config` and `utils`
 import no other package; `data` imports `utils`, `features` imports
 `config`, `losses` and `optimizers` import nothing of asd_keras; `layers`
 imports `config` and `features`, `evaluation` imports `data` and `utils`.
-Two packages the README's drawing leaves out are placed here: `optimizers`
-(Keras optimizers the extractors train with; imports nothing of asd_keras)
-beside `losses`, and `visualisation` (the studies' figures; imports only
+Two packages the drawing of docs/architecture.md leaves out are placed
+here: `optimizers` (Keras optimizers the extractors train with; imports
+nothing of asd_keras) beside `losses`, and `visualisation` (the studies' figures; imports only
 itself) beside `evaluation`, whose numbers it draws. A module of no layer
 (a new package) fails the check until it is placed in `LAYERS`.
 

@@ -111,6 +111,7 @@ class ScoringBackend(abc.ABC):
 
     @property
     def fitted(self):
+        """Whether `fit` has run (or arrays were loaded), so `score` can be called."""
         return self.arrays is not None
 
     def _check_metadata(self, metadata, n, columns):

@@ -118,6 +118,10 @@ class KNNBackend(ScoringBackend):
 
     @property
     def required_columns(self):
+        """Metadata columns `fit` and `score` need.
+
+        `domain` when source and target banks are kept apart, else none.
+        """
         return ("domain",) if self.domains == "both" else ()
 
     def _banks(self, features, metadata):

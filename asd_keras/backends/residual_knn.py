@@ -72,10 +72,15 @@ class ResidualKNNBackend(KNNBackend):
             the k-centre selection (the authors' code: 256); 0, or a key of
             at most this size, selects in the key space itself.
         seed: int. Seeds the random projection.
-        k, metric, domains, memmixup_neighbours, memmixup_alpha,
-            local_density, density_k: the `knn` backend's (the report: K =
+        k: the `knn` backend's (the report: K =
             1, Euclidean, MemMixup with alpha 0.9 and 990 neighbours, no
             local density). The prototype branch uses raw distances.
+        metric: see `k`.
+        domains: see `k`.
+        memmixup_neighbours: see `k`.
+        memmixup_alpha: see `k`.
+        local_density: see `k`.
+        density_k: see `k`.
     """
 
     # The features are [f_near | f_far] of a two-channel extractor.

@@ -30,6 +30,11 @@ def _print_table(frame, floatfmt=".4f"):
 
 
 def cmd_synth(args):
+    """`asd-keras synth`: writes synthetic clips in a DCASE layout.
+
+    Args:
+        args: the parsed `argparse.Namespace` of the verb.
+    """
     from asd_keras.data import synthetic  # lazy: pandas, scipy: 1.4 s (fast --help)
 
     config = synthetic.SynthConfig(
@@ -57,6 +62,11 @@ def cmd_synth(args):
 
 
 def cmd_systems(args):
+    """`asd-keras systems`: every system, extractor and backend, with keys and defaults.
+
+    Args:
+        args: the parsed `argparse.Namespace` of the verb (`names` limits the systems).
+    """
     from asd_keras.backends import BACKENDS  # lazy: TensorFlow (fast --help)
     from asd_keras.extractors import EXTRACTORS  # lazy: TensorFlow (fast --help)
     from asd_keras.systems import SYSTEMS  # lazy: TensorFlow (fast --help)
@@ -83,6 +93,13 @@ def cmd_systems(args):
 
 
 def cmd_train(args):
+    """`asd-keras train`: trains a system into a new (resumable) run folder.
+
+    With `--score-out` it then scores the test clips in the same process.
+
+    Args:
+        args: the parsed `argparse.Namespace` of the verb.
+    """
     from asd_keras import runs  # lazy: TensorFlow (fast --help)
     _split_data_and_overrides(args)
     system = runs.new_system(args.system, args.config, args.overrides,
@@ -139,6 +156,11 @@ def _checked_out(args, what):
 
 
 def cmd_score(args):
+    """`asd-keras score`: writes the official submission files of a trained run.
+
+    Args:
+        args: the parsed `argparse.Namespace` of the verb.
+    """
     from asd_keras import runs  # lazy: TensorFlow (fast --help)
 
     _checked_out(args, "score folder")
@@ -149,6 +171,11 @@ def cmd_score(args):
 
 
 def cmd_evaluate(args):
+    """`asd-keras evaluate`: official AUC, pAUC and score of a score folder.
+
+    Args:
+        args: the parsed `argparse.Namespace` of the verb.
+    """
     from asd_keras import runs  # lazy: TensorFlow (fast --help)
     table, layout = runs.read_scores_and_labels(args.scores, args.data, args.ground_truth,
                                                 args.year)
@@ -163,6 +190,11 @@ def cmd_evaluate(args):
 
 
 def cmd_probe(args):
+    """`asd-keras probe`: linear-probe and global-Mahalanobis AUCs of a run's features.
+
+    Args:
+        args: the parsed `argparse.Namespace` of the verb.
+    """
     from asd_keras.runners.probe import probe_run  # lazy: TensorFlow (fast --help)
 
     args.out = args.out or str(Path(args.run)) + "-probe"
@@ -174,6 +206,11 @@ def cmd_probe(args):
 
 
 def cmd_export(args):
+    """`asd-keras export`: writes a run's SavedModel (waveform to anomaly score) and prints its inputs.
+
+    Args:
+        args: the parsed `argparse.Namespace` of the verb.
+    """
     from asd_keras import runs  # lazy: TensorFlow (fast --help)
 
     _checked_out(args, "export folder")
@@ -194,6 +231,11 @@ def cmd_export(args):
 
 
 def cmd_study(args):
+    """`asd-keras study`: trains and evaluates conditions over trials (resumable).
+
+    Args:
+        args: the parsed `argparse.Namespace` of the verb.
+    """
     from asd_keras.runners.study import load_study_spec  # lazy: TensorFlow (fast --help)
     from asd_keras.runners.study import run_study  # lazy: TensorFlow (fast --help)
 
@@ -213,6 +255,11 @@ def cmd_study(args):
 
 
 def cmd_search(args):
+    """`asd-keras search`: hyper-parameter search over a declarative space (resumable).
+
+    Args:
+        args: the parsed `argparse.Namespace` of the verb.
+    """
     from asd_keras.runners.search import load_search_spec  # lazy: TensorFlow (fast --help)
     from asd_keras.runners.search import run_search  # lazy: TensorFlow (fast --help)
 
@@ -233,6 +280,11 @@ def cmd_search(args):
 
 
 def cmd_proxy_report(args):
+    """`asd-keras proxy-report`: the three-stage report of a proxy-task study.
+
+    Args:
+        args: the parsed `argparse.Namespace` of the verb.
+    """
     from asd_keras.studies.proxy import write_proxy_report  # lazy: TensorFlow (fast --help)
 
     out = write_proxy_report(args.study, args.out, force=args.force,
@@ -247,6 +299,11 @@ def cmd_proxy_report(args):
 
 
 def cmd_download(args):
+    """`asd-keras download`: the official DCASE archives from Zenodo, checked, unzipped.
+
+    Args:
+        args: the parsed `argparse.Namespace` of the verb.
+    """
     from asd_keras.data.download import ZENODO_URL  # lazy: tqdm and urllib (fast --help)
     from asd_keras.data.download import download  # lazy: tqdm and urllib (fast --help)
 
@@ -267,6 +324,11 @@ def cmd_download(args):
 
 
 def cmd_convert(args):
+    """`asd-keras convert`: an official BEATs or EAT checkpoint into a preset folder.
+
+    Args:
+        args: the parsed `argparse.Namespace` of the verb.
+    """
     from asd_keras.models.converters import convert_checkpoint  # lazy: TensorFlow (fast --help)
     from asd_keras.models.converters import dropped_report  # lazy: TensorFlow (fast --help)
     check_output_dir(args.out, args.force, what="preset folder")

@@ -19,6 +19,15 @@ from asd_keras.cli.commands import cmd_train
 
 
 def build_parser():
+    """The `asd-keras` argument parser, one sub-command per verb.
+
+    Importing it needs neither TensorFlow nor Keras: each verb's handler imports
+    what it needs when it runs, so `--help` stays fast.
+
+    Returns:
+        An `argparse.ArgumentParser` whose parsed namespace holds `func`, the
+        verb's handler.
+    """
     from asd_keras.data.dcase_naming import LAYOUTS  # lazy: pandas, inside main's Ctrl-C guard
     from asd_keras.data.plain_layout import PLAIN_LAYOUT  # lazy: pandas, inside main's Ctrl-C guard
 

@@ -74,15 +74,35 @@ class ClassEncoder:
         self.classes = []
 
     def fit(self, table):
+        """Learns the sorted list of classes present in `table`.
+
+        Args:
+            table: a clip table (`asd_keras.data.read_dataset`).
+
+        Returns:
+            This encoder.
+        """
         keys = class_keys(table, self.granularity, self.domain_flag)
         self.classes = sorted(set(keys))
         return self
 
     @property
     def num_classes(self):
+        """Number of classes seen by `fit`."""
         return len(self.classes)
 
     def transform(self, table):
+        """Class index of each clip of `table`.
+
+        Args:
+            table: a clip table with the columns of this encoder's granularity.
+
+        Returns:
+            An int array, one index per row.
+
+        Raises:
+            ValueError: a clip's class was not seen by `fit`.
+        """
         keys = class_keys(table, self.granularity, self.domain_flag)
         index = {name: i for i, name in enumerate(self.classes)}
         unknown = sorted(set(keys) - set(index))

@@ -173,7 +173,8 @@ def evaluation_manifest(targets, interferers, clip_samples, segment_samples,
     type as interferer.
 
     Args:
-        targets, interferers: DataFrames with `path` and `machine_type`.
+        targets: DataFrames with `path` and `machine_type`.
+        interferers: DataFrames with `path` and `machine_type`.
         clip_samples: int. Clip length the loader gives (offsets lie in it).
         segment_samples: int.
         snrs: SNRs in dB.

@@ -398,7 +398,8 @@ def correlation_table(
             iterable of the proxy columns where lower is better (all others
             are higher-is-better).
         alternative: passed to `spearman_exact` ("two-sided" in the paper).
-        n_resamples, rng: passed to `spearman_exact` (None = exact test).
+        n_resamples: passed to `spearman_exact` (None = exact test).
+        rng: passed to `spearman_exact` (None = exact test).
 
     Returns:
         DataFrame with columns family, proxy, asd_metric, n, rho, p, mark,

@@ -67,7 +67,10 @@ def importance_map(score_fn, spectrogram, num_masks=4000, batch_size=64,
         spectrogram: array `(time, freq)`.
         num_masks: int. Masks evaluated (the paper uses 640,000).
         batch_size: int. Masked spectrograms scored per call.
-        time_cells, freq_cells, mask_probability, seed: see `rise_masks`.
+        time_cells: see `rise_masks`.
+        freq_cells: see `rise_masks`.
+        mask_probability: see `rise_masks`.
+        seed: see `rise_masks`.
         centre: bool. Subtract the mean score over all masks first. Anomaly
             scores such as negative cosines carry a large constant offset;
             uncentred, `offset * sum_i M_i` imprints the random mask pattern

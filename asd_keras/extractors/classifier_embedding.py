@@ -112,17 +112,26 @@ class ClassifierEmbeddingExtractor(FeatureExtractor):
             `"per_section"` trains one single-class model per section (the
             `wilkinghoff` preset then sets `extractor_grouping=section`).
         domain_in_class: bool. Attribute classes also split by domain.
-        num_subclusters, trainable_centers, scale_rule: the AdaCos heads.
-        arcface_scale, arcface_margin: the ArcFace head.
+        num_subclusters: the AdaCos heads.
+        trainable_centers: the AdaCos heads.
+        scale_rule: the AdaCos heads.
+        arcface_scale: the ArcFace head.
+        arcface_margin: the ArcFace head.
         cce_weight: float. Cross-entropy weight of `compactness_cce`.
-        mixup_probability, mixup_label: mixup (reference wilkinghoff.md §4).
+        mixup_probability: mixup (reference wilkinghoff.md §4).
+        mixup_label: mixup (reference wilkinghoff.md §4).
         mixup_in: `"model"` (a layer, as the reference) or `"pipeline"`.
-        block2_bn, branches, embedding_dim, l2: the network
+        block2_bn: the network
             (`wilkinghoff_embedding_model`).
-        epochs, batch_size, learning_rate: Adam training.
+        branches: see `block2_bn`.
+        embedding_dim: see `block2_bn`.
+        l2: see `block2_bn`.
+        epochs: Adam training.
+        batch_size: Adam training.
+        learning_rate: Adam training.
         clip_seconds: float or `"auto"`. The network's input length.
         length_policy: `"truncate"`, `"pad"`, `"tile_crop"` or `"auto"`.
-        sample_rate, channel, resample: audio loading. `channel` is `0`
+        sample_rate: audio loading. `channel` is `0`
             (mono files; the near microphone of DCASE 2026), `1` (the far
             microphone) or `"both"`: the network is trained on channel 0
             only (one network for both microphones, trained on the channel
@@ -130,11 +139,14 @@ class ClassifierEmbeddingExtractor(FeatureExtractor):
             same network, and `embedding` is `[near | far]` (`2 *
             embedding_dim` values; `serving_model` then takes `(batch,
             samples, 2)` waveforms).
-        monitor_compactness, monitor_clips: log intra/inter-class
+        channel: see `sample_rate`.
+        resample: see `sample_rate`.
+        monitor_compactness: log intra/inter-class
             compactness on a fixed subset of training clips every epoch (a
             diagnostic of the paper's Figs. 2-3, off by default: it embeds
             `monitor_clips` clips after every epoch, about a sixth of the
             demo's training time).
+        monitor_clips: see `monitor_compactness`.
         score_batch_clips: int. Clips per `transform` batch.
         pipeline_ram_mb: int. Memory of the training pipeline: the decoded
             training clips are kept in memory when they fit (decoded once,
@@ -173,6 +185,12 @@ class ClassifierEmbeddingExtractor(FeatureExtractor):
 
     @property
     def num_samples(self):
+        """Samples of each training and scoring clip (`clip_seconds` at `sample_rate`).
+
+        Raises:
+            ValueError: `clip_seconds` or `length_policy` is still `"auto"` (the
+                extractor has not seen its training clips yet).
+        """
         c = self.config
         if c["clip_seconds"] == "auto" or c["length_policy"] == "auto":
             raise ValueError(

@@ -114,10 +114,11 @@ class ContrastiveExtractor(SpectrogramModelExtractor):
             (assumption: SimSiam's 2048 -> 512 -> 2048 ratio).
         white_noise: bool. Add white noise to the waveform. Defaults to
             `True`.
-        noise_min_snr_db, noise_max_snr_db: float. The noise's SNR is
+        noise_min_snr_db: float. The noise's SNR is
             uniform in this range. Defaults to `10.0` and `30.0`
             (assumption: audible but below the machine sound; DCASE clips
             already carry factory noise).
+        noise_max_snr_db: see `noise_min_snr_db`.
         time_stretch_rate: float in `[0, 1)`. Rates are uniform in
             `[1 - r, 1 + r]`; 0 disables. Defaults to `0.2` (assumption:
             audiomentations' 0.8-1.25 range).
@@ -142,18 +143,26 @@ class ContrastiveExtractor(SpectrogramModelExtractor):
         epochs: int. Defaults to `200` (paper §III-A).
         batch_size: int. Clips per step (each gives two views). Defaults to
             `32` (assumption; the paper gives none).
-        learning_rate, weight_decay: float. AdamW. Defaults to `1e-3` and
+        learning_rate: float. AdamW. Defaults to `1e-3` and
             `1e-2` (assumption: PyTorch's AdamW default decay).
-        lr_step_epochs, lr_gamma: StepLR. Defaults to `50` and `0.1`
+        weight_decay: see `learning_rate`.
+        lr_step_epochs: StepLR. Defaults to `50` and `0.1`
             (assumption).
+        lr_gamma: see `lr_step_epochs`.
         select: `"min_loss"` (paper: the epoch of lowest training loss) or
             `"last"`.
         clip_seconds: float. Defaults to `10.0` (paper §III-A).
         length_policy: `"truncate"`, `"pad"` or `"tile_crop"` (default; a
             random crop of the tiled clip in training).
-        sample_rate, channel, resample, n_fft, hop_length, n_mels, log_mode,
-        pad_mode: the log-mel front end (paper: 16 kHz, n_fft 1024, hop 512,
+        sample_rate: the log-mel front end (paper: 16 kHz, n_fft 1024, hop 512,
             128 mels).
+        channel: see `sample_rate`.
+        resample: see `sample_rate`.
+        n_fft: see `sample_rate`.
+        hop_length: see `sample_rate`.
+        n_mels: see `sample_rate`.
+        log_mode: see `sample_rate`.
+        pad_mode: see `sample_rate`.
         score_batch_clips: int. Clips per feature batch. Defaults to `16`.
         pipeline_ram_mb: int. RAM budget of the tf.data autotuner.
         jit_compile: `"auto"` (XLA on GPU only), True or False.

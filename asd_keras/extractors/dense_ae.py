@@ -80,8 +80,10 @@ class DenseAutoencoderExtractor(VectorModelExtractor):
     Args:
         variant: str. Baseline year (`VARIANTS`): fills `log_mode`,
             `pad_mode` and `batch_size` when they are None.
-        hidden_units, latent_dim, num_hidden_layers: int. The network
+        hidden_units: int. The network
             (reference dcase.md 2.2).
+        latent_dim: see `hidden_units`.
+        num_hidden_layers: see `hidden_units`.
         epochs: int. Defaults to `100`.
         batch_size: int or None. Vectors per step.
         learning_rate: float. Adam. Defaults to `1e-3`.
@@ -92,12 +94,21 @@ class DenseAutoencoderExtractor(VectorModelExtractor):
             training loss (Shin & Lee §III-A).
         validation_split: float. Share of the sorted training files held out
             for Keras validation and never trained on (dcase.md 2.3).
-        sample_rate, channel, resample, n_fft, hop_length, n_mels, n_frames,
-        power, log_mode, pad_mode: the log-mel front end.
+        sample_rate: the log-mel front end.
+        channel: the log-mel front end.
+        resample: the log-mel front end.
+        n_fft: the log-mel front end.
+        hop_length: the log-mel front end.
+        n_mels: the log-mel front end.
+        n_frames: the log-mel front end.
+        power: the log-mel front end.
+        log_mode: the log-mel front end.
+        pad_mode: the log-mel front end.
         cache: `"disk"`, `"memory"` or `"none"`: where the training features
             are cached after the first epoch.
-        shuffle_clips, shuffle_vectors: int. The two shuffle buffers of
+        shuffle_clips: int. The two shuffle buffers of
             `vector_dataset`.
+        shuffle_vectors: see `shuffle_clips`.
         score_batch_clips: int. Clips per `transform` call.
         steps_per_execution: int. Training steps per call into the graph.
         jit_compile: `"auto"` (XLA on GPU only), True or False.

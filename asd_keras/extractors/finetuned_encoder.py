@@ -125,9 +125,10 @@ class FinetunedEncoderExtractor(ClassifierEmbeddingExtractor):
         filter_bank: str. `"linear"` (m-FB: 128 triangles evenly spaced in
             Hz, the paper's), `"mel"` (o-FB: Kaldi's mel bank, EAT's
             pre-training) or `"gammatone"` (g-FB, ERB-spaced).
-        low_freq, high_freq: float. Filter-bank edges in Hz (`high_freq <=
+        low_freq: float. Filter-bank edges in Hz (`high_freq <=
             0`: an offset from Nyquist). The paper's m-FB edges are unknown;
             20 Hz (Kaldi's low edge) to 8 kHz is assumed.
+        high_freq: see `low_freq`.
         normalisation: str. `"auto"`: AudioSet's constants for the mel bank
             (what the preset was pre-trained on), the mean and std
             re-estimated on the training clips for the other banks;
@@ -140,8 +141,11 @@ class FinetunedEncoderExtractor(ClassifierEmbeddingExtractor):
             tokens, the paper's), `"cls"` or `"mean"`.
         attention_dim: int. Hidden size of attentive statistics pooling.
         embedding_dim: int. The embedding's size.
-        time_masks, time_mask_width, freq_masks, freq_mask_width: int.
+        time_masks: int.
             SpecAugment on the filter banks (width 0 turns one off).
+        time_mask_width: see `time_masks`.
+        freq_masks: see `time_masks`.
+        freq_mask_width: see `time_masks`.
         frozen_blocks: int. Freezes the patch embedding and the first
             `frozen_blocks` transformer blocks (0: none).
         layer_decay: float in (0, 1]. Layer-wise learning-rate decay (1:
@@ -161,20 +165,41 @@ class FinetunedEncoderExtractor(ClassifierEmbeddingExtractor):
             `warmup_epochs` and the schedule count batches of
             `batch_size`, as with 1 (no accumulation, the default). At most
             `batch_size`.
-        loss, classes, domain_in_class, arcface_scale, arcface_margin, ...:
-            the classification head and its classes, as the
+        loss: the classification head and its classes, as the
             `classifier_embedding` extractor (ArcFace on machine type +
             section + attributes by default). The paper's ArcFace scale and
             margin are unknown; 16 and 0.2 are the defaults because the
             common 30 and 0.5 made EAT collapse to one embedding (a flat
             loss) from random weights on the synthetic data, while 16 and
             0.2 trained (experiments/eat_simam/README.md).
-        mixup_probability, mixup_label, mixup_in, epochs, batch_size,
-        learning_rate, clip_seconds, length_policy, sample_rate, channel,
-        resample, monitor_compactness, monitor_clips, score_batch_clips,
-        pipeline_ram_mb, jit_compile, dtype_policy, seed: as
-            `classifier_embedding`
-            (EAT takes 16 kHz audio only).
+        classes: see `loss`.
+        domain_in_class: see `loss`.
+        num_subclusters: see `loss`.
+        trainable_centers: see `loss`.
+        scale_rule: see `loss`.
+        arcface_scale: see `loss`.
+        arcface_margin: see `loss`.
+        cce_weight: see `loss`.
+        l2: see `loss`.
+        mixup_probability: as the `classifier_embedding` extractor (EAT
+            takes 16 kHz audio only).
+        mixup_label: see `mixup_probability`.
+        mixup_in: see `mixup_probability`.
+        epochs: see `mixup_probability`.
+        batch_size: see `mixup_probability`.
+        learning_rate: see `mixup_probability`.
+        clip_seconds: see `mixup_probability`.
+        length_policy: see `mixup_probability`.
+        sample_rate: see `mixup_probability`.
+        channel: see `mixup_probability`.
+        resample: see `mixup_probability`.
+        monitor_compactness: see `mixup_probability`.
+        monitor_clips: see `mixup_probability`.
+        score_batch_clips: see `mixup_probability`.
+        pipeline_ram_mb: see `mixup_probability`.
+        jit_compile: see `mixup_probability`.
+        dtype_policy: see `mixup_probability`.
+        seed: see `mixup_probability`.
     """
 
     network_name = "eat"
@@ -212,6 +237,7 @@ class FinetunedEncoderExtractor(ClassifierEmbeddingExtractor):
 
     @property
     def pretrained(self):
+        """Whether the preset holds converted (pretrained) weights rather than random ones."""
         return preset_info(self.config["preset"])["pretrained"]
 
     @property

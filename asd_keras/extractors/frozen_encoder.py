@@ -254,10 +254,15 @@ class FrozenEncoderExtractor(FeatureExtractor):
 
     @property
     def feature_names(self):
+        """Names of the feature sets `transform` returns: one `layer_<k>` per asked-for layer."""
         return [f"layer_{i}" for i in self._layers]
 
     @property
     def data_choices(self):
+        """What the run records about the encoder.
+
+        Pretrained or random weights, and the preset's source checkpoint.
+        """
         return {"encoder_weights": "pretrained" if self.pretrained else "random weights",
                 "preset_source": self._info["source"]}
 

@@ -101,13 +101,21 @@ class AdversarialExtractor(VectorModelExtractor):
         detector: str. `"ganomaly"`, `"skip_ganomaly"` or `"egbad"`.
         variant: str. Baseline year (`VARIANTS`): fills `log_mode` and
             `pad_mode` when they are None. Defaults to `"dcase2020"`.
-        hidden_units, latent_dim, num_hidden_layers, dropout, initializer:
+        hidden_units:
             the sub-networks (`asd_keras.models.blocks`).
-        epochs, batch_size: int. Training schedule (vectors per step).
-        learning_rate, beta_1: float. Adam of both optimizers (beta_1 is the
+        latent_dim: see `hidden_units`.
+        num_hidden_layers: see `hidden_units`.
+        dropout: see `hidden_units`.
+        initializer: see `hidden_units`.
+        epochs: int. Training schedule (vectors per step).
+        batch_size: int. Training schedule (vectors per step).
+        learning_rate: float. Adam of both optimizers (beta_1 is the
             paper's "exponential decay rate", 0.5 in all three originals).
-        w_adv, w_con, w_enc: float. Generator loss weights (GANomaly and
+        beta_1: see `learning_rate`.
+        w_adv: float. Generator loss weights (GANomaly and
             Skip-GANomaly).
+        w_con: see `w_adv`.
+        w_enc: see `w_adv`.
         adversarial: `"feature_matching"`, `"bce"` or None (the detector's
             default).
         step_order: `"generator_first"`, `"discriminator_first"` or None.
@@ -118,12 +126,21 @@ class AdversarialExtractor(VectorModelExtractor):
         score_degree: int. EGBAD's norm degree.
         score_method: `"fm"` or `"cross-e"` (EGBAD).
         aggregation: `"mean"` or `"max"` of a clip's vector scores.
-        sample_rate, channel, resample, n_fft, hop_length, n_mels, n_frames,
-        power, log_mode, pad_mode: the log-mel front end.
+        sample_rate: the log-mel front end.
+        channel: the log-mel front end.
+        resample: the log-mel front end.
+        n_fft: the log-mel front end.
+        hop_length: the log-mel front end.
+        n_mels: the log-mel front end.
+        n_frames: the log-mel front end.
+        power: the log-mel front end.
+        log_mode: the log-mel front end.
+        pad_mode: the log-mel front end.
         cache: `"disk"`, `"memory"` or `"none"`: where the training features
             are cached after the first epoch.
-        shuffle_clips, shuffle_vectors: int. The two shuffle buffers of
+        shuffle_clips: int. The two shuffle buffers of
             `vector_dataset`.
+        shuffle_vectors: see `shuffle_clips`.
         score_batch_clips: int. Clips per `transform` call.
         jit_compile: `"auto"` (XLA on GPU only), True or False: the custom
             two-optimizer `train_step` compiles with XLA too.

@@ -82,6 +82,7 @@ class LogMelStatsExtractor(FeatureExtractor):
 
     @property
     def dim(self):
+        """Length of a clip's feature vector: the statistics of every band, per served channel."""
         n_mels = self._frontend_config["n_mels"]
         per_channel = 2 * n_mels if self.statistics == "mean_std" else n_mels
         return self.serving_channels * per_channel

@@ -109,16 +109,25 @@ class ResNetClassifierExtractor(SpectrogramModelExtractor):
         arcface_scale: float s. Defaults to `30.0`.
         arcface_margin: float m in radians, in [0, pi/2]. Defaults to `0.5`.
         depth: int. ResNet depth, one of 18, 34, 50, 101, 152.
-        epochs, batch_size: int. Training length and batch.
-        learning_rate, weight_decay: float. AdamW.
-        lr_step_epochs, lr_gamma: StepLR (rate times `lr_gamma` every
+        epochs: int. Training length and batch.
+        batch_size: int. Training length and batch.
+        learning_rate: float. AdamW.
+        weight_decay: float. AdamW.
+        lr_step_epochs: StepLR (rate times `lr_gamma` every
             `lr_step_epochs` epochs).
+        lr_gamma: see `lr_step_epochs`.
         select: str. `"min_loss"` (the weights of the lowest-loss epoch) or
             `"last"`.
         clip_seconds: float. The network's input length.
         length_policy: str. `"truncate"`, `"pad"` or `"tile_crop"`.
-        sample_rate, channel, resample: audio loading.
-        n_fft, hop_length, n_mels, log_mode, pad_mode: the log-mel front end.
+        sample_rate: audio loading.
+        channel: audio loading.
+        resample: audio loading.
+        n_fft: the log-mel front end.
+        hop_length: the log-mel front end.
+        n_mels: the log-mel front end.
+        log_mode: the log-mel front end.
+        pad_mode: the log-mel front end.
         score_batch_clips: int. Clips per `transform` batch.
         pipeline_ram_mb: int. tf.data autotuner memory budget.
         jit_compile: `"auto"` (XLA on GPU only), True or False.

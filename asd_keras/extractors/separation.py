@@ -137,9 +137,10 @@ class SeparationExtractor(SpectrogramModelExtractor):
             Defaults to `0.2` (CMGAN's).
         segment_seconds: float. Training and feature segments. Defaults to
             `2.0` (paper §III-D, CMGAN's 2-s crops).
-        snr_min_db, snr_max_db: float. Training SNR range. Defaults to `-5`
+        snr_min_db: float. Training SNR range. Defaults to `-5`
             and `5` (the evaluation SNRs' range; assumption: the paper gives
             none for training).
+        snr_max_db: see `snr_min_db`.
         point_pooling: `"frequency"` (default), `"channel"` or
             `"frequency_mean"`: how each extraction point is pooled (see
             `PooledFeatureMaps`).
@@ -154,23 +155,31 @@ class SeparationExtractor(SpectrogramModelExtractor):
         epochs: int. Defaults to `200` (the study's protocol, §III-A; CMGAN
             trains 120).
         batch_size: int. Segments per step. Defaults to `4` (CMGAN).
-        learning_rate, weight_decay: AdamW. Defaults to `5e-4` (CMGAN's
+        learning_rate: AdamW. Defaults to `5e-4` (CMGAN's
             generator) and `1e-2` (PyTorch's AdamW default).
-        lr_step_epochs, lr_gamma: StepLR. Defaults to `30` and `0.5` (CMGAN).
+        weight_decay: see `learning_rate`.
+        lr_step_epochs: StepLR. Defaults to `30` and `0.5` (CMGAN).
+        lr_gamma: StepLR. Defaults to `30` and `0.5` (CMGAN).
         select: `"min_loss"` (default) or `"last"`.
         clip_seconds: float. Clip length before segmentation. Defaults to
             `10.0` (DCASE 2022 clips).
         length_policy: `"truncate"`, `"pad"` or `"tile_crop"` (default).
-        sample_rate, channel, resample: audio loading (16 kHz: the STFT of
+        sample_rate: audio loading (16 kHz: the STFT of
             n_fft 400, hop 100 is CMGAN's at 16 kHz).
+        channel: see `sample_rate`.
+        resample: see `sample_rate`.
         score_batch_clips: int. Clips per feature batch; `separate` and
             `proxy_metrics` run as many segments a batch as these clips
             hold. Defaults to `1`: a batch's memory grows with its segments
             (one 10 s clip, 5 segments of 2 s: 2.0 GB of host memory at
             N = 0, C = 64 and 4.5 GB at N = 4, C = 128; 8 clips at N = 0,
             C = 64 took 11.3 GB), and the time per clip hardly changes.
-        pipeline_ram_mb, jit_compile, dtype_policy, run_eagerly, seed: as the
+        pipeline_ram_mb: as the
             other trained extractors.
+        jit_compile: see `pipeline_ram_mb`.
+        dtype_policy: see `pipeline_ram_mb`.
+        run_eagerly: see `pipeline_ram_mb`.
+        seed: see `pipeline_ram_mb`.
         gradient_accumulation_steps: int. Micro-batches per batch: each
             batch of `batch_size` segments runs as this many micro-batches,
             one after another, and one AdamW update is made from their
@@ -221,11 +230,13 @@ class SeparationExtractor(SpectrogramModelExtractor):
 
     @property
     def segment_samples(self):
+        """Samples of one separator segment (`segment_seconds` at `sample_rate`)."""
         c = self.config
         return int(round(float(c["segment_seconds"]) * int(c["sample_rate"])))
 
     @property
     def num_segments(self):
+        """Whole segments in one clip."""
         return self.num_samples // self.segment_samples
 
     @property
@@ -237,6 +248,11 @@ class SeparationExtractor(SpectrogramModelExtractor):
     # -- models ------------------------------------------------------------
 
     def build_separator(self):
+        """A new separator network at this extractor's width, depth and segment length.
+
+        Returns:
+            A Keras model from a segment's waveform to the separated waveforms.
+        """
         c = self.config
         return build_separator(width=int(c["width"]), num_blocks=int(c["num_blocks"]),
                                dropout=float(c["dropout"]), num_samples=self.segment_samples,

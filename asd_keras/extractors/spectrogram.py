@@ -140,6 +140,7 @@ class SpectrogramModelExtractor(FeatureExtractor):
 
     @property
     def num_samples(self):
+        """Samples of each clip (`clip_seconds` at `sample_rate`)."""
         c = self.config
         return int(round(float(c["clip_seconds"]) * int(c["sample_rate"])))
 
@@ -160,6 +161,7 @@ class SpectrogramModelExtractor(FeatureExtractor):
 
     @property
     def num_frames(self):
+        """Log-mel frames of one clip (centred STFT frames at `hop_length`)."""
         return 1 + self.num_samples // int(self.config["hop_length"])
 
     def build_encoder(self, name="encoder"):

@@ -183,7 +183,8 @@ def triangles(low, high, num_bins, positions):
     scale).
 
     Args:
-        low, high: float. The outer edges on the axis.
+        low: float. The outer edges on the axis.
+        high: float. The outer edges on the axis.
         num_bins: int.
         positions: array `(n,)`. The FFT bins' positions on the axis.
 

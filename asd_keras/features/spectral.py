@@ -147,6 +147,7 @@ class LogMelFrontend:
 
     @property
     def vector_dim(self):
+        """Length of one stacked vector: `n_mels * n_frames`."""
         return self.n_mels * self.n_frames
 
     @property
@@ -155,6 +156,15 @@ class LogMelFrontend:
         return (self.n_frames - 1) * self.hop_length + 1
 
     def num_vectors(self, samples):
+        """Stacked vectors that a clip of `samples` samples gives.
+
+        Args:
+            samples: clip length in samples.
+
+        Returns:
+            The number of vectors (zero or less when the clip is shorter than
+            `min_samples`).
+        """
         return 1 + int(samples) // self.hop_length - self.n_frames + 1
 
     def get_config(self):

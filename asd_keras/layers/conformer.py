@@ -417,9 +417,16 @@ class TwoStageConformer(_ConformerLayer):
 
     Args:
         dim: int. Channels of the input.
-        num_heads, head_dim, ff_mult, conv_expansion, conv_kernel,
-        attn_dropout, ff_dropout, conv_dropout, max_relative_position:
+        num_heads:
             passed to both `ConformerBlock`s; same defaults.
+        head_dim: see `num_heads`.
+        ff_mult: see `num_heads`.
+        conv_expansion: see `num_heads`.
+        conv_kernel: see `num_heads`.
+        attn_dropout: see `num_heads`.
+        ff_dropout: see `num_heads`.
+        conv_dropout: see `num_heads`.
+        max_relative_position: see `num_heads`.
         seed: int or None. Seeds the initialisers.
 
     Call arguments:

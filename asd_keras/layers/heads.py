@@ -139,6 +139,14 @@ class SubClusterAdaCos(Float32Layer):
         )
 
     def cosines(self, embeddings):
+        """Cosine of each embedding with every sub-cluster centre.
+
+        Args:
+            embeddings: `(batch, dim)` embeddings.
+
+        Returns:
+            `(batch, classes * sub-clusters)` cosines.
+        """
         return ops.matmul(_unit(embeddings), _unit(self.centers, axis=0))
 
     def call(self, inputs, training=None):
@@ -158,6 +166,11 @@ class SubClusterAdaCos(Float32Layer):
         return _stack(probabilities, labels)
 
     def class_centers(self):
+        """The class centres as unit vectors, for the compactness statistics.
+
+        Returns:
+            A NumPy array `(classes, centres per class, dim)`.
+        """
         centres = keras.ops.convert_to_numpy(self.centers).T
         centres = centres / np.linalg.norm(centres, axis=1, keepdims=True)
         return centres.reshape(self.num_classes, self.num_subclusters, -1)
@@ -238,6 +251,11 @@ class ArcFace(Float32Layer):
         return _stack(ops.softmax(logits, axis=-1), labels)
 
     def class_centers(self):
+        """The class centres as unit vectors, for the compactness statistics.
+
+        Returns:
+            A NumPy array `(classes, centres per class, dim)`.
+        """
         centres = keras.ops.convert_to_numpy(self.centers).T
         return (centres / np.linalg.norm(centres, axis=1, keepdims=True))[:, None]
 
@@ -282,6 +300,11 @@ class SoftmaxHead(Float32Layer):
         return _stack(probabilities, labels)
 
     def class_centers(self):
+        """The class centres as unit vectors, for the compactness statistics.
+
+        Returns:
+            A NumPy array `(classes, centres per class, dim)`.
+        """
         centres = keras.ops.convert_to_numpy(self.kernel).T
         return (centres / np.linalg.norm(centres, axis=1, keepdims=True))[:, None]
 
@@ -350,6 +373,11 @@ class CompactnessHead(Float32Layer):
         return ops.stack(channels, axis=-1)
 
     def class_centers(self):
+        """The class centres as unit vectors, for the compactness statistics.
+
+        Returns:
+            A NumPy array `(classes, centres per class, dim)`.
+        """
         centres = keras.ops.convert_to_numpy(self.centers).T
         return (centres / np.linalg.norm(centres, axis=1, keepdims=True))[:, None]
 

@@ -105,9 +105,11 @@ def simsiam_loss(p1, p2, z1, z2):
     stop_gradient(z))`, averaged over the batch; its minimum is -1.
 
     Args:
-        p1, p2: tensors `(N, dim)`. Predictor outputs of views 1 and 2.
-        z1, z2: tensors `(N, dim)`. Projector outputs of views 1 and 2 (no
+        p1: tensors `(N, dim)`. Predictor outputs of views 1 and 2.
+        p2: tensors `(N, dim)`. Predictor outputs of views 1 and 2.
+        z1: tensors `(N, dim)`. Projector outputs of views 1 and 2 (no
             gradient flows into them through this loss).
+        z2: see `z1`.
 
     Returns:
         Scalar tensor.

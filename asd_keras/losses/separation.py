@@ -61,7 +61,8 @@ class NegativeSISDR(keras.losses.Loss):
             False (torchmetrics' default; the mixtures here are zero-mean
             machine sounds, so the two differ little).
         eps: float. Stabiliser (see `si_sdr`). Defaults to float32 eps.
-        reduction, name: as `keras.losses.Loss`.
+        reduction: as `keras.losses.Loss`.
+        name: as `keras.losses.Loss`.
     """
 
     def __init__(self, zero_mean=False, eps=EPS, reduction="sum_over_batch_size",

@@ -84,6 +84,7 @@ class AudioEncoder(keras.Model):
 
     @property
     def layer_names(self):
+        """Names of the token outputs: `layer_0` (the first layer's input) to `layer_<num_layers>`."""
         return [f"layer_{i}" for i in range(self.num_layers + 1)]
 
     def get_config(self):
@@ -120,7 +121,8 @@ class BEATsEncoder(AudioEncoder):
         num_classes: int. Size of the fine-tuned predictor (527 for
             AudioSet); 0 for a pre-trained model.
         num_mel_bins: int. Defaults to `128`.
-        norm_mean, norm_std: float. Filter-bank normalisation (AudioSet).
+        norm_mean: float. Filter-bank normalisation (AudioSet).
+        norm_std: float. Filter-bank normalisation (AudioSet).
         layer_norm_epsilon: float. Defaults to `1e-5` (PyTorch's).
         num_frames: int or None. Pad or crop the filter banks to this many
             frames, as EAT does; None (the original) keeps every frame.
@@ -193,7 +195,8 @@ class EATEncoder(AudioEncoder):
             10 s; a multiple of `patch_size`).
         num_classes: int. Fine-tuned head size (527); 0 when pre-trained.
         num_mel_bins: int. Defaults to `128`.
-        norm_mean, norm_std: float. Filter-bank normalisation (AudioSet).
+        norm_mean: float. Filter-bank normalisation (AudioSet).
+        norm_std: float. Filter-bank normalisation (AudioSet).
         layer_norm_epsilon: float. Defaults to `1e-6`.
     """
 
@@ -243,7 +246,12 @@ def eat_body(fbank, num_layers=12, dim=768, num_heads=12, mlp_ratio=4.0, patch_s
     Args:
         fbank: Keras tensor `(batch, frames, bins)`; `frames` a multiple of
             `patch_size`, `bins` of `patch_size`.
-        num_layers, dim, num_heads, mlp_ratio, patch_size, max_length,
+        num_layers: as `EATEncoder`.
+        dim: as `EATEncoder`.
+        num_heads: as `EATEncoder`.
+        mlp_ratio: as `EATEncoder`.
+        patch_size: as `EATEncoder`.
+        max_length: as `EATEncoder`.
         layer_norm_epsilon: as `EATEncoder`.
 
     Returns:

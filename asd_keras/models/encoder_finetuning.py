@@ -50,14 +50,19 @@ def eat_embedding_model(num_samples, encoder_config, filter_bank="mel", norm_mea
             `patch_size`.
         filter_bank: str. `"mel"` (o-FB, EAT's pre-training), `"linear"`
             (m-FB, evenly spaced in Hz) or `"gammatone"` (g-FB).
-        norm_mean, norm_std: float. `(fbank - mean) / (2 std)`, EAT's
+        norm_mean: float. `(fbank - mean) / (2 std)`, EAT's
             normalisation; AudioSet's constants fit the mel bank only.
-        low_freq, high_freq: float. Filter-bank edges in Hz (`high_freq <=
+        norm_std: see `norm_mean`.
+        low_freq: float. Filter-bank edges in Hz (`high_freq <=
             0`: offset from Nyquist).
+        high_freq: see `low_freq`.
         simam: str. `"none"`, `"global"` or `"local"`.
         simam_tile: int. Tile side of local SimAM (32).
-        time_masks, time_mask_width, freq_masks, freq_mask_width: int.
+        time_masks: int.
             SpecAugment on the filter banks (training only; width 0: off).
+        time_mask_width: see `time_masks`.
+        freq_masks: see `time_masks`.
+        freq_mask_width: see `time_masks`.
         pooling: str. `"asp"` (attentive statistics over the patch tokens),
             `"cls"` (the CLS token) or `"mean"` (mean of the patch tokens).
         attention_dim: int. Hidden size of attentive statistics pooling.

@@ -96,6 +96,7 @@ class AdversarialDetector(keras.Model):
 
     @property
     def input_dtype(self):
+        """The input dtype: always float32, whatever the dtype policy (see the comment)."""
         # float32 under any policy: the sub-networks cast their own inputs,
         # and the scores' reconstruction terms take the float32 vectors, not
         # a 16-bit copy of them.
@@ -113,6 +114,11 @@ class AdversarialDetector(keras.Model):
         return [getattr(self, name) for name in self.generator_network_names]
 
     def generator_variables(self):
+        """Trainable variables of every generator-side network.
+
+        Returns:
+            A list of variables, updated by the generator's optimizer.
+        """
         return [v for net in self.generator_networks for v in net.trainable_variables]
 
     def build(self, input_shape=None):
@@ -266,7 +272,9 @@ class GANomaly(AdversarialDetector):
     BCE(D(x_hat), 0))`; score `mean((z - z_hat)^2)` (reference A1).
 
     Args:
-        w_adv, w_con, w_enc: float. Loss weights (code defaults 1, 50, 1).
+        w_adv: float. Loss weights (code defaults 1, 50, 1).
+        w_con: float. Loss weights (code defaults 1, 50, 1).
+        w_enc: float. Loss weights (code defaults 1, 50, 1).
         adversarial: `"feature_matching"` (code, default) or `"bce"` (paper
             Eq. 5: `BCE(D(x_hat), 1)`).
         **kwargs: see `AdversarialDetector`.
@@ -301,12 +309,32 @@ class GANomaly(AdversarialDetector):
 
 
     def generate(self, x, training=False):
+        """Encodes, reconstructs and re-encodes a batch of vectors.
+
+        Args:
+            x: `(batch, input_dim)` vectors.
+            training: whether the sub-networks run in training mode.
+
+        Returns:
+            `(z, x_hat, z_hat)`: latent code, reconstruction and the
+            reconstruction's latent code.
+        """
         z = self.encoder(x, training=training)
         x_hat = self.decoder(z, training=training)
         z_hat = self.reencoder(x_hat, training=training)
         return z, x_hat, z_hat
 
     def generator_and_discriminator_losses(self, x, training=True):
+        """The generator's losses and the discriminator's loss of one batch.
+
+        Args:
+            x: `(batch, input_dim)` float32 vectors.
+            training: whether the sub-networks run in training mode.
+
+        Returns:
+            `(losses, d_loss)`: a dict of the generator's loss terms with their
+            total under `"g_loss"`, and the discriminator's scalar loss.
+        """
         z, x_hat, z_hat = self.generate(x, training)
         real = self.discriminator(x, training=training)
         fake = self.discriminator(x_hat, training=training)
@@ -348,7 +376,9 @@ class SkipGANomaly(AdversarialDetector):
     in practice zero) is left out.
 
     Args:
-        w_adv, w_con, w_enc: float. Loss weights (code defaults 1, 50, 1).
+        w_adv: float. Loss weights (code defaults 1, 50, 1).
+        w_con: float. Loss weights (code defaults 1, 50, 1).
+        w_enc: float. Loss weights (code defaults 1, 50, 1).
         adversarial: `"bce"` (code and paper, default) or
             `"feature_matching"`.
         discriminator_latent_term: bool. Add `w_enc * latent` to the
@@ -379,6 +409,16 @@ class SkipGANomaly(AdversarialDetector):
 
 
     def generator_and_discriminator_losses(self, x, training=True):
+        """The generator's losses and the discriminator's loss of one batch.
+
+        Args:
+            x: `(batch, input_dim)` float32 vectors.
+            training: whether the sub-networks run in training mode.
+
+        Returns:
+            `(losses, d_loss)`: a dict of the generator's loss terms with their
+            total under `"g_loss"`, and the discriminator's scalar loss.
+        """
         x_hat = self.generator(x, training=training)
         real = self.discriminator(x, training=training)
         fake = self.discriminator(x_hat, training=training)
@@ -457,6 +497,16 @@ class EGBAD(AdversarialDetector):
 
 
     def generator_and_discriminator_losses(self, x, training=True):
+        """The generator's losses and the discriminator's loss of one batch.
+
+        Args:
+            x: `(batch, input_dim)` float32 vectors.
+            training: whether the sub-networks run in training mode.
+
+        Returns:
+            `(losses, d_loss)`: a dict of the generator's loss terms with their
+            total under `"g_loss"`, and the discriminator's scalar loss.
+        """
         batch = ops.shape(x)[0]
         z = keras.random.normal((batch, self.latent_dim), seed=self.seed_generator)
         z_enc = self.encoder(x, training=training)

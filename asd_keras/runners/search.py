@@ -83,6 +83,14 @@ def check_space(space):
 
 
 def grid_size(space):
+    """Number of points of the full grid of `space`.
+
+    Args:
+        space: a dict of key -> list of values (checked by `check_space`).
+
+    Returns:
+        The product of the lists' lengths.
+    """
     return int(np.prod([len(v) for v in check_space(space).values()]))
 
 

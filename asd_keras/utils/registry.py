@@ -52,6 +52,7 @@ class Registry:
         return cls(**config)
 
     def names(self):
+        """The registered names, sorted."""
         return sorted(self._entries)
 
     def __contains__(self, name):

@@ -43,6 +43,11 @@ class SynthConfig:
     severity: tuple = (0.3, 0.7)
 
     def validate(self):
+        """Checks every setting, before anything is written.
+
+        Raises:
+            ValueError: naming the setting, the value received and what is allowed.
+        """
         if self.layout not in LAYOUTS:
             raise ValueError(
                 f"Unknown layout {self.layout!r}; use one of {LAYOUTS}."

@@ -13,3 +13,31 @@ class _Machine:
     source_levels = (1, 2, 3)
     target_levels = (5,)
     anomaly_kinds = ()
+
+    def instance(self, rng):
+        """Draws one machine's physical parameters (one section's machine).
+
+        Args:
+            rng: a `numpy.random.Generator`.
+
+        Returns:
+            A dict of the parameters `render` reads.
+        """
+        raise NotImplementedError(f"{type(self).__name__} must define instance(rng).")
+
+    def render(self, inst, level, anomaly, severity, n, sr, rng):
+        """The machine's sound at one attribute level, normal or anomalous.
+
+        Args:
+            inst: the parameters drawn by `instance`.
+            level: the attribute level (`source_levels` or `target_levels`).
+            anomaly: one of `anomaly_kinds`, or None for a normal clip.
+            severity: strength of the anomaly, in [0, 1].
+            n: number of samples.
+            sr: sample rate in Hz.
+            rng: a `numpy.random.Generator`.
+
+        Returns:
+            A float array of `n` samples.
+        """
+        raise NotImplementedError(f"{type(self).__name__} must define render(...).")

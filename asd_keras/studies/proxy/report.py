@@ -227,8 +227,11 @@ def write_proxy_report(study_dirs, out, force=False, saturation_levels=None,
             only one of them.
         out: str or Path, the report folder (written atomically).
         force: bool. Replace an existing report folder.
-        saturation_levels, saturation_spread, collapse_levels, loss_ratio:
+        saturation_levels:
             Stage 1 thresholds, see `training_health`.
+        saturation_spread: see `saturation_levels`.
+        collapse_levels: see `saturation_levels`.
+        loss_ratio: see `saturation_levels`.
         seed: int. Random state of UMAP and t-SNE (Fig. 5), and of the
             Spearman test if a family has more than 10 configurations.
         projections: bool. Draw Fig. 5; False skips UMAP and t-SNE (tens

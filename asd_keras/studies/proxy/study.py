@@ -315,7 +315,7 @@ def run_proxy_study(config, data, out, trials=1, force=False, overrides=None,
             (`asd_keras.utils.processes`), so the study's peak memory is its
             largest trial's rather than the sum of what TensorFlow keeps
             from every trial before (measured for the default separation
-            study: see README). False trains in this process, which saves
+            study: docs/performance-notes.md). False trains in this process, which saves
             the start of a process per trial (about 5 s) and suits debuggers.
 
     Returns:
