@@ -29,7 +29,7 @@ SEARCH_BUDGET ?= 6
 PROTOCOL ?= holdout
 GAN_SEARCH := experiments/gan_detectors/search
 
-.PHONY: install demo docs test test-numerics test-package bench parity smoke-full gpu-check exp-pooling exp-residual-view exp-residual-view-noise exp-proxy-pretrained clean-demo exp-angular-margin exp-compactness exp-tsne exp-rise exp-gan exp-gan-search exp-proxy-ae exp-proxy-classification exp-proxy-contrastive exp-proxy-separation exp-proxy-report exp-eat-simam
+.PHONY: install demo docs test test-slow test-numerics test-package bench parity smoke-full gpu-check exp-pooling exp-residual-view exp-residual-view-noise exp-proxy-pretrained clean-demo exp-angular-margin exp-compactness exp-tsne exp-rise exp-gan exp-gan-search exp-proxy-ae exp-proxy-classification exp-proxy-contrastive exp-proxy-separation exp-proxy-report exp-eat-simam
 
 # Shin & Lee's proxy-task study. PROXY_DATA: DCASE 2022 dev_data and eval_data
 # (its training clips are the additional-training sections 03-05); by default a
@@ -134,9 +134,19 @@ docs: $(STAMP)
 # import circles (docs/architecture.md); it reads the sources, in a second.
 # --dist loadfile: each test module runs on one worker, so its module-scoped
 # fixtures (trained tiny models) are built once, not once per worker.
+# `make test` is the everyday suite (at most 10 minutes on a slow 2-core
+# CPU); `make test-slow` runs the tests marked `slow`: whole programs end to
+# end (every system's SavedModel against `score`, `make gpu-check --smoke`,
+# the proxy study in fresh processes, gradient accumulation's exact
+# updates), each also covered piece by piece in `make test`. CI
+# (.ci/run) runs both.
+PYTEST_N := $(PY) -m pytest -q -p no:cacheprovider -n 2 --dist loadfile
 test: $(STAMP)
 	$(PY) tools/check_layers.py
-	$(PY) -m pytest -q -p no:cacheprovider -n 2 --dist loadfile -m "not parity and not package"
+	$(PYTEST_N) -m "not parity and not package and not slow"
+
+test-slow: $(STAMP)
+	$(PYTEST_N) -m "slow and not parity and not package"
 
 # The wheel, built and installed into a new venv outside the source tree,
 # then `asd-keras --version`, `systems` and a tiny train -> score -> export
@@ -148,11 +158,11 @@ test-package: $(STAMP)
 # it on by default, so this flips it on every CPU) and one intra-op thread
 # (other reduction orders). A test that pins a trained value tighter than its
 # spread across CPUs fails here on any machine. Run it before committing a
-# change that touches numbers.
+# change that touches numbers. It includes the `slow` tests.
 test-numerics: $(STAMP)
 	$(PY) tools/check_layers.py
 	TF_ENABLE_ONEDNN_OPTS=0 TF_NUM_INTRAOP_THREADS=1 OMP_NUM_THREADS=1 \
-		$(PY) -m pytest -q -p no:cacheprovider -n 2 --dist loadfile -m "not parity and not package"
+		$(PYTEST_N) -m "not parity and not package"
 
 # Parity of the BEATs and EAT ports with the PyTorch references (reference
 # methods.md §H): installs torch (CPU wheel), speechbrain and torchaudio into

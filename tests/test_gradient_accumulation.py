@@ -77,6 +77,7 @@ def _max_difference(a, b):
     return max(float(np.abs(x - y).max()) for x, y in zip(a, b))
 
 
+@pytest.mark.slow
 def test_micro_batches_give_the_update_of_the_whole_batch():
     """4 updates (2 epochs x 2 batches) with layer-wise rates, weight decay and
     a warm-up + cosine schedule: 4 micro-batches per batch move every weight
@@ -184,6 +185,7 @@ def clips(tmp_path_factory):
     return table[table["split"] == "train"], base / "eat_tiny"
 
 
+@pytest.mark.slow
 def test_extractor_trains_the_same_with_micro_batches(clips):
     """The extractor's own path in graph mode (pipeline split, optimizer,
     warm-up schedule, one training call per update): 6 clips in batches of 4

@@ -88,6 +88,7 @@ def test_study_writes_one_row_per_configuration_machine_type_and_trial(study):
     assert set(features["label"]) == {0, 1}
 
 
+@pytest.mark.slow
 def test_trials_in_fresh_processes_give_the_rows_of_trials_in_this_one(study, tmp_path):
     # The default: each trial in its own process (bounded peak memory).
     ae_only = {**_study(), "families": _study()["families"][:1]}

@@ -33,6 +33,9 @@ from tests.conftest import make_synthetic
 from tests.helpers import assert_close_to_scale
 from tests.helpers import assert_decisions_match
 
+# Every system trained and exported: about a minute of both cores (make test-slow).
+pytestmark = pytest.mark.slow
+
 BATCH = 3  # the small batch size; the large one is all clips of a machine type
 _NETWORK = {"epochs": 1, "clip_seconds": 1.0}
 _VECTORS = {"epochs": 1, "batch_size": 64, "hidden_units": 8, "num_hidden_layers": 1,
