@@ -28,7 +28,6 @@ import numpy as np
 from sklearn.covariance import OAS
 from sklearn.covariance import EmpiricalCovariance
 from sklearn.covariance import LedoitWolf
-from tqdm.auto import tqdm
 
 from asd_keras.backends.base import ScoringBackend
 from asd_keras.backends.base import register_backend
@@ -37,6 +36,7 @@ from asd_keras.config import choice
 from asd_keras.config import validate_config
 from asd_keras.layers.mahalanobis import MahalanobisDistance
 from asd_keras.layers.reconstruction import FeatureMean
+from asd_keras.utils.progress import progress_bar
 
 COVARIANCES = ("ledoit_wolf", "oas", "empirical")
 NORMALIZATIONS = ("none", "minmax_train")
@@ -136,8 +136,8 @@ class SelectiveMahalanobisBackend(ScoringBackend):
     def _fit_frames(self, batches, metadata):
         is_target = (metadata["domain"].astype(str) == "target").to_numpy()
         accumulator = None
-        for values, rows in tqdm(batches, desc="MAHALA covariance", unit="batch",
-                                 leave=False, disable=None):
+        for values, rows in progress_bar(batches, desc="MAHALA covariance", unit="batch",
+                                         leave=False):
             values = np.asarray(values)
             if accumulator is None:
                 accumulator = ResidualCovariance(values.shape[-1])

@@ -18,7 +18,8 @@ import numpy as np
 import pandas as pd
 import soundfile
 import soxr
-from tqdm.auto import tqdm
+
+from asd_keras.utils.progress import progress_bar
 
 LENGTH_POLICIES = ("none", "truncate", "pad", "tile_crop")
 
@@ -107,11 +108,11 @@ def inspect_audio(paths, progress=True):
     """
     rows = []
     paths = list(paths)
-    for path in tqdm(
+    for path in progress_bar(
         paths,
         desc="Checking audio",
         unit="file",
-        disable=not progress or len(paths) < 200,
+        enabled=progress and len(paths) >= 200,
         leave=False,
     ):
         if not Path(path).is_file():

@@ -17,9 +17,8 @@ import urllib.request
 import zipfile
 from pathlib import Path
 
-from tqdm.auto import tqdm
-
 from asd_keras.utils.io import atomic_write_text
+from asd_keras.utils.progress import progress_bar
 
 ZENODO_URL = "https://zenodo.org"
 
@@ -183,13 +182,13 @@ def download_file(url, dest, size=None, md5=None, timeout=60, progress=True):
                 if offset and response.status != 206:
                     offset = 0  # the server ignored Range: start again
                 mode = "ab" if offset else "wb"
-                with open(part, mode) as f, tqdm(
+                with open(part, mode) as f, progress_bar(
                     total=size,
                     initial=offset,
                     unit="B",
                     unit_scale=True,
                     desc=dest.name,
-                    disable=not progress,
+                    enabled=progress,
                     leave=False,
                 ) as bar:
                     for block in iter(lambda: response.read(1 << 20), b""):
@@ -254,8 +253,8 @@ def download(year, split, out, machine_types=None, base_url=ZENODO_URL,
     archives = out / ".archives"
     target.mkdir(parents=True, exist_ok=True)
     listings = {}
-    for record, name in tqdm(plan, desc=f"DCASE{year} {split}", unit="archive",
-                             disable=not progress):
+    for record, name in progress_bar(plan, desc=f"DCASE{year} {split}", unit="archive",
+                                     enabled=progress):
         stamp = archives / f"{name}.done"
         if stamp.exists():
             continue

@@ -10,10 +10,10 @@ stream them from disk otherwise.
 
 import numpy as np
 import tensorflow as tf
-from tqdm.auto import tqdm
 
 from asd_keras.data.audio import inspect_audio
 from asd_keras.data.audio import nonfinite_audio_error
+from asd_keras.utils.progress import progress_bar
 
 
 def decoded_bytes(paths, loader):
@@ -117,7 +117,7 @@ def progress_batches(ds, total, desc, verbose):
     `InvalidArgumentError`; it is raised as the ValueError of
     `nonfinite_audio_error`, which names the file.
     """
-    with tqdm(total=total, desc=desc, unit="clip", disable=not verbose, leave=False) as bar:
+    with progress_bar(total=total, desc=desc, unit="clip", enabled=verbose, leave=False) as bar:
         try:
             for batch in ds:
                 yield batch

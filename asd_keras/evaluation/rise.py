@@ -11,7 +11,8 @@ multiplies them, so the search space is 2^(time cells + frequency cells).
 import math
 
 import numpy as np
-from tqdm.auto import tqdm
+
+from asd_keras.utils.progress import progress_bar
 
 
 def _upsampled(rng, count, cells, length, keep_probability):
@@ -92,8 +93,8 @@ def importance_map(score_fn, spectrogram, num_masks=4000, batch_size=64,
     mask_sum = np.zeros(spectrogram.shape, np.float64)
     score_sum = 0.0
     batches = range(0, int(num_masks), int(batch_size))
-    for number, start in enumerate(tqdm(batches, desc="RISE", unit="batch",
-                                        disable=not progress, leave=False)):
+    for number, start in enumerate(progress_bar(batches, desc="RISE", unit="batch",
+                                                enabled=progress, leave=False)):
         count = min(int(batch_size), int(num_masks) - start)
         masks = rise_masks(count, spectrogram.shape, time_cells, freq_cells,
                            mask_probability, seed=seed + number)

@@ -2,7 +2,6 @@
 pipeline, and the configuration rules of the log-mel front ends."""
 
 import numpy as np
-from tqdm.auto import tqdm
 
 from asd_keras.config import boolean
 from asd_keras.config import choice
@@ -11,6 +10,7 @@ from asd_keras.config import number
 from asd_keras.data.pipelines import clip_dataset
 from asd_keras.features.spectral import LOG_MODES
 from asd_keras.features.spectral import PAD_MODES
+from asd_keras.utils.progress import progress_bar
 
 
 def score_clips(paths, loader, score_fn, keys, batch_clips=8, desc="Scoring", progress=True):
@@ -37,7 +37,7 @@ def score_clips(paths, loader, score_fn, keys, batch_clips=8, desc="Scoring", pr
     frames = info["frames"].to_numpy()
     order = np.argsort(frames, kind="stable")
     out = {}
-    bar = tqdm(total=len(paths), desc=desc, unit="clip", leave=False, disable=not progress)
+    bar = progress_bar(total=len(paths), desc=desc, unit="clip", leave=False, enabled=progress)
     for length in np.unique(frames):
         idx = order[frames[order] == length]
         ds = clip_dataset([paths[i] for i in idx], loader).batch(int(batch_clips))

@@ -66,7 +66,6 @@ from pathlib import Path
 import keras
 import numpy as np
 import tensorflow as tf
-from tqdm.auto import tqdm
 
 from asd_keras.config import choice
 from asd_keras.config import integer
@@ -92,6 +91,7 @@ from asd_keras.models.separator import build_separator
 from asd_keras.models.separator import separator_feature_model
 from asd_keras.utils.io import atomic_path
 from asd_keras.utils.io import load_keras_model
+from asd_keras.utils.progress import progress_bar
 
 logger = logging.getLogger(__name__)
 
@@ -384,8 +384,8 @@ class SeparationExtractor(SpectrogramModelExtractor):
             self._segments_per_batch).prefetch(tf.data.AUTOTUNE)
         improvements, estimates = [], []
         separate = self._separator_function()
-        for mixture, target in tqdm(dataset, desc="SI-SDRi", unit="batch",
-                                    disable=not verbose, leave=False):
+        for mixture, target in progress_bar(dataset, desc="SI-SDRi", unit="batch",
+                                            enabled=verbose, leave=False):
             estimate = separate(mixture)
             after = np.asarray(si_sdr(target, estimate), np.float64)
             before = np.asarray(si_sdr(target, mixture), np.float64)

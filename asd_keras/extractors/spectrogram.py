@@ -37,7 +37,6 @@ from pathlib import Path
 import keras
 import numpy as np
 import tensorflow as tf
-from tqdm.auto import tqdm
 
 from asd_keras.config import boolean
 from asd_keras.config import choice
@@ -64,6 +63,7 @@ from asd_keras.utils.io import atomic_path
 from asd_keras.utils.io import atomic_write_dataframe
 from asd_keras.utils.io import atomic_write_text
 from asd_keras.utils.io import load_keras_model
+from asd_keras.utils.progress import progress_bar
 from asd_keras.utils.training import without_autotune_thread
 
 logger = logging.getLogger(__name__)
@@ -341,8 +341,8 @@ class SpectrogramModelExtractor(FeatureExtractor):
                                      for batch in dataset]).astype(np.float32)
         else:
             infer = self._inference_function()
-            values = np.concatenate([np.asarray(infer(batch)) for batch in tqdm(
-                dataset, desc="Embedding", unit="batch", disable=not verbose, leave=False)]
+            values = np.concatenate([np.asarray(infer(batch)) for batch in progress_bar(
+                dataset, desc="Embedding", unit="batch", enabled=verbose, leave=False)]
             ).astype(np.float32)
         bad = ~np.isfinite(values).all(axis=1)
         if bad.any():

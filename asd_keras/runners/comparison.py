@@ -12,7 +12,6 @@ import logging
 from pathlib import Path
 
 import pandas as pd
-from tqdm.auto import tqdm
 
 from asd_keras import runs
 from asd_keras.evaluation.metrics import machine_type_metrics
@@ -20,6 +19,7 @@ from asd_keras.evaluation.metrics import weighted_summary
 from asd_keras.runners.search import PROTOCOLS
 from asd_keras.systems import get_system
 from asd_keras.utils.io import atomic_write_dataframe
+from asd_keras.utils.progress import progress_bar
 
 logger = logging.getLogger(__name__)
 
@@ -51,7 +51,7 @@ def run_comparison(conditions, data, out, force=False, keep_models=False):
     runs.labelled_test(table, "The comparison")
     out = Path(out)
     frames = []
-    for condition in tqdm(conditions, desc="Comparison", unit="system"):
+    for condition in progress_bar(conditions, desc="Comparison", unit="system"):
         folder = out / "conditions" / condition["name"]
         if (folder / "scores.csv").is_file() and not force:
             logger.info("%s: finished earlier; reusing '%s'.", condition["name"], folder)

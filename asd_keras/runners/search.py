@@ -26,7 +26,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import yaml
-from tqdm.auto import tqdm
 
 from asd_keras import runs
 from asd_keras.config import load_config_file
@@ -34,6 +33,7 @@ from asd_keras.evaluation.metrics import machine_type_metrics
 from asd_keras.systems import get_system
 from asd_keras.utils.io import atomic_write_dataframe
 from asd_keras.utils.io import atomic_write_text
+from asd_keras.utils.progress import progress_bar
 
 logger = logging.getLogger(__name__)
 
@@ -219,7 +219,7 @@ def run_search(system, space, data, out, mode="random", budget=20, protocol="hol
     finished = set(done["trial"]) if len(done) else set()
     logger.info("%d point(s) of a %d-point grid; %d already done. Protocol: %s (%s).",
                 len(points), grid_size(space), len(finished), protocol, PROTOCOLS[protocol])
-    for index, point in enumerate(tqdm(points, desc=f"Search ({system})", unit="trial")):
+    for index, point in enumerate(progress_bar(points, desc=f"Search ({system})", unit="trial")):
         if index in finished:
             continue
         config = {**base, **point}

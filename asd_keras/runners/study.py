@@ -14,7 +14,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from tqdm.auto import tqdm
 
 from asd_keras.evaluation.metrics import domain_metrics
 from asd_keras.evaluation.metrics import evaluate
@@ -24,6 +23,7 @@ from asd_keras.config import load_config_file
 from asd_keras.systems import get_system
 from asd_keras.utils.io import atomic_write_dataframe
 from asd_keras.utils.io import atomic_write_text
+from asd_keras.utils.progress import progress_bar
 
 METRIC_COLUMNS = ["AUC (source)", "pAUC (source)", "AUC (target)", "pAUC (target)",
                   "AUC (both)", "pAUC (both)"]
@@ -161,7 +161,7 @@ def run_study(conditions, base_config, data, out, trials=2, force=False,
             "the study on development data.")
     results = []
     jobs = [(c, t) for c in conditions for t in range(int(trials))]
-    for condition, trial in tqdm(jobs, desc="Study", unit="trial"):
+    for condition, trial in progress_bar(jobs, desc="Study", unit="trial"):
         folder = out / "trials" / condition["name"] / f"trial{trial}"
         if (folder / "result.json").is_file():  # resume
             results.append(json.loads((folder / "result.json").read_text()))

@@ -12,7 +12,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import soundfile
-from tqdm.auto import tqdm
 
 from asd_keras.data.synthetic.background import FactoryBackground
 from asd_keras.data.synthetic.config import SynthConfig
@@ -25,6 +24,7 @@ from asd_keras.data.synthetic.scene import _instance
 from asd_keras.utils.io import atomic_write_rows
 from asd_keras.utils.io import atomic_write_text
 from asd_keras.utils.io import staged_dir
+from asd_keras.utils.progress import progress_bar
 
 
 def _plan(config, machine_type, split, section):
@@ -177,7 +177,7 @@ def generate(out, config=None, force=False, progress=True, workers=None):
         len(_plan(config, m, s, sec)) for s, m, sec in jobs
     )
     with staged_dir(out, force=force, what="synthetic data folder") as stage:
-        bar = tqdm(total=total, desc="Synthesising clips", unit="clip", disable=not progress)
+        bar = progress_bar(total=total, desc="Synthesising clips", unit="clip", enabled=progress)
         ground_truth = {}
         attribute_rows = {}
         tasks = []

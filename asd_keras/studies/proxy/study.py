@@ -43,7 +43,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import yaml
-from tqdm.auto import tqdm
 
 from asd_keras import runs
 from asd_keras.config import load_yaml_text
@@ -57,6 +56,7 @@ from asd_keras.utils.io import atomic_path
 from asd_keras.utils.io import atomic_write_dataframe
 from asd_keras.utils.io import atomic_write_text
 from asd_keras.utils.processes import call_in_fresh_process
+from asd_keras.utils.progress import progress_bar
 
 logger = logging.getLogger(__name__)
 
@@ -372,7 +372,7 @@ def run_proxy_study(config, data, out, trials=1, force=False, overrides=None,
     jobs = [(f, c, t) for f in study["families"] for c in f["configurations"]
             for t in range(int(trials))]
     rows = []
-    for family, configuration, trial in tqdm(jobs, desc="Proxy study", unit="trial"):
+    for family, configuration, trial in progress_bar(jobs, desc="Proxy study", unit="trial"):
         folder = out / "trials" / family["name"] / configuration["name"] / f"trial{trial}"
         if (folder / "rows.csv").is_file():  # finished in an earlier attempt
             _check_resumed(folder, _system(family, configuration, study["base"], overrides,
