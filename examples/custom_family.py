@@ -3,29 +3,28 @@
 What this example teaches: a family is three pieces, all written outside
 the library here.
 
-1. A network: a function that builds a functional Keras model
-   (`conv_autoencoder`, a small 1-D convolutional autoencoder over log-mel
-   frames).
+1. A network: a function building a functional Keras model
+   (`conv_autoencoder`, a 1-D convolutional autoencoder of log-mel frames).
 2. An extractor: a `FeatureExtractor` subclass registered with
    `@register_extractor(name)`. Its constructor arguments are its
-   configuration keys (checked with `validate_config`); `fit` trains the
+   configuration keys (checked by `validate_config`); `fit` trains the
    network through the run's `TrainingContext` (callbacks, checkpoints,
-   `tf.distribute`); `serving_model` maps waveforms to named features, which
-   both `transform` and the exported SavedModel use; `_save_weights` and
-   `_load_weights` store the model in the run folder.
+   `tf.distribute`); `serving_model` maps waveforms to named features, used
+   by `transform` and by the exported SavedModel alike; `_save_weights` and
+   `_load_weights` keep the model in the run folder.
 3. A preset: an `AnomalySystem` subclass registered with
-   `@register_system(name)`, whose `DEFAULTS` pick the extractor, a scoring
-   backend and the groupings, and whose `OPTIONS` name a choice of keys.
+   `@register_system(name)`: `DEFAULTS` pick the extractor, the scoring
+   backend and the groupings; `OPTIONS` name a choice of keys.
 
-From then on the family is a system like the built-in ones: `fit`, `score`,
-`load` and `export` work unchanged. Run it (a minute or two on a laptop):
+The family is then a system like the built-in ones (`get_system`, `fit`,
+`score`, `load`, `export`). A minute or two on a laptop (`--tiny`: the
+tests' size):
 
     python examples/custom_family.py --out /tmp/asd_custom
-
-`--tiny` is the tests' size.
 """
 
 import argparse
+import json
 import tempfile
 from pathlib import Path
 
@@ -47,6 +46,7 @@ from asd_keras.extractors import register_extractor
 from asd_keras.extractors.common import score_clips
 from asd_keras.features.statistics import LogMelSpectrogram
 from asd_keras.systems import AnomalySystem
+from asd_keras.systems import get_system
 from asd_keras.systems import register_system
 from asd_keras.utils.io import atomic_path
 from asd_keras.utils.io import check_output_dir
@@ -68,17 +68,9 @@ def conv_autoencoder(n_mels, mean, variance, filters=32, bottleneck=8):
 
 @register_extractor("conv_ae")
 class ConvAutoencoderExtractor(FeatureExtractor):
-    """Per-band reconstruction errors of a convolutional log-mel autoencoder.
-
-    Args:
-        n_mels: int. Mel bands.
-        filters, bottleneck: int. Channels of the outer and middle layers.
-        segment_seconds: float. Training crops (random, tiled when shorter).
-        epochs, batch_size: int.
-        learning_rate: float. Adam.
-        sample_rate: int.
-        seed: int. The system passes its seed (plus the ensemble member).
-    """
+    """Per-band reconstruction errors of a convolutional log-mel autoencoder,
+    trained on random crops of `segment_seconds` (`seed`: the system's
+    seed plus the ensemble member)."""
 
     trainable = True
 
@@ -95,9 +87,6 @@ class ConvAutoencoderExtractor(FeatureExtractor):
 
     def get_config(self):
         return dict(self.config)
-
-    def loader(self):
-        return AudioLoader(self.config["sample_rate"], min_samples=1024)
 
     def _spectrogram(self):
         return LogMelSpectrogram(self.config["sample_rate"], n_mels=self.config["n_mels"])
@@ -133,7 +122,8 @@ class ConvAutoencoderExtractor(FeatureExtractor):
     def transform(self, table, verbose=0):
         model = self.serving_model()
         paths = [str(p) for p in table["path"]]
-        # score_clips batches clips of equal length through the model.
+        # score_clips batches clips of equal length through the model; the
+        # base class's loader reads one channel at the configured rate.
         out = score_clips(paths, self.loader(), lambda w: {"error": model(w)["error"]},
                           ["error"], desc="Reconstruction errors", progress=bool(verbose))
         return {"error": np.asarray(out["error"], np.float32)}
@@ -169,29 +159,29 @@ def main(argv=None):
     out = Path(args.out or tempfile.mkdtemp(prefix="asd_keras_custom_"))
     check_output_dir(out, args.force, what="example folder")
 
-    sizes = dict(seconds=0.5, train=3, test=2) if args.tiny else dict(seconds=2.0, train=30,
-                                                                       test=5)
+    sizes = dict(seconds=0.5, train=3, test=2) if args.tiny else dict(seconds=2, train=30, test=5)
     generate(out / "data", SynthConfig(machine_types=("fan", "valve"), target_train=1,
                                        **sizes), force=True, progress=False)
     table = read_dataset(synthetic_data_root(out / "data", "dcase2022"))
 
+    # Registered, the family is found by name like a built-in system.
     network = dict(n_mels=16, filters=4, bottleneck=2, segment_seconds=0.5, epochs=1) \
         if args.tiny else dict(epochs=args.epochs)
-    system = ConvAutoencoderSystem({"score": args.score, **network})
-    print(f"The new family resolves to: { {k: system.config[k] for k in ('extractor', 'backend', 'feature_set')} }")
-    print(f"Training conv_ae into '{out / 'run'}'.")
+    system = get_system("conv_ae")({"score": args.score, **network})
+    chosen = {k: system.config[k] for k in ("extractor", "backend", "feature_set")}
+    print(f"Training conv_ae ({chosen}) into '{out / 'run'}'.")
     system.fit(table, out / "run", verbose=0 if args.tiny else 2)
 
     scores = system.score(table)
     scores.to_csv(out / "scores.csv", index=False)
     _, official = evaluate(scores, "dcase2022")
-    print(f"{len(scores)} test clips scored; official score {official:.3f}.")
-    reloaded = ConvAutoencoderSystem.load(out / "run", system.config)
-    difference = np.abs(reloaded.score(table)["score"] - scores["score"]).max()
-    print(f"Reloaded run: largest score difference {difference:.2e}.")
+    reloaded = get_system("conv_ae").load(out / "run", system.config)
+    difference = float(np.abs(reloaded.score(table)["score"] - scores["score"]).max())
     system.export(out / "saved_model")
-    print(f"SavedModel of the new family in '{out / 'saved_model'}'.")
-
+    print(f"{len(scores)} test clips scored, official score {official:.3f}; reloaded run's "
+          f"largest score difference {difference:.2e}; SavedModel in '{out / 'saved_model'}'.")
+    (out / "summary.json").write_text(json.dumps(
+        {"official_score": official, "reload_max_difference": difference, **chosen}))
 
 if __name__ == "__main__":
     main()

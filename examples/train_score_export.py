@@ -25,6 +25,7 @@ Run it (about two minutes on a laptop CPU):
 """
 
 import argparse
+import json
 import tempfile
 from pathlib import Path
 
@@ -94,8 +95,8 @@ def main(argv=None):
 
     # 4. The run folder holds everything needed to score again later.
     reloaded = system_class.load(out / "run", system.config)
-    again = reloaded.score(table)["score"].to_numpy()
-    print(f"Reloaded run: largest score difference {np.abs(again - scores['score']).max():.2e}.")
+    difference = float(np.abs(reloaded.score(table)["score"] - scores["score"]).max())
+    print(f"Reloaded run: largest score difference {difference:.2e}.")
 
     # 5. A SavedModel from raw waveforms to scores, for TF Serving and friends.
     manifest = system.export(out / "saved_model")
@@ -107,7 +108,10 @@ def main(argv=None):
                     machine_type=tf.constant(clip["machine_type"]))
     print(f"Served score of {clip['file_name']}: {float(result['anomaly_score'][0]):.4f} "
           f"(score gave {clip['score']:.4f}), decision {int(result['decision'][0])}.")
-    print(f"Everything is in '{out}'.")
+    summary = {"official_score": official, "reload_max_difference": difference,
+               "served_score": float(result["anomaly_score"][0]), "score": clip["score"]}
+    (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    print(f"Data, run, scores, SavedModel and summary.json are in '{out}'.")
 
 
 if __name__ == "__main__":
