@@ -59,6 +59,8 @@ def main(argv=None):
     parser.add_argument("--checkpoint", help="An EAT or BEATs checkpoint file (default: a "
                         "random stand-in).")
     parser.add_argument("--encoder", choices=("eat", "beats"), default="eat")
+    parser.add_argument("--trust-pickle", action="store_true", help="Unpickle objects of a "
+                        "trusted .pt file's cfg (as 'asd-keras convert --trust-pickle').")
     parser.add_argument("--out", help="Output folder (default: a new temporary folder).")
     parser.add_argument("--force", action="store_true", help="Replace a non-empty --out.")
     parser.add_argument("--seconds", type=float, default=2.0, help="Synthetic clip length.")
@@ -79,7 +81,7 @@ def main(argv=None):
 
     preset = out / "preset"
     metadata = convert_checkpoint(args.encoder, checkpoint, preset, force=True,
-                                  overrides=overrides)
+                                  trust_pickle=args.trust_pickle, overrides=overrides)
     print(f"Converted {metadata['keys']} tensors into the preset '{preset}'.")
 
     seconds = 0.5 if args.tiny else args.seconds

@@ -92,6 +92,8 @@ def test_layers_in_your_model(tmp_path):
     scores = np.asarray(summary["scores"])
     assert scores.shape == (24,) and np.all((scores >= 0) & (scores <= 2))
     assert set(summary["auc"]) == {"fan", "valve", "ToyCar"}
+    # The head's classes: each machine type with each training attribute.
+    assert {c.split()[0] for c in summary["classes"]} == {"fan", "valve", "ToyCar"}
 
 
 def test_convert_and_embed(tmp_path):
