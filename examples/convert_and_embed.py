@@ -94,7 +94,7 @@ def main(argv=None):
     # EAT pads or crops the filter banks to num_frames (1024 = 10 s; 10 ms
     # hop, a multiple of the 16-frame patch).
     frames = {"num_frames": int(seconds * 100) // 16 * 16} if args.encoder == "eat" else {}
-    encoder, info = load_encoder(str(preset), overrides=frames)
+    encoder, _ = load_encoder(str(preset), overrides=frames)
     waveform, _ = soundfile.read(table["path"].iloc[0], dtype="float32")
     tokens = encoder(waveform[None])
     print("Encoder outputs: " + ", ".join(f"{k} {tuple(v.shape)}" for k, v in tokens.items()))
