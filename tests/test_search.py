@@ -236,6 +236,11 @@ def test_bad_input_names_the_value_and_the_fix(dev, tmp_path):
     with pytest.raises(ValueError, match="budget must be >= 1"):
         search.run_search("logmel_stats", {"covariance": ["empirical"]}, dev, tmp_path / "f",
                           budget=0)
+    # A folder of a search from before the oracles is not replayed.
+    (tmp_path / "old").mkdir()
+    (tmp_path / "old" / "search.json").write_text(json.dumps({"mode": "random"}))
+    with pytest.raises(FileExistsError, match="names a 'mode'.*--force"):
+        search.run_search("logmel_stats", {"covariance": ["empirical"]}, dev, tmp_path / "old")
     # The CLI refuses an unknown oracle before any work.
     with pytest.raises(SystemExit):
         cli.main(["search", "--system", "logmel_stats", "--space", space, "--data", dev,

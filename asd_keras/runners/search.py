@@ -226,18 +226,7 @@ def run_search(system, space, data, out, oracle="random", budget=None, protocol=
             # As given (not resolved), so a clone elsewhere can resume it.
             "data": [str(Path(d)) for d in ([data] if isinstance(data, (str, Path))
                                             else data)]}
-    spec_path = out / "search.json"
-    if spec_path.is_file():
-        previous = json.loads(spec_path.read_text())
-        previous.pop("budget", None)  # a larger budget continues the same search
-        if force or previous != json.loads(json.dumps(spec)):
-            if not force:
-                raise FileExistsError(
-                    f"'{out}' holds a search with another specification. Pass --force "
-                    "to discard it, or choose another output folder.")
-            shutil.rmtree(out)
-    out.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(spec_path, json.dumps({**spec, "budget": budget}, indent=1))
+    _open_folder(out, spec, budget, force)
     table = runs.read_tables(data)
     test = table[table["split"] == "test"]
     runs.labelled_test(table, "The search")
@@ -254,9 +243,10 @@ def run_search(system, space, data, out, oracle="random", budget=None, protocol=
     numbers = dict(zip(finished["point"], finished["trial"].astype(int)))
     objectives = dict(zip(finished["trial"].astype(int), finished["objective"]))
     size = grid_size(hps)
-    logger.info("Oracle %s: %s. Budget: %s trial(s) (a grid over the space: %d point(s)); "
-                "%d trial(s) already done. Protocol: %s (%s).", oracle, ORACLES[oracle],
-                budget or "no limit", size, len(numbers), protocol, PROTOCOLS[protocol])
+    logger.info("Oracle %s: %s. Budget: %s (a grid over the space: %d point(s)); %d trial(s) "
+                "already done. Protocol: %s (%s).", oracle, ORACLES[oracle],
+                f"{budget} trial(s)" if budget else "until the oracle stops", size,
+                len(numbers), protocol, PROTOCOLS[protocol])
     if max_epochs:
         logger.info("Hyperband: up to %d epochs per trial; every trial trains from scratch "
                     "for its epochs (no weights are carried over).", max_epochs)
@@ -307,6 +297,28 @@ def run_search(system, space, data, out, oracle="random", budget=None, protocol=
     atomic_write_text(out / "best_config.yaml", yaml.safe_dump(
         {**base, "machine_overrides": overrides}, sort_keys=True))
     return best
+
+
+def _open_folder(out, spec, budget, force):
+    """Creates `out` with its search.json, or checks that it holds the same
+    search (the budget may differ: a larger one continues it)."""
+    spec_path = out / "search.json"
+    if spec_path.is_file():
+        previous = json.loads(spec_path.read_text())
+        previous.pop("budget", None)
+        if force or previous != json.loads(json.dumps(spec)):
+            if not force and "mode" in previous:
+                raise FileExistsError(
+                    f"'{out}' holds a search written before asd-keras searched with "
+                    "KerasTuner oracles (its search.json names a 'mode'); its trials cannot "
+                    "be replayed. Pass --force to redo it, or choose another output folder.")
+            if not force:
+                raise FileExistsError(
+                    f"'{out}' holds a search with another specification. Pass --force "
+                    "to discard it, or choose another output folder.")
+            shutil.rmtree(out)
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(spec_path, json.dumps({**spec, "budget": budget}, indent=1))
 
 
 def _train_trial(instance, table, out, number, protocol, mask, oracle):
