@@ -143,6 +143,10 @@ def test_oracles_write_trials_and_best_config(oracle, space, budget, protocol, d
     assert best["n_mels"] == 32 and best["seed"] == 0
     assert f"({oracle} oracle" in (out / "best.md").read_text()
     assert json.loads((out / "search.json").read_text())["oracle"] == oracle
+    if oracle == "grid":  # --force starts the search anew
+        assert cli.main(args + ["--force"]) == 0
+        assert trained == points + points
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["search", "space.yaml"]
 
 
 def test_interrupted_search_resumes_without_retraining(dev, tmp_path, monkeypatch):
@@ -241,6 +245,11 @@ def test_bad_input_names_the_value_and_the_fix(dev, tmp_path):
     (tmp_path / "old" / "search.json").write_text(json.dumps({"mode": "random"}))
     with pytest.raises(FileExistsError, match="names a 'mode'.*--force"):
         search.run_search("logmel_stats", {"covariance": ["empirical"]}, dev, tmp_path / "old")
+    # A folder that holds something else is replaced only with --force.
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "config.yaml").write_text("epochs: 1\n")
+    with pytest.raises(FileExistsError, match="search folder .* is not empty.*--force"):
+        search.run_search("logmel_stats", {"covariance": ["empirical"]}, dev, tmp_path / "run")
     # The CLI refuses an unknown oracle before any work.
     with pytest.raises(SystemExit):
         cli.main(["search", "--system", "logmel_stats", "--space", space, "--data", dev,

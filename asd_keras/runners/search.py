@@ -32,6 +32,7 @@ Two selection protocols, and every result says which one produced it:
 
 import json
 import logging
+import os
 import shutil
 import tempfile
 from pathlib import Path
@@ -51,6 +52,8 @@ from asd_keras.runners.search_space import grid_size
 from asd_keras.systems import get_system
 from asd_keras.utils.io import atomic_write_dataframe
 from asd_keras.utils.io import atomic_write_text
+from asd_keras.utils.io import check_output_dir
+from asd_keras.utils.io import remove_stale_staging
 
 logger = logging.getLogger(__name__)
 
@@ -301,22 +304,30 @@ def run_search(system, space, data, out, oracle="random", budget=None, protocol=
 
 def _open_folder(out, spec, budget, force):
     """Creates `out` with its search.json, or checks that it holds the same
-    search (the budget may differ: a larger one continues it)."""
+    search (the budget may differ: a larger one continues it); `force`
+    replaces whatever it holds."""
+    check_output_dir(out, force=True, what="search folder")  # a file, an unwritable parent
+    remove_stale_staging(out)  # the `.replaced-` folder of a --force that was killed
     spec_path = out / "search.json"
-    if spec_path.is_file():
+    if spec_path.is_file() and not force:
         previous = json.loads(spec_path.read_text())
         previous.pop("budget", None)
-        if force or previous != json.loads(json.dumps(spec)):
-            if not force and "mode" in previous:
-                raise FileExistsError(
-                    f"'{out}' holds a search written before asd-keras searched with "
-                    "KerasTuner oracles (its search.json names a 'mode'); its trials cannot "
-                    "be replayed. Pass --force to redo it, or choose another output folder.")
-            if not force:
-                raise FileExistsError(
-                    f"'{out}' holds a search with another specification. Pass --force "
-                    "to discard it, or choose another output folder.")
-            shutil.rmtree(out)
+        if "mode" in previous:
+            raise FileExistsError(
+                f"'{out}' holds a search written before asd-keras searched with "
+                "KerasTuner oracles (its search.json names a 'mode'); its trials cannot "
+                "be replayed. Pass --force to redo it, or choose another output folder.")
+        if previous != json.loads(json.dumps(spec)):
+            raise FileExistsError(
+                f"'{out}' holds a search with another specification. Pass --force "
+                "to discard it, or choose another output folder.")
+    elif out.is_dir() and any(out.iterdir()):
+        check_output_dir(out, force, what="search folder")  # not a search: only --force
+        # Renamed first: a Ctrl-C during the removal leaves no half of the
+        # old search (trials.csv without its search.json) to resume from.
+        discarded = out.with_name(f"{out.name}.replaced-{os.getpid()}")
+        out.rename(discarded)
+        shutil.rmtree(discarded)
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(spec_path, json.dumps({**spec, "budget": budget}, indent=1))
 
