@@ -18,14 +18,22 @@ its recorded objective back without training, so the oracle walks the same
 path and continues where the interrupted run stopped. The oracle's own files
 go to a scratch folder: KerasTuner writes them non-atomically, and its grid
 oracle does not save where it is. A rerun with a larger `budget` extends a
-finished search the same way.
+finished search the same way. The budget counts the oracle's proposals: a
+point proposed again (the Bayesian oracle may, on a discrete space) counts
+but is not trained again. Hyperband's trials each train from scratch for
+their `epochs` (no weights are carried over from the trial they continue).
+
+`trials.csv` has one row per (trial, machine type): trial, machine_type,
+select_AUC, select_pAUC, select_n_test, report_AUC, report_pAUC,
+report_n_test, objective, one column per space key (and `epochs` for
+Hyperband) and `point`, the trial's configuration keys as JSON.
 
 Two selection protocols, and every result says which one produced it:
 - `"test"`: the paper's protocol (§5.3): hyper-parameters are chosen per
   machine type by the AUC on the test set that is then reported. The
   reported numbers are optimistic: the anomalous test clips chose them.
 - `"holdout"`: the labelled test clips of every (machine type, section,
-  label) are split in two halves; the choice (and the oracle's objective)
+  domain, label) are split in two halves; the choice (and the oracle's objective)
   is made on the selection half and the numbers are reported on the other
   half, which the choice never saw.
 """
@@ -190,7 +198,8 @@ def run_search(system, space, data, out, oracle="random", budget=None, protocol=
         ValueError: an unknown oracle or protocol, a bad budget, seed or
             space, or Hyperband on a system without epochs.
         FileExistsError: `out` holds a search of another specification
-            (other than the budget) and `force` is False.
+            (other than the budget), or something that is not a search,
+            and `force` is False.
     """
     if oracle not in ORACLES:
         raise ValueError(f"oracle must be one of {sorted(ORACLES)}; received {oracle!r}.")
