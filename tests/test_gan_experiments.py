@@ -1,5 +1,4 @@
 import importlib.util
-import json
 from pathlib import Path
 
 import numpy as np
@@ -16,26 +15,6 @@ from asd_keras.evaluation.metrics import machine_type_metrics
 from asd_keras.evaluation.metrics import weighted_summary
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def test_grid_and_random_points():
-    space = {"a": [1, 2], "b": ["x", "y", "z"]}
-    points = search.grid_points(space)
-    assert len(points) == search.grid_size(space) == 6
-    assert points[0] == {"a": 1, "b": "x"} and points[1] == {"a": 1, "b": "y"}
-    drawn = search.sample_points(space, 4, seed=3)
-    assert len({json.dumps(p, sort_keys=True) for p in drawn}) == 4
-    assert all(p in points for p in drawn)
-    assert drawn == search.sample_points(space, 4, seed=3)
-    assert len(search.sample_points(space, 100)) == 6  # capped at the grid
-    table3 = yaml.safe_load((ROOT / "experiments/gan_detectors/search_table3.yaml").read_text())
-    assert search.grid_size(table3["space"]) == 4 * 3 * 3 * 3 * 2 * 2 * 2 * 2 * 2 * 2 * 6
-    with pytest.raises(ValueError, match="non-empty list"):
-        search.check_space({"a": []})
-    with pytest.raises(ValueError, match="repeats"):
-        search.check_space({"a": [1, 1]})
-    with pytest.raises(ValueError, match="budget"):
-        search.sample_points(space, 0)
 
 
 def test_holdout_split_and_selection():
@@ -127,7 +106,7 @@ def test_search_resume_and_experiment_tables(synthetic_sets, tmp_path, monkeypat
     monkeypatch.setattr(get_system("dense_ae"), "fit", refuse)
     assert cli.main(args) == 0
     # Another specification in the same folder needs --force.
-    assert cli.main(args[:-1] + ["3"]) == 2
+    assert cli.main(args + ["--seed", "1"]) == 2
     monkeypatch.undo()
 
     config = tmp_path / "config.yaml"

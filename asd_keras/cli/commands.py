@@ -255,18 +255,18 @@ def cmd_study(args):
 
 
 def cmd_search(args):
-    """`asd-keras search`: hyper-parameter search over a declarative space (resumable).
+    """`asd-keras search`: hyper-parameter search on a KerasTuner oracle (resumable).
 
     Args:
         args: the parsed `argparse.Namespace` of the verb.
     """
-    from asd_keras.runners.search import load_search_spec  # lazy: TensorFlow (fast --help)
     from asd_keras.runners.search import run_search  # lazy: TensorFlow (fast --help)
+    from asd_keras.runners.search_space import load_search_spec  # lazy: KerasTuner (fast --help)
 
     _split_data_and_overrides(args)
     space, base = load_search_spec(args.space)
     base.update(parse_overrides(args.overrides))
-    run_search(args.system, space, args.data, args.out, mode=args.mode,
+    run_search(args.system, space, args.data, args.out, oracle=args.oracle,
                budget=args.budget, protocol=args.protocol, base=base, seed=args.seed,
                force=args.force)
     print((Path(args.out) / "best.md").read_text())

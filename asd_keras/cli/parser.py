@@ -138,13 +138,20 @@ def build_parser():
     p.add_argument("overrides", nargs="*", metavar="key=value")
     p.set_defaults(func=cmd_study, resumable=True)
 
-    p = sub.add_parser("search", help="hyper-parameter search (grid or random), resumable")
+    p = sub.add_parser("search", help="hyper-parameter search on KerasTuner oracles (grid, "
+                       "random, Bayesian, Hyperband), resumable")
     p.add_argument("--system", required=True)
-    p.add_argument("--space", required=True, help="YAML with 'space' (key -> list) and 'base'")
+    p.add_argument("--space", required=True, help="YAML with 'space' (key -> list of values "
+                   "or {min, max, step, sampling} range) and 'base'")
     p.add_argument("--data", required=True, nargs="+", help="labelled dev data folder(s)")
     p.add_argument("--out", required=True)
-    p.add_argument("--mode", choices=("grid", "random"), default="random")
-    p.add_argument("--budget", type=int, default=20, help="points in random mode")
+    p.add_argument("--oracle", "--mode", dest="oracle",
+                   choices=("grid", "random", "bayesian", "hyperband"), default="random",
+                   help="KerasTuner oracle proposing the points (--mode: its former name); "
+                        "hyperband tunes the other keys and spends 'epochs'")
+    p.add_argument("--budget", type=int, help="at most this many trials (default: every "
+                   "grid point, 20 random or bayesian trials, one hyperband iteration); "
+                   "a larger budget continues a finished search")
     p.add_argument("--protocol", choices=("test", "holdout"), default="holdout",
                    help="test: the paper's selection on test AUC (optimistic); "
                         "holdout: select on half of the test clips, report the other half")

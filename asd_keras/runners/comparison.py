@@ -137,6 +137,8 @@ def markdown_table6(frame):
 def selection_note(search_folder):
     """A sentence naming the protocol of a search whose best config is used."""
     spec = json.loads((Path(search_folder) / "search.json").read_text())
-    return (f"hyper-parameters per machine type from the {spec['mode']} search in "
+    # Searches written before the KerasTuner oracles name theirs "mode".
+    oracle = spec.get("oracle", spec.get("mode"))
+    return (f"hyper-parameters per machine type from the {oracle} search in "
             f"'{search_folder}' ({spec['system']}), protocol **{spec['protocol']}**: "
             f"{PROTOCOLS[spec['protocol']]}")
