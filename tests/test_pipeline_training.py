@@ -7,8 +7,10 @@ import keras
 import numpy as np
 import pandas as pd
 import pytest
+import tensorflow as tf
 
 from asd_keras.data.layouts import read_dataset
+from asd_keras.data.pipelines import filled_cache
 from asd_keras.extractors import load_extractor
 from asd_keras.layers import FeatureMean
 from asd_keras.layers import FrameReconstruction
@@ -140,3 +142,29 @@ def test_frame_reconstruction_and_feature_mean_by_hand(tmp_path):
     assert FrameReconstruction.from_config(layer.get_config()).chunk_dim == 4
     with pytest.raises(ValueError, match="chunk_dim must divide the autoencoder's size 12"):
         FrameReconstruction(ae, chunk_dim=5)
+
+
+@pytest.mark.parametrize("on_disk", [False, True])
+def test_filled_cache_is_complete_before_training_reads_it(tmp_path, capfd, on_disk):
+    """Keras stops every epoch's iterator early and makes the next one as an
+    epoch ends; a cache filled then would be discarded (TensorFlow warns on
+    file descriptor 2). `filled_cache` completes it first."""
+    calls = []
+
+    def counted(x):
+        calls.append(1)
+        return x
+
+    source = tf.data.Dataset.range(8).map(
+        lambda x: tf.py_function(counted, [x], tf.int64))
+    prefix = str(tmp_path / "cache") if on_disk else ""
+    cached = filled_cache(source, prefix)
+    assert len(calls) == 8  # one pass, before any training iterator
+    if on_disk:
+        assert (tmp_path / "cache.index").is_file()
+    capfd.readouterr()
+    for _ in range(2):  # partial reads, as Keras' epoch iterators do
+        assert [int(v) for v in cached.take(3)] == [0, 1, 2]
+    assert sorted(int(v) for v in cached) == list(range(8))
+    assert len(calls) == 8  # read from the cache, not computed again
+    assert "did not fully read the dataset being cached" not in capfd.readouterr().err

@@ -75,12 +75,39 @@ def labelled_clips(paths, extras, loader, shuffle=False, seed=0, in_memory=False
         return ds.map(lambda path, *rest: (loader.load(path), *rest), **order)
     crop_later = loader.random_crop
     read = loader.decode if crop_later else loader.load
-    ds = ds.map(lambda path, *rest: (read(path), *rest), **order).cache()
+    ds = filled_cache(ds.map(lambda path, *rest: (read(path), *rest), **order))
     if shuffle:
         ds = ds.shuffle(len(paths), seed=seed, reshuffle_each_iteration=True)
     if crop_later:
         ds = ds.map(lambda audio, *rest: (loader.fix_length(audio), *rest), **order)
     return ds
+
+
+def filled_cache(dataset, filename=""):
+    """`dataset.cache(filename)`, read to its end once so the cache is complete.
+
+    A `tf.data` cache is kept only when one iterator reads it to the end.
+    Keras' `fit` stops each epoch's iterator after the known number of
+    steps and makes the next epoch's iterator (and prefetches from it) as
+    an epoch ends, so a cache filled during training is read partially
+    more than once, and TensorFlow discards it each time with a warning the
+    user can do nothing about ("The calling iterator did not fully read the
+    dataset being cached"). Filling it here costs one pass over the data,
+    which the first epoch would otherwise make.
+
+    Args:
+        dataset: tf.data.Dataset (finite).
+        filename: str. "" keeps the cache in memory; otherwise the path
+            prefix of an on-disk cache (an existing complete cache is read,
+            not written again).
+
+    Returns:
+        tf.data.Dataset: the cached dataset, already filled.
+    """
+    cached = dataset.cache(filename)
+    for _ in cached:
+        pass
+    return cached
 
 
 def clip_dataset(paths, loader, transform=None, extras=None):
@@ -181,10 +208,8 @@ def vector_dataset(
             return (vectors, *[tf.fill([n], r) for r in rest])
 
         ds = ds.map(spread, num_parallel_calls=tf.data.AUTOTUNE)
-    if cache == "memory":
-        ds = ds.cache()
-    elif cache:
-        ds = ds.cache(str(cache))
+    if cache:
+        ds = filled_cache(ds, "" if cache == "memory" else str(cache))
     if shuffle:
         ds = ds.shuffle(clip_buffer, seed=seed, reshuffle_each_iteration=True)
         per_clip = (num_vectors / max(1, len(paths))) if num_vectors else 300
