@@ -255,3 +255,25 @@ def test_bad_input_names_the_value_and_the_fix(dev, tmp_path):
         cli.main(["search", "--system", "logmel_stats", "--space", space, "--data", dev,
                   "--out", str(tmp_path / "g"), "--oracle", "tpe"])
     assert not any((tmp_path / name).exists() for name in "abcdefg")
+
+
+def test_holdout_parts_follow_the_clips_with_several_machine_types(tmp_path):
+    """`score` numbers its rows 0..n-1; with two machine types the test clips
+    are not the table's first rows, and the holdout parts must still be the
+    clips of report_clips.csv (a KeyError here before)."""
+    root = make_synthetic(tmp_path / "data", "dcase2020", machine_types=("fan", "pump"),
+                          eval=False)
+    out = tmp_path / "search"
+    args = ["search", "--system", "logmel_stats", "--space",
+            _space_file(tmp_path, {"covariance": ["ledoit_wolf"]}, FAST),
+            "--data", str(root / "dev_data"), "--out", str(out), "--oracle", "grid"]
+    assert cli.main(args) == 0
+    trials = pd.read_csv(out / "trials.csv")
+    report = pd.read_csv(out / "report_clips.csv", dtype=str)
+    scores = pd.read_csv(out / "trials" / "trial0000" / "scores.csv", dtype={"section": str})
+    assert set(trials["machine_type"]) == {"fan", "pump"}
+    for _, row in trials.iterrows():
+        clips = scores[scores["machine_type"] == row["machine_type"]]
+        reported = report[report["machine_type"] == row["machine_type"]]
+        assert row["report_n_test"] == len(reported)
+        assert row["select_n_test"] + row["report_n_test"] == len(clips)

@@ -110,8 +110,14 @@ def holdout_split(test, fraction=0.5, seed=0):
 def _trial_rows(scores, protocol, mask):
     parts = {"select": scores, "report": scores}
     if protocol == "holdout":
-        parts = {"select": scores[mask.loc[scores.index]],
-                 "report": scores[~mask.loc[scores.index]]}
+        # By path: `score` numbers its rows 0..n-1, the mask has the table's
+        # index (test clips after the training clips of each machine type).
+        selected = scores["path"].map(mask)
+        if selected.isna().any():
+            raise ValueError(f"Scored clip(s) outside the holdout split, e.g. "
+                             f"'{scores.loc[selected.isna(), 'path'].iloc[0]}'.")
+        selected = selected.astype(bool).to_numpy()
+        parts = {"select": scores[selected], "report": scores[~selected]}
     frames = []
     for name, part in parts.items():
         frame = machine_type_metrics(part).set_index("machine_type")
@@ -244,11 +250,12 @@ def run_search(system, space, data, out, oracle="random", budget=None, protocol=
     runs.labelled_test(table, "The search")
     mask = None
     if protocol == "holdout":
-        mask = holdout_split(test, holdout_fraction, seed)
+        split = holdout_split(test, holdout_fraction, seed)
         # The clips the selection never saw; reports built on this search
         # (experiments/gan_detectors/run.py --selection) evaluate on them only.
         atomic_write_dataframe(out / "report_clips.csv",
-                               test.loc[~mask, ["machine_type", "section", "file_name"]])
+                               test.loc[~split, ["machine_type", "section", "file_name"]])
+        mask = pd.Series(split.to_numpy(), index=test["path"].to_numpy())
     trials_path = out / "trials.csv"
     done = _read_trials(trials_path)
     finished = done.drop_duplicates("trial")
