@@ -106,6 +106,23 @@ def test_from_preset_takes_front_end_overrides_and_checks_the_class(tmp_path):
 
 
 @pytest.mark.parametrize("encoder_type", ["beats", "eat"])
+def test_from_preset_dtype_reaches_every_layer(encoder_type, tmp_path):
+    backbone, _ = _saved(encoder_type, tmp_path / "preset")
+    mixed = CLASSES[encoder_type].from_preset(str(tmp_path / "preset"), dtype="mixed_bfloat16")
+    assert {layer.dtype_policy.name for layer in mixed.layers if layer.weights} == {
+        "mixed_bfloat16"}
+    for saved, loaded in zip(backbone.weights, mixed.weights):
+        np.testing.assert_array_equal(keras.ops.convert_to_numpy(loaded),
+                                      keras.ops.convert_to_numpy(saved))
+    outputs = mixed(WAVES)
+    assert keras.backend.standardize_dtype(outputs["layer_1"].dtype) == "bfloat16"
+    # bfloat16 keeps 8 bits of mantissa: the tokens (LayerNorm outputs, of
+    # order 1) differ from float32's by a few hundredths.
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(outputs["layer_1"]).astype("float32"),
+                               _outputs(backbone)["layer_1"], rtol=0, atol=0.1)
+
+
+@pytest.mark.parametrize("encoder_type", ["beats", "eat"])
 def test_a_folder_of_the_earlier_format_loads_with_the_same_fingerprint(encoder_type,
                                                                         tmp_path):
     backbone, _ = _saved(encoder_type, tmp_path / "new")

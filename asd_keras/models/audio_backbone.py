@@ -71,6 +71,8 @@ class AudioEncoder(Backbone):
         return [f"layer_{i}" for i in range(self.num_layers + 1)]
 
     def get_config(self):
+        """keras-hub's `name`, `trainable` and `dtype`, and every name of
+        `hyperparameters` with its value."""
         config = super().get_config()
         config.update({name: getattr(self, name) for name in self.hyperparameters})
         return config
