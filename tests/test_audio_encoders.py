@@ -25,16 +25,16 @@ from asd_keras.layers.audio_transformers import relative_position_buckets
 from asd_keras.layers.audio_transformers import sincos_positions
 from asd_keras.features.kaldi import KaldiFbank
 from asd_keras.features.kaldi import kaldi_mel_banks
-from asd_keras.models.audio_encoders import BEATsEncoder
-from asd_keras.models.audio_encoders import EATEncoder
 from asd_keras.models.audio_encoders import build_encoder
 from asd_keras.models.audio_encoders import load_encoder
 from asd_keras.models.audio_encoders import preset_info
+from asd_keras.models.beats_backbone import BEATsBackbone
 from asd_keras.models.converters import convert_checkpoint
 from asd_keras.models.converters import convert_state_dict
 from asd_keras.models.converters import fold_weight_norm
 from asd_keras.models.converters import random_state_dict
 from asd_keras.models.converters import read_checkpoint
+from asd_keras.models.eat_backbone import EATBackbone
 from pathlib import Path
 from tests.helpers import roundtrip_and_save
 
@@ -288,7 +288,7 @@ def test_encoders_save_load_and_config_roundtrip(tmp_path):
         path = tmp_path / f"{encoder_type}.keras"
         encoder.save(path)
         loaded = keras.saving.load_model(path)
-        assert isinstance(loaded, (BEATsEncoder, EATEncoder))
+        assert isinstance(loaded, (BEATsBackbone, EATBackbone))
         for name, value in loaded(waveform).items():
             np.testing.assert_allclose(_np(value), expected[name], rtol=1e-5, atol=1e-5)
 
@@ -307,9 +307,9 @@ def test_full_size_models_have_the_pytorch_parameter_counts():
 
 def test_model_argument_errors():
     with pytest.raises(ValueError, match="num_frames must be a multiple of patch_size"):
-        EATEncoder(num_layers=1, dim=32, num_heads=4, num_frames=100)
+        EATBackbone(num_layers=1, dim=32, num_heads=4, num_frames=100)
     with pytest.raises(ValueError, match="num_mel_bins \\(120\\) must be a multiple"):
-        BEATsEncoder(num_layers=1, dim=32, num_heads=4, num_mel_bins=120)
+        BEATsBackbone(num_layers=1, dim=32, num_heads=4, num_mel_bins=120)
     with pytest.raises(ValueError, match="encoder must be one of .*received 'ast'"):
         build_encoder("ast")
 

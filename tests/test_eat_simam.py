@@ -19,7 +19,6 @@ from asd_keras.extractors.base import get_extractor
 from asd_keras.layers import SimAM
 from asd_keras.features.kaldi import KaldiFbank
 from asd_keras.models.audio_encoders import build_encoder
-from asd_keras.models.audio_encoders import save_preset
 from asd_keras.models.audio_encoders import transfer_weights
 from asd_keras.models.encoder_finetuning import block_index
 from asd_keras.models.encoder_finetuning import eat_embedding_model
@@ -39,8 +38,8 @@ def preset(tmp_path_factory):
     """A tiny EAT written as a converted preset folder (pre-trained weights)."""
     folder = tmp_path_factory.mktemp("presets") / "eat_tiny"
     keras.utils.set_random_seed(5)
-    save_preset(build_encoder("eat", num_frames=112, **TINY), folder,
-                metadata={"checkpoint": "tiny test encoder"})
+    build_encoder("eat", num_frames=112, **TINY).save_to_preset(
+        folder, metadata={"checkpoint": "tiny test encoder"})
     return folder
 
 

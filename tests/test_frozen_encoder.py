@@ -637,13 +637,16 @@ def test_convert_keeps_an_existing_preset_without_force(presets, tmp_path, capsy
 
 def test_named_preset_has_random_weights_and_is_not_built(presets, monkeypatch):
     from asd_keras.models import audio_encoders
+    from asd_keras.models import beats_backbone
+    from asd_keras.models import eat_backbone
 
     def refuse(*args, **kwargs):
         raise AssertionError("constructing the extractor built the encoder")
 
     monkeypatch.setattr(audio_encoders, "build_encoder", refuse)
     monkeypatch.setattr(audio_encoders, "load_encoder", refuse)
-    monkeypatch.setattr(audio_encoders, "KaldiFbank", refuse)  # every encoder's first layer
+    for module in (beats_backbone, eat_backbone):  # every encoder's first layer
+        monkeypatch.setattr(module, "KaldiFbank", refuse)
 
     extractor = _extractor(encoder="eat", preset="eat_base")
     assert extractor.pretrained is False

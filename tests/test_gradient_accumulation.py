@@ -19,7 +19,6 @@ from asd_keras.extractors.base import get_extractor
 from asd_keras.layers import ArcFace
 from asd_keras.losses import MixupCrossEntropy
 from asd_keras.models.audio_encoders import build_encoder
-from asd_keras.models.audio_encoders import save_preset
 from asd_keras.models.encoder_finetuning import eat_embedding_model
 from asd_keras.models.wilkinghoff import training_model
 from asd_keras.optimizers import LayerwiseAdamW
@@ -180,8 +179,8 @@ def clips(tmp_path_factory):
                           target_train=1, test=1, eval=False)
     table = read_dataset(synthetic_data_root(root, "dcase2023", "dev"))
     keras.utils.set_random_seed(5)
-    save_preset(build_encoder("eat", num_frames=112, **TINY), base / "eat_tiny",
-                metadata={"checkpoint": "tiny test encoder"})
+    build_encoder("eat", num_frames=112, **TINY).save_to_preset(
+        base / "eat_tiny", metadata={"checkpoint": "tiny test encoder"})
     return table[table["split"] == "train"], base / "eat_tiny"
 
 

@@ -26,7 +26,6 @@ import pytest
 from asd_keras.data.layouts import read_dataset
 from asd_keras.data.synthetic import synthetic_data_root
 from asd_keras.models.audio_encoders import build_encoder
-from asd_keras.models.audio_encoders import save_preset
 from asd_keras.systems import SYSTEMS
 from asd_keras.systems import get_system
 from tests.conftest import make_synthetic
@@ -147,8 +146,8 @@ def served(tmp_path_factory):
     }
     keras.utils.set_random_seed(5)
     preset = base / "eat_tiny"
-    save_preset(build_encoder("eat", num_frames=112, num_layers=2, dim=32, num_heads=2),
-                preset, metadata={"checkpoint": "tiny test encoder"})
+    build_encoder("eat", num_frames=112, num_layers=2, dim=32, num_heads=2).save_to_preset(
+        preset, metadata={"checkpoint": "tiny test encoder"})
     scored, manifests = {}, {}
     # Its TensorFlow log goes to a file: a full stderr pipe would stall it.
     with open(base / "serve.log", "w") as log:

@@ -141,7 +141,7 @@ def _enum(module, name, value, enum_cfg):
 
 def eat_pretraining_cfg(config, enum_cfg=False, **model):
     """The fairseq cfg of an EAT pre-training run (config/pretraining_AS2M.yaml
-    over `Data2VecMultiConfig`), for an `EATEncoder` configuration."""
+    over `Data2VecMultiConfig`), for an `EATBackbone` configuration."""
     image = {"type": _enum("images", "Modality", "IMAGE", enum_cfg), "in_chans": 1,
              "patch_size": config.get("patch_size", 16), "prenet_depth": 0,
              "num_extra_tokens": 1, "init_extra_token_zero": False,
@@ -177,7 +177,7 @@ def eat_pretraining_checkpoint(state, config, enum_cfg=False, seed=0):
 
     Args:
         state: the encoder's official keys (e.g. `random_state_dict`).
-        config: its `EATEncoder` configuration.
+        config: its `EATBackbone` configuration.
         enum_cfg: keep the cfg's enums as objects.
         seed: for the teacher and decoder values.
     """
@@ -204,7 +204,7 @@ def eat_finetuned_checkpoint(state, config, head, enum_cfg=False):
 
     Args:
         state: the encoder's official keys.
-        config: its `EATEncoder` configuration (without `num_classes`).
+        config: its `EATBackbone` configuration (without `num_classes`).
         head: `fc_norm.{weight,bias}` and `head.{weight,bias}`.
         enum_cfg: keep the cfg's enums as objects.
     """

@@ -1,7 +1,12 @@
 """The Keras networks of the system families (functional models and their
-builders); the extractors in `asd_keras.extractors` train and serve them."""
+builders); the extractors in `asd_keras.extractors` train and serve them.
 
+Importing it registers `BEATsBackbone` and `EATBackbone` with Keras, so that
+`keras_hub.models.Backbone.from_preset(folder)` finds them."""
+
+from asd_keras.models.beats_backbone import BEATsBackbone
 from asd_keras.models.dense_ae import dense_autoencoder
+from asd_keras.models.eat_backbone import EATBackbone
 from asd_keras.models.gan import EGBAD
 from asd_keras.models.gan import GANomaly
 from asd_keras.models.gan import SkipGANomaly

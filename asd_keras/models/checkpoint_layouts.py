@@ -50,7 +50,7 @@ BEATS_ITER3_CFG = {
 
 
 def beats_config_from_checkpoint(state, cfg):
-    """`BEATsEncoder` arguments from a BEATs `cfg` (or the shapes alone)."""
+    """`BEATsBackbone` arguments from a BEATs `cfg` (or the shapes alone)."""
     if cfg:
         if cfg.get("layer_norm_first", False):
             raise ValueError("The checkpoint's cfg has layer_norm_first=True (pre-LN); only "
@@ -98,7 +98,7 @@ def beats_config_from_checkpoint(state, cfg):
 
 
 def eat_config_from_checkpoint(state, cfg, num_heads=None):
-    """`EATEncoder` arguments from the (normalised) EAT state dict and cfg.
+    """`EATBackbone` arguments from the (normalised) EAT state dict and cfg.
 
     The architecture comes from `cfg.model` of a pre-training file and from
     `cfg.model.pretrained_model_args.model` of a fine-tuned one

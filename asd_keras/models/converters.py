@@ -1,4 +1,4 @@
-"""Official BEATs and EAT checkpoints to Keras presets (`asd-keras convert`).
+"""Official BEATs and EAT checkpoints to keras-hub presets (`asd-keras convert`).
 
 Each converter lists every key the official state dict holds for a
 configuration (names and PyTorch shapes, reference methods.md §C1, §C2 and
@@ -32,11 +32,10 @@ from pathlib import Path
 import numpy as np
 
 from asd_keras.layers.audio_transformers import sincos_positions
+from asd_keras.models.audio_backbone import file_sha256
 from asd_keras.models.audio_encoders import ENCODER_TYPES
 from asd_keras.models.audio_encoders import build_encoder
 from asd_keras.models.audio_encoders import encoder_defaults
-from asd_keras.models.audio_encoders import file_sha256
-from asd_keras.models.audio_encoders import save_preset
 from asd_keras.models.checkpoint_io import CHECKPOINT_SUFFIXES  # noqa: F401 - re-exported
 from asd_keras.models.checkpoint_io import PYTORCH_SUFFIXES  # noqa: F401 - re-exported
 from asd_keras.models.checkpoint_io import read_checkpoint
@@ -81,7 +80,7 @@ def _norm(entries, key, layer, dim):
 
 
 def beats_entries(config):
-    """The official BEATs keys of a `BEATsEncoder` configuration, in order.
+    """The official BEATs keys of a `BEATsBackbone` configuration, in order.
 
     The position convolution's weight-norm pair and the relative position
     table (one tensor repeated under every layer's name) are handled by
@@ -134,7 +133,7 @@ def beats_entries(config):
 
 
 def eat_entries(config):
-    """The official (fairseq) EAT keys of an `EATEncoder` configuration."""
+    """The official (fairseq) EAT keys of an `EATBackbone` configuration."""
     c = _eat_config(config)
     d, ps = c["dim"], c["patch_size"]
     bands = c["num_mel_bins"] // ps
@@ -186,7 +185,7 @@ def convert_state_dict(encoder, state):
     """Assigns an official state dict to a Keras encoder, checking every key.
 
     Args:
-        encoder: `BEATsEncoder` or `EATEncoder` of the checkpoint's
+        encoder: `BEATsBackbone` or `EATBackbone` of the checkpoint's
             configuration.
         state: dict of str -> NumPy array in the official layout (EAT:
             after `normalise_eat_state`).
@@ -316,7 +315,11 @@ def random_state_dict(encoder_type, config=None, seed=0):
 
 def convert_checkpoint(encoder_type, checkpoint, out, force=False, trust_pickle=False,
                        overrides=None):
-    """Converts an official checkpoint file into a preset folder.
+    """Converts an official checkpoint file into a keras-hub preset folder.
+
+    The folder (`config.json`, `model.weights.h5`, `metadata.json`) loads
+    with `load_encoder(out)`, `BEATsBackbone.from_preset(out)` /
+    `EATBackbone.from_preset(out)` or `keras_hub.models.Backbone.from_preset(out)`.
 
     Args:
         encoder_type: str. `"beats"` or `"eat"`.
@@ -363,4 +366,4 @@ def convert_checkpoint(encoder_type, checkpoint, out, force=False, trust_pickle=
                 "checkpoint_sha256": file_sha256(checkpoint), "pretrained": True,
                 "keys": len(state), **info}
     with staged_dir(out, force=force, what="preset folder") as staging:
-        return save_preset(encoder, staging, metadata)
+        return encoder.save_to_preset(staging, metadata=metadata)

@@ -12,7 +12,7 @@ Detection Based on Pre-trained Models" (Zhong et al., DCASE 2024 / ICANN
 
 SimAM sits on the filter banks before the patch embedding (the paper
 summary's component map; an assumption, methods.md §G). The EAT layers keep
-the names of `EATEncoder`'s, so a converted preset's weights are copied in
+the names of `EATBackbone`'s, so a converted preset's weights are copied in
 by name (`transfer_weights`); the front end has no weights, so any filter
 bank fits any preset.
 """
@@ -25,8 +25,8 @@ from asd_keras.layers.augment import FrequencyMasking
 from asd_keras.layers.augment import TimeMasking
 from asd_keras.features.kaldi import KaldiFbank
 from asd_keras.layers.simam import SimAM
-from asd_keras.models.audio_encoders import eat_body
 from asd_keras.models.audio_encoders import encoder_defaults
+from asd_keras.models.eat_backbone import eat_body
 from asd_keras.models.precision import float32_output
 
 POOLINGS = ("asp", "cls", "mean")
@@ -42,7 +42,7 @@ def eat_embedding_model(num_samples, encoder_config, filter_bank="mel", norm_mea
 
     Args:
         num_samples: int. Fixed clip length in samples (16 kHz).
-        encoder_config: dict. `EATEncoder` arguments (`num_layers`, `dim`,
+        encoder_config: dict. `EATBackbone` arguments (`num_layers`, `dim`,
             `num_heads`, `mlp_ratio`, `patch_size`, `max_length`,
             `num_frames`, `num_mel_bins`, `layer_norm_epsilon`); missing
             keys take EAT-base's values, except `num_frames`: missing or
