@@ -46,7 +46,8 @@ class BEATsBackbone(AudioEncoder):
         num_classes: int. Size of the fine-tuned predictor (527 for
             AudioSet); 0 for a pre-trained model.
         num_mel_bins: int. Defaults to `128`.
-        norm_mean, norm_std: float. Filter-bank normalisation (AudioSet).
+        norm_mean: float. Filter-bank normalisation mean (AudioSet).
+        norm_std: float. Filter-bank normalisation standard deviation (AudioSet).
         layer_norm_epsilon: float. Defaults to `1e-5` (PyTorch's).
         num_frames: int or None. Pad or crop the filter banks to this many
             frames, as EAT does; None (the original) keeps every frame.

@@ -40,7 +40,8 @@ class EATBackbone(AudioEncoder):
             10 s; a multiple of `patch_size`).
         num_classes: int. Fine-tuned head size (527); 0 when pre-trained.
         num_mel_bins: int. Defaults to `128`.
-        norm_mean, norm_std: float. Filter-bank normalisation (AudioSet).
+        norm_mean: float. Filter-bank normalisation mean (AudioSet).
+        norm_std: float. Filter-bank normalisation standard deviation (AudioSet).
         layer_norm_epsilon: float. Defaults to `1e-6`.
         dtype: str or `keras.DTypePolicy` or None. Of every layer; None: the
             global policy.
@@ -114,8 +115,14 @@ def eat_body(fbank, num_layers=12, dim=768, num_heads=12, mlp_ratio=4.0, patch_s
     Args:
         fbank: Keras tensor `(batch, frames, bins)`; `frames` a multiple of
             `patch_size`, `bins` of `patch_size`.
-        num_layers, dim, num_heads, mlp_ratio, patch_size, max_length,
-        layer_norm_epsilon, dtype: as `EATBackbone`.
+        num_layers: int. As `EATBackbone`.
+        dim: int. See `num_layers`.
+        num_heads: int. See `num_layers`.
+        mlp_ratio: float. See `num_layers`.
+        patch_size: int. See `num_layers`.
+        max_length: int. See `num_layers`.
+        layer_norm_epsilon: float. See `num_layers`.
+        dtype: str or `keras.DTypePolicy` or None. See `num_layers`.
 
     Returns:
         dict `"layer_0"` (the tokens entering the first block) ...
