@@ -4,10 +4,12 @@ What this example teaches:
 
 1. `convert_checkpoint` (what `asd-keras convert` runs) reads an official
    PyTorch `.pt`, a Hugging Face `.safetensors` or an `.npz` state dict
-   without torch and writes a preset folder (`config.json`,
+   without torch and writes a keras-hub preset folder (`config.json`,
    `model.weights.h5`, `metadata.json`).
-2. `load_encoder(preset_folder)` builds the Keras encoder: a functional
-   model from waveforms to the Kaldi filter banks and every layer's tokens.
+2. `load_encoder(preset_folder)` builds the Keras encoder (a keras-hub
+   `Backbone`, also loadable with `EATBackbone.from_preset(folder)`): a
+   functional model from waveforms to the Kaldi filter banks and every
+   layer's tokens.
 3. The `frozen_encoder` extractor pools a layer's tokens into one vector per
    clip (cached on disk), and the `frozen_encoder` system scores those
    embeddings with kNN memory banks, as GenRep does, with nothing trained.

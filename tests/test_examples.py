@@ -101,7 +101,9 @@ def test_convert_and_embed(tmp_path):
     preset = out / "preset"
     for name in ("config.json", "model.weights.h5", "metadata.json"):
         assert (preset / name).is_file()
-    assert json.loads((preset / "config.json").read_text())["encoder"] == "eat"
+    # A keras-hub preset of an EATBackbone.
+    assert json.loads((preset / "config.json").read_text())["registered_name"] == \
+        "asd_keras>EATBackbone"
     assert summary["encoder_outputs"] == ["fbank", "layer_0", "layer_1", "layer_2"]
     with np.load(out / "embeddings.npz") as embeddings:
         # 36 clips (12 training, 24 test) of the 2-layer, width-32 stand-in.

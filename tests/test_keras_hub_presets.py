@@ -10,6 +10,8 @@ load with the same fingerprint.
 
 import json
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import keras
@@ -23,10 +25,11 @@ from asd_keras.cli import main
 from asd_keras.extractors.base import get_extractor
 from asd_keras.models import BEATsBackbone
 from asd_keras.models import EATBackbone
-from asd_keras.models.audio_backbone import file_sha256
+from asd_keras.models.audio_encoders import _REGISTERED_NAMES
 from asd_keras.models.audio_encoders import build_encoder
 from asd_keras.models.audio_encoders import load_encoder
 from asd_keras.models.audio_encoders import preset_info
+from asd_keras.models.audio_tokens import file_sha256
 
 FIXTURES = Path(__file__).parent / "data" / "encoders"
 CLASSES = {"beats": BEATsBackbone, "eat": EATBackbone}
@@ -171,3 +174,21 @@ def test_convert_writes_a_keras_hub_preset_with_the_reference_tokens(encoder_typ
     extra_tokens = backbone.num_extra_tokens
     np.testing.assert_allclose(embeddings, outputs["layer_2"][:, extra_tokens:].mean(axis=1),
                                rtol=1e-5, atol=1e-5)
+
+
+def test_keras_hub_is_imported_only_with_the_backbones():
+    """keras-hub takes about 2 s to import: the systems, the CLI's training
+    path and the models package do without it until a backbone is used."""
+    code = ("import sys, asd_keras.systems, asd_keras.models, asd_keras.extractors\n"
+            "print('keras_hub' in sys.modules)\n"
+            "from asd_keras.models import EATBackbone\n"
+            "print('keras_hub' in sys.modules)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=300, cwd=Path(__file__).resolve().parents[1])
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.split() == ["False", "True"]
+
+
+def test_registered_names_are_the_classes_own():
+    assert _REGISTERED_NAMES == {keras.saving.get_registered_name(BEATsBackbone): "beats",
+                                 keras.saving.get_registered_name(EATBackbone): "eat"}

@@ -6,8 +6,8 @@ returns those hyper-parameters, so that keras-hub's preset machinery works on
 them unchanged. `save_to_preset(folder)` writes keras-hub's preset folder
 (`config.json`: the serialized backbone; `model.weights.h5`; `metadata.json`)
 and `BEATsBackbone.from_preset(folder)`, or
-`keras_hub.models.Backbone.from_preset(folder)` once `asd_keras.models` has
-registered the classes, loads it back.
+`keras_hub.models.Backbone.from_preset(folder)` once the classes are
+imported (`from asd_keras.models import BEATsBackbone, EATBackbone`), loads it back.
 
 Both take 16 kHz waveforms `(batch, samples)` and return a dict:
 
@@ -23,7 +23,6 @@ with `num_bands = 128 / 16 = 8`, after `num_extra_tokens` leading tokens
 (EAT's CLS; BEATs has none).
 """
 
-import hashlib
 import json
 import os
 import tempfile
@@ -32,14 +31,12 @@ from pathlib import Path
 import keras
 from keras_hub.models import Backbone
 
+from asd_keras.models.audio_tokens import PRESET_CONFIG
+from asd_keras.models.audio_tokens import PRESET_METADATA
+from asd_keras.models.audio_tokens import PRESET_WEIGHTS
+from asd_keras.models.audio_tokens import file_sha256
 from asd_keras.utils.io import atomic_write_text
 
-PRESET_CONFIG = "config.json"
-PRESET_WEIGHTS = "model.weights.h5"
-PRESET_METADATA = "metadata.json"
-# Constructor arguments that are not hyper-parameters of the network: they
-# change neither its weights nor its outputs.
-NON_ARCHITECTURE_ARGUMENTS = ("name", "trainable", "dtype")
 
 
 class AudioEncoder(Backbone):
@@ -117,37 +114,3 @@ class AudioEncoder(Backbone):
                     os.fsync(f.fileno())
                 os.replace(Path(staging) / name, folder / name)
         return written
-
-
-def patch_tokens(fbank, patch_size, dim, use_bias, name, dtype=None):
-    """Non-overlapping `patch_size` squares of `(batch, frames, mels)` to
-    time-major tokens `(batch, frames // p * mels // p, dim)`."""
-    image = keras.layers.Reshape((-1, fbank.shape[-1], 1), dtype=dtype,
-                                 name=f"{name}_image")(fbank)
-    grid = keras.layers.Conv2D(dim, patch_size, strides=patch_size, use_bias=use_bias,
-                               dtype=dtype, name=name)(image)
-    return keras.layers.Reshape((-1, dim), dtype=dtype, name=f"{name}_tokens")(grid)
-
-
-def check_grid(num_mel_bins, patch_size):
-    """Raises ValueError unless the mel bins tile into whole patches."""
-    if patch_size < 1 or num_mel_bins % patch_size:
-        raise ValueError(f"num_mel_bins ({num_mel_bins!r}) must be a multiple of patch_size "
-                         f"({patch_size!r}).")
-
-
-_FILE_HASHES = {}
-
-
-def file_sha256(path):
-    """SHA-256 of a file, remembered per (path, inode, size, modification
-    time): each process hashes a preset's weights once."""
-    stat = os.stat(path)
-    key = (os.path.realpath(path), stat.st_ino, stat.st_size, stat.st_mtime_ns)
-    if key not in _FILE_HASHES:
-        digest = hashlib.sha256()
-        with open(path, "rb") as f:
-            for chunk in iter(lambda: f.read(1 << 20), b""):
-                digest.update(chunk)
-        _FILE_HASHES[key] = digest.hexdigest()
-    return _FILE_HASHES[key]

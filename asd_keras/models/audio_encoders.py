@@ -20,13 +20,11 @@ from pathlib import Path
 
 import keras
 
-from asd_keras.models.audio_backbone import NON_ARCHITECTURE_ARGUMENTS
-from asd_keras.models.audio_backbone import PRESET_CONFIG
-from asd_keras.models.audio_backbone import PRESET_METADATA
-from asd_keras.models.audio_backbone import PRESET_WEIGHTS
-from asd_keras.models.audio_backbone import file_sha256
-from asd_keras.models.beats_backbone import BEATsBackbone
-from asd_keras.models.eat_backbone import EATBackbone
+from asd_keras.models.audio_tokens import NON_ARCHITECTURE_ARGUMENTS
+from asd_keras.models.audio_tokens import PRESET_CONFIG
+from asd_keras.models.audio_tokens import PRESET_METADATA
+from asd_keras.models.audio_tokens import PRESET_WEIGHTS
+from asd_keras.models.audio_tokens import file_sha256
 
 ENCODER_TYPES = ("beats", "eat")
 
@@ -52,10 +50,31 @@ def transfer_weights(source, target):
     return copied
 
 
-ENCODER_CLASSES = {"beats": BEATsBackbone, "eat": EATBackbone}
-# How keras-hub's config.json names each class (`registered_name`).
-_REGISTERED_NAMES = {keras.saving.get_registered_name(cls): encoder
-                     for encoder, cls in ENCODER_CLASSES.items()}
+def encoder_class(encoder):
+    """The keras-hub `Backbone` class of an encoder type.
+
+    Args:
+        encoder: str. `"beats"` or `"eat"`.
+
+    Returns:
+        `BEATsBackbone` or `EATBackbone`.
+
+    Raises:
+        ValueError: for another encoder type.
+    """
+    if encoder not in ENCODER_TYPES:
+        raise ValueError(f"encoder must be one of {ENCODER_TYPES}; received {encoder!r}.")
+    # keras-hub takes about 2 s to import (tensorflow-text), which every
+    # process that imports the systems would pay without an encoder in use.
+    from asd_keras.models.beats_backbone import BEATsBackbone  # lazy: keras-hub (2 s)
+    from asd_keras.models.eat_backbone import EATBackbone  # lazy: keras-hub (2 s)
+
+    return {"beats": BEATsBackbone, "eat": EATBackbone}[encoder]
+
+
+# How keras-hub's config.json names each class (`registered_name`, the
+# package and class name of `keras.saving.register_keras_serializable`).
+_REGISTERED_NAMES = {"asd_keras>BEATsBackbone": "beats", "asd_keras>EATBackbone": "eat"}
 
 # Named configurations (random weights until a checkpoint is converted);
 # `mAP` is the published AudioSet-2M mAP of the fine-tuned model (proxy
@@ -90,9 +109,9 @@ PRESETS = {
 def encoder_defaults(encoder):
     """Every hyper-parameter of an encoder type with its default (the
     constructor's arguments but `name` and `dtype`)."""
-    if encoder not in ENCODER_CLASSES:
+    if encoder not in ENCODER_TYPES:
         raise ValueError(f"encoder must be one of {ENCODER_TYPES}; received {encoder!r}.")
-    parameters = inspect.signature(ENCODER_CLASSES[encoder].__init__).parameters.items()
+    parameters = inspect.signature(encoder_class(encoder).__init__).parameters.items()
     return {name: p.default for name, p in parameters
             if p.default is not inspect.Parameter.empty
             and name not in NON_ARCHITECTURE_ARGUMENTS}
@@ -100,9 +119,9 @@ def encoder_defaults(encoder):
 
 def build_encoder(encoder, **config):
     """A new encoder of type `"beats"` or `"eat"` with random weights."""
-    if encoder not in ENCODER_CLASSES:
+    if encoder not in ENCODER_TYPES:
         raise ValueError(f"encoder must be one of {ENCODER_TYPES}; received {encoder!r}.")
-    return ENCODER_CLASSES[encoder](**config)
+    return encoder_class(encoder)(**config)
 
 
 def preset_info(preset):
@@ -167,7 +186,7 @@ def _preset_record(record, path):
                   if k not in NON_ARCHITECTURE_ARGUMENTS}
     else:
         encoder, config = record.get("encoder"), record.get("config")
-    if encoder not in ENCODER_CLASSES:
+    if encoder not in ENCODER_TYPES:
         found = record.get("registered_name", record.get("encoder"))
         raise ValueError(f"'{path}' holds no encoder of {ENCODER_TYPES} (found {found!r}); "
                          "convert the checkpoint again.")
@@ -201,7 +220,7 @@ def load_encoder(preset, seed=0, overrides=None):
     path = Path(preset) / PRESET_WEIGHTS
     try:
         if info["keras_hub"]:
-            encoder = ENCODER_CLASSES[info["encoder"]].from_preset(str(preset), **overrides)
+            encoder = encoder_class(info["encoder"]).from_preset(str(preset), **overrides)
         else:
             encoder = build_encoder(info["encoder"], **{**info["config"], **overrides})
             encoder.load_weights(path)

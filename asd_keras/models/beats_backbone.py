@@ -21,8 +21,8 @@ from asd_keras.layers.audio_transformers import ConvPositionEmbedding
 from asd_keras.layers.audio_transformers import GatedRelativeAttention
 from asd_keras.layers.audio_transformers import RelativePositionBias
 from asd_keras.models.audio_backbone import AudioEncoder
-from asd_keras.models.audio_backbone import check_grid
-from asd_keras.models.audio_backbone import patch_tokens
+from asd_keras.models.audio_tokens import check_grid
+from asd_keras.models.audio_tokens import patch_tokens
 
 
 @keras.saving.register_keras_serializable(package="asd_keras")

@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from asd_keras.layers.audio_transformers import sincos_positions
-from asd_keras.models.audio_backbone import file_sha256
+from asd_keras.models.audio_tokens import file_sha256
 from asd_keras.models.audio_encoders import ENCODER_TYPES
 from asd_keras.models.audio_encoders import build_encoder
 from asd_keras.models.audio_encoders import encoder_defaults

@@ -16,12 +16,9 @@ them.
 import keras
 
 from asd_keras.features.kaldi import KaldiFbank
-from asd_keras.layers.audio_transformers import ClassToken
-from asd_keras.layers.audio_transformers import FixedPositions
-from asd_keras.layers.audio_transformers import FusedSelfAttention
 from asd_keras.models.audio_backbone import AudioEncoder
-from asd_keras.models.audio_backbone import check_grid
-from asd_keras.models.audio_backbone import patch_tokens
+from asd_keras.models.audio_tokens import check_grid
+from asd_keras.models.audio_tokens import eat_body
 
 
 @keras.saving.register_keras_serializable(package="asd_keras")
@@ -101,53 +98,3 @@ class EATBackbone(AudioEncoder):
         self.norm_std = norm_std
         self.layer_norm_epsilon = layer_norm_epsilon
         self.frontend = frontend
-
-
-def eat_body(fbank, num_layers=12, dim=768, num_heads=12, mlp_ratio=4.0, patch_size=16,
-             max_length=768, layer_norm_epsilon=1e-6, dtype=None):
-    """EAT from its (normalised) filter banks to every layer's tokens.
-
-    The layers carry the names of `EATBackbone`'s, so weights move between
-    a backbone and any Functional model built on this body by layer name
-    (`audio_encoders.transfer_weights`), e.g. a fine-tuning network with
-    another front end.
-
-    Args:
-        fbank: Keras tensor `(batch, frames, bins)`; `frames` a multiple of
-            `patch_size`, `bins` of `patch_size`.
-        num_layers: int. As `EATBackbone`.
-        dim: int. See `num_layers`.
-        num_heads: int. See `num_layers`.
-        mlp_ratio: float. See `num_layers`.
-        patch_size: int. See `num_layers`.
-        max_length: int. See `num_layers`.
-        layer_norm_epsilon: float. See `num_layers`.
-        dtype: str or `keras.DTypePolicy` or None. See `num_layers`.
-
-    Returns:
-        dict `"layer_0"` (the tokens entering the first block) ...
-        `"layer_<num_layers>"`, each `(batch, 1 + tokens, dim)`, CLS first.
-    """
-    layers = keras.layers
-    num_bands = fbank.shape[-1] // patch_size
-    x = patch_tokens(fbank, patch_size, dim, True, "local_encoder", dtype)
-    x = FixedPositions(dim, max_length * num_bands, num_bands, dtype=dtype,
-                       name="fixed_positional_encoder")(x)
-    x = ClassToken(dim, dtype=dtype, name="extra_tokens")(x)
-    x = layers.LayerNormalization(epsilon=layer_norm_epsilon, dtype=dtype,
-                                  name="context_encoder_norm")(x)
-    outputs = {"layer_0": x}
-    for i in range(num_layers):
-        prefix = f"blocks_{i}"
-        attended = FusedSelfAttention(dim, num_heads, dtype=dtype, name=f"{prefix}_attn")(x)
-        x = layers.LayerNormalization(epsilon=layer_norm_epsilon, dtype=dtype,
-                                      name=f"{prefix}_norm1")(
-            layers.Add(dtype=dtype, name=f"{prefix}_attn_residual")([x, attended]))
-        hidden = layers.Dense(int(dim * mlp_ratio), activation="gelu", dtype=dtype,
-                              name=f"{prefix}_mlp_fc1")(x)
-        hidden = layers.Dense(dim, dtype=dtype, name=f"{prefix}_mlp_fc2")(hidden)
-        x = layers.LayerNormalization(epsilon=layer_norm_epsilon, dtype=dtype,
-                                      name=f"{prefix}_norm2")(
-            layers.Add(dtype=dtype, name=f"{prefix}_mlp_residual")([x, hidden]))
-        outputs[f"layer_{i + 1}"] = x
-    return outputs

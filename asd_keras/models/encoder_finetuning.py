@@ -26,7 +26,7 @@ from asd_keras.layers.augment import TimeMasking
 from asd_keras.features.kaldi import KaldiFbank
 from asd_keras.layers.simam import SimAM
 from asd_keras.models.audio_encoders import encoder_defaults
-from asd_keras.models.eat_backbone import eat_body
+from asd_keras.models.audio_tokens import eat_body
 from asd_keras.models.precision import float32_output
 
 POOLINGS = ("asp", "cls", "mean")
