@@ -50,18 +50,21 @@ def synthetic_sets(tmp_path_factory):
     return sets
 
 
-# The slowest modules, slowest first (`--durations=0` summed per file in a
-# clean-clone `bash .ci/run`, 2026-12-07). `make test` hands whole files to
+# The slowest modules, slowest first (`--durations=0` summed per file, a full
+# run on 2026-12-07 beside other jobs: the order counts, not the seconds).
+# `make test` hands whole files to
 # its two workers in collection order, so starting with the longest ones
 # keeps the two busy to the end instead of leaving one to finish a long file
 # alone. Only the order changes; a module missing here runs after these.
+# The last three hold the `slow` tests (make test-slow).
 SLOWEST_FIRST = (
-    "test_served_parity.py", "test_wilkinghoff.py", "test_config_and_resume.py",
-    "test_gan.py", "test_regression_scores.py", "test_separation_extractor.py",
-    "test_runtime.py", "test_cli.py", "test_reproducibility.py", "test_proxy_study.py",
-    "test_proxy_report.py", "test_frozen_encoder.py", "test_experiment_tools.py",
-    "test_eat_simam.py", "test_gan_experiments.py", "test_resnet_classifier.py",
-    "test_contrastive_extractor.py",
+    "test_proxy_study.py", "test_regression_scores.py", "test_resnet_classifier.py",
+    "test_experiment_tools.py", "test_wilkinghoff.py", "test_eat_simam.py", "test_cli.py",
+    "test_reproducibility.py", "test_separation_extractor.py", "test_frozen_encoder.py",
+    "test_examples.py", "test_gan.py", "test_config_and_resume.py", "test_graph_mode.py",
+    "test_runtime.py", "test_processes.py", "test_search.py", "test_faults.py",
+    "test_gan_experiments.py", "test_native_logs.py", "test_contrastive_extractor.py",
+    "test_served_parity.py", "test_gpu_check.py", "test_gradient_accumulation.py",
 )
 
 
