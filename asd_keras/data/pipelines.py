@@ -84,7 +84,7 @@ def labelled_clips(paths, extras, loader, shuffle=False, seed=0, in_memory=False
 
 
 def filled_cache(dataset, filename=""):
-    """`dataset.cache(filename)`, read to its end once so the cache is complete.
+    """The dataset cached (in memory or on disk), complete before it is read.
 
     A `tf.data` cache is kept only when one iterator reads it to the end.
     Keras' `fit` stops each epoch's iterator after the known number of
@@ -92,19 +92,24 @@ def filled_cache(dataset, filename=""):
     an epoch ends, so a cache filled during training is read partially
     more than once, and TensorFlow discards it each time with a warning the
     user can do nothing about ("The calling iterator did not fully read the
-    dataset being cached"). Filling it here costs one pass over the data,
-    which the first epoch would otherwise make.
+    dataset being cached"). Here the cache is filled first, in one pass over
+    the data that the first epoch would otherwise make. On disk the
+    elements are written with `Dataset.save` (one shard, so they load in
+    order) and read with `Dataset.load`: TensorFlow 2.21's file cache warns
+    even after a complete read.
 
     Args:
         dataset: tf.data.Dataset (finite).
-        filename: str. "" keeps the cache in memory; otherwise the path
-            prefix of an on-disk cache (an existing complete cache is read,
-            not written again).
+        filename: str. "" keeps the cache in memory; otherwise a new folder
+            for the saved elements.
 
     Returns:
-        tf.data.Dataset: the cached dataset, already filled.
+        tf.data.Dataset: the cached elements, in the order of `dataset`.
     """
-    cached = dataset.cache(filename)
+    if filename:
+        dataset.save(str(filename), shard_func=lambda *_: tf.constant(0, tf.int64))
+        return tf.data.Dataset.load(str(filename))
+    cached = dataset.cache()
     for _ in cached:
         pass
     return cached
