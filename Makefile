@@ -137,9 +137,10 @@ docs: $(STAMP)
 # `make test` is the everyday suite (at most 10 minutes on a slow 2-core
 # CPU); `make test-slow` runs the tests marked `slow`: whole programs end to
 # end (every system's SavedModel against `score`, `make gpu-check --smoke`,
-# the proxy study in fresh processes, gradient accumulation's exact
-# updates), each also covered piece by piece in `make test`. CI
-# (.ci/run) runs both.
+# a whole proxy study in this process and in fresh ones, `asd-keras study`
+# and the GAN search experiment end to end, a training on two logical CPUs
+# with oneDNN off, gradient accumulation's exact updates), each also
+# covered piece by piece in `make test`. CI (.ci/run) runs both.
 PYTEST_N := $(PY) -m pytest -q -p no:cacheprovider -n 2 --dist loadfile
 test: $(STAMP)
 	$(PY) tools/check_layers.py

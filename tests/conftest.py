@@ -56,15 +56,16 @@ def synthetic_sets(tmp_path_factory):
 # its two workers in collection order, so starting with the longest ones
 # keeps the two busy to the end instead of leaving one to finish a long file
 # alone. Only the order changes; a module missing here runs after these.
-# The last three hold the `slow` tests (make test-slow).
+# The first four hold most of the `slow` tests (make test-slow).
 SLOWEST_FIRST = (
-    "test_proxy_study.py", "test_regression_scores.py", "test_resnet_classifier.py",
-    "test_experiment_tools.py", "test_wilkinghoff.py", "test_eat_simam.py", "test_cli.py",
-    "test_reproducibility.py", "test_separation_extractor.py", "test_frozen_encoder.py",
-    "test_examples.py", "test_gan.py", "test_config_and_resume.py", "test_graph_mode.py",
-    "test_runtime.py", "test_processes.py", "test_search.py", "test_faults.py",
-    "test_gan_experiments.py", "test_native_logs.py", "test_contrastive_extractor.py",
-    "test_served_parity.py", "test_gpu_check.py", "test_gradient_accumulation.py",
+    "test_served_parity.py", "test_proxy_study.py", "test_gpu_check.py",
+    "test_gradient_accumulation.py", "test_regression_scores.py",
+    "test_resnet_classifier.py", "test_experiment_tools.py", "test_wilkinghoff.py",
+    "test_eat_simam.py", "test_cli.py", "test_reproducibility.py",
+    "test_separation_extractor.py", "test_frozen_encoder.py", "test_examples.py",
+    "test_gan.py", "test_config_and_resume.py", "test_graph_mode.py", "test_runtime.py",
+    "test_processes.py", "test_search.py", "test_faults.py", "test_gan_experiments.py",
+    "test_native_logs.py", "test_contrastive_extractor.py",
 )
 
 

@@ -106,6 +106,7 @@ def test_plots_write_png(tmp_path):
         assert (tmp_path / name).read_bytes()[:4] == b"\x89PNG"
 
 
+@pytest.mark.slow
 def test_study_cli_runs_resumes_and_refuses_overwrite(synthetic_sets, tmp_path):
     from asd_keras import cli
 

@@ -67,6 +67,7 @@ def _load_run_script():
     return module
 
 
+@pytest.mark.slow
 def test_search_resume_and_experiment_tables(synthetic_sets, tmp_path, monkeypatch):
     from asd_keras import cli
     from asd_keras.systems import get_system

@@ -61,6 +61,7 @@ def study(tmp_path_factory):
     return {"data": data, "out": out, "summary": summary}
 
 
+@pytest.mark.slow
 def test_study_writes_one_row_per_configuration_machine_type_and_trial(study):
     out = study["out"]
     rows = pd.read_csv(out / "rows.csv")
@@ -106,6 +107,7 @@ def test_trials_in_fresh_processes_give_the_rows_of_trials_in_this_one(study, tm
     assert list(summary["configuration"]) == ["latent4_hidden16", "latent8_hidden32"]
 
 
+@pytest.mark.slow
 def test_the_in_domain_probe_of_a_row_is_the_mean_over_its_sections(study):
     trial = study["out"] / "trials" / "ae" / "latent4_hidden16" / "trial0"
     per_section = pd.read_csv(trial / "probe.csv")
@@ -115,6 +117,7 @@ def test_the_in_domain_probe_of_a_row_is_the_mean_over_its_sections(study):
     assert row["md_auc"] == pytest.approx(per_section["md_auc"].mean())
 
 
+@pytest.mark.slow
 def test_a_finished_study_resumes_refuses_and_restarts_with_force(study, monkeypatch):
     import asd_keras.studies.proxy.study as module
 
@@ -137,6 +140,7 @@ def test_a_finished_study_resumes_refuses_and_restarts_with_force(study, monkeyp
     pd.testing.assert_frame_equal(again, study["summary"])
 
 
+@pytest.mark.slow
 def test_the_report_holds_table7_the_figures_and_three_stages(study, tmp_path):
     from asd_keras.cli import main
     from asd_keras.studies.proxy import feature_panels

@@ -27,12 +27,14 @@ def opted_out_process(tmp_path_factory):
 
 # The default (oneDNN on, recorded as such) is tested on the runs of
 # tests/test_reproducibility.py, which start without the variable.
+@pytest.mark.slow
 def test_onednn_opt_out(opted_out_process):
     assert opted_out_process["env"] == "0"  # the user's choice wins
     # The run record says what TensorFlow actually did.
     assert opted_out_process["onednn"] is False
 
 
+@pytest.mark.slow
 def test_mirrored_strategy_on_two_logical_cpus_matches_one_device(opted_out_process):
     """`distribute=mirrored` splits each batch over two replicas. The gradients
     are all-reduced, but BatchNormalization's batch statistics are per
