@@ -136,7 +136,8 @@ docs: $(STAMP)
 # fixtures (trained tiny models) are built once, not once per worker.
 # `make test` is the everyday suite (at most 10 minutes on a slow 2-core
 # CPU); `make test-slow` runs the tests marked `slow`: whole programs end to
-# end (every system's SavedModel against `score`, `make gpu-check --smoke`,
+# end (every system's SavedModel against `score`, `make gpu-check` with and
+# without `--smoke`, a training command's whole output,
 # a whole proxy study in this process and in fresh ones, `asd-keras study`
 # and the GAN search experiment end to end, a training on two logical CPUs
 # with oneDNN off, gradient accumulation's exact updates), each also

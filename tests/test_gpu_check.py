@@ -16,6 +16,7 @@ def _has_gpu():
     return bool(tf.config.list_physical_devices("GPU"))
 
 
+@pytest.mark.slow
 def test_without_a_gpu_it_says_so_and_exits_0():
     if _has_gpu():
         pytest.skip("this machine has a GPU")
@@ -25,6 +26,7 @@ def test_without_a_gpu_it_says_so_and_exits_0():
     assert "No GPU is visible to TensorFlow" in proc.stdout
 
 
+@pytest.mark.slow
 def test_unknown_configuration_is_refused_with_the_known_names():
     proc = subprocess.run([sys.executable, str(SCRIPT), "resnet_ce_153"], cwd=ROOT,
                           capture_output=True, text=True, timeout=300)

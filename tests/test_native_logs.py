@@ -4,6 +4,8 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 from asd_keras.utils.native_logs import filter_native_lines
 from tests.conftest import make_synthetic
 
@@ -39,6 +41,7 @@ def test_level_0_keeps_everything():
     assert filter_native_lines(STARTUP, level=0, has_gpu=False) == STARTUP
 
 
+@pytest.mark.slow
 def test_a_training_command_prints_its_own_output_only(tmp_path):
     root = make_synthetic(tmp_path / "data", "dcase2023", machine_types=("fan",), train=2,
                           target_train=1, test=1, eval=False)
