@@ -138,8 +138,9 @@ docs: $(STAMP)
 # CPU); `make test-slow` runs the tests marked `slow`: whole programs end to
 # end (every system's SavedModel against `score`, `make gpu-check` with and
 # without `--smoke`, a training command's whole output,
-# a whole proxy study in this process and in fresh ones, `asd-keras study`
-# and the GAN search experiment end to end, a training on two logical CPUs
+# a whole proxy study in this process and in fresh ones, `asd-keras study`,
+# the GAN search, Residual View and separation experiments end to end, two
+# deterministic trainings in parallel processes, a training on two logical CPUs
 # with oneDNN off, gradient accumulation's exact updates), each also
 # covered piece by piece in `make test`. CI (.ci/run) runs both.
 PYTEST_N := $(PY) -m pytest -q -p no:cacheprovider -n 2 --dist loadfile

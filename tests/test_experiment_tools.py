@@ -138,6 +138,7 @@ def test_study_cli_runs_resumes_and_refuses_overwrite(synthetic_sets, tmp_path):
     assert (trial / "result.json").stat().st_mtime == stamp
 
 
+@pytest.mark.slow
 def test_residual_view_experiment_tables_and_figures(synthetic_sets, tmp_path, capsys):
     """`experiments/residual_view/run.py` on tiny two-channel data, with the
     log-mel statistics as the one encoder and as the baseline (the dense AE

@@ -44,6 +44,7 @@ def runs(tmp_path_factory):
     return base
 
 
+@pytest.mark.slow
 def test_deterministic_runs_give_identical_scores(runs):
     a = pd.read_csv(runs / "a" / "scores" / "scores.csv")
     b = pd.read_csv(runs / "b" / "scores" / "scores.csv")

@@ -163,6 +163,7 @@ def test_round_trip_serving_and_export(tiny, tmp_path):
                                    scores["score"].to_numpy()[rows], rtol=1e-4, atol=1e-4)
 
 
+@pytest.mark.slow
 def test_a_tiny_separation_study_gives_table4_and_joins_table7(tiny, tmp_path):
     import importlib.util
     from pathlib import Path
