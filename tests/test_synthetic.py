@@ -11,6 +11,7 @@ from asd_keras.data.synthetic import signals
 from asd_keras.data.synthetic import writer
 from asd_keras.data.layouts import read_dataset
 from asd_keras.evaluation.submission import read_ground_truth
+from asd_keras.data.synthetic.machine_model import _Machine
 from tests.conftest import make_synthetic
 from tests.helpers import reference_melspectrogram
 
@@ -414,3 +415,12 @@ def test_background_render_without_mix_unchanged():
         assert rng_mix.bit_generator.state == rng_ref.bit_generator.state
         np.testing.assert_allclose(ones, reference, rtol=1e-12, atol=1e-12)
         assert np.abs(mixed - reference).mean() > 0.1
+
+
+def test_a_machine_model_without_render_cannot_be_built():
+    class Half(_Machine):
+        def instance(self, rng):
+            return {}
+
+    with pytest.raises(TypeError, match="render"):
+        Half()

@@ -1,10 +1,12 @@
 """The interface every synthetic machine's physical sound model follows."""
 
+import abc
 
-class _Machine:
+
+class _Machine(abc.ABC):
     """A physical sound model.
 
-    Subclasses define `instance(rng)`, which draws one machine's physical
+    An abstract base: subclasses define `instance(rng)`, which draws one machine's physical
     parameters (a section), and `render(inst, level, anomaly, severity, n,
     sr, rng)`, which returns `n` samples for attribute `level`.
     """
@@ -14,6 +16,7 @@ class _Machine:
     target_levels = (5,)
     anomaly_kinds = ()
 
+    @abc.abstractmethod
     def instance(self, rng):
         """Draws one machine's physical parameters (one section's machine).
 
@@ -23,8 +26,8 @@ class _Machine:
         Returns:
             A dict of the parameters `render` reads.
         """
-        raise NotImplementedError(f"{type(self).__name__} must define instance(rng).")
 
+    @abc.abstractmethod
     def render(self, inst, level, anomaly, severity, n, sr, rng):
         """The machine's sound at one attribute level, normal or anomalous.
 
@@ -40,4 +43,3 @@ class _Machine:
         Returns:
             A float array of `n` samples.
         """
-        raise NotImplementedError(f"{type(self).__name__} must define render(...).")
